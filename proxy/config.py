@@ -1,0 +1,386 @@
+"""Pydantic models of gateway.yaml, env interpolation, and loading with clear errors.
+
+Everything here is parsed once at startup; the request path only reads the resulting objects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .units import ByteSize, Duration
+
+PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---------------------------------------------------------------- shared pieces
+class Timeouts(Strict):
+    connect: Duration = 10.0
+    first_token: Duration = 120.0  # headers + first byte of the body
+    idle: Duration = 120.0  # between two stream chunks
+    total: Duration = 600.0
+
+
+class BreakerConfig(Strict):
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout: Duration = 30.0
+
+
+class CachePolicy(Strict):
+    """Per alias / per key override of the response cache."""
+
+    enabled: bool = True
+    ttl: Duration | None = None
+
+
+class LimitSet(Strict):
+    rpm: int | None = Field(None, ge=1, le=100_000_000)
+    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
+    rpd: int | None = Field(None, ge=1, le=1_000_000_000)
+
+
+class Limits(LimitSet):
+    per_provider: dict[str, LimitSet] = Field(default_factory=dict)
+    per_alias: dict[str, LimitSet] = Field(default_factory=dict)
+
+
+class Budget(Strict):
+    usd: float = Field(gt=0, le=1e9)
+    period: Literal["daily", "weekly", "monthly"] = "monthly"
+    alert_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(t <= 0 or t > 10 for t in v):
+            raise ValueError("thresholds are fractions of the budget, e.g. 0.8 for 80%")
+        return sorted(v)
+
+
+# ---------------------------------------------------------------- providers
+class MockBehaviour(Strict):
+    """Deterministic replies and fault injection for the built-in mock provider and the mock upstream."""
+
+    reply: Literal["echo", "lorem"] = "echo"
+    reply_tokens: int = Field(20, ge=0, le=100_000)
+    ttft: Duration = 0.0  # delay before the first byte / chunk
+    tokens_per_s: float = Field(0.0, ge=0)  # 0 = as fast as possible
+    latency: Duration = 0.0  # extra delay before a non-stream reply
+    error_status: int | None = Field(None, ge=400, le=599)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    cut_after: int | None = Field(None, ge=0)  # cut a stream after N chunks
+
+
+class ProviderConfig(Strict):
+    type: Literal["openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli"]
+    enabled: bool = True
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(4096, ge=1)
+    breaker: BreakerConfig | None = None
+    # anthropic
+    version: str = "2023-06-01"
+    default_max_tokens: int = Field(4096, ge=1)
+    # azure
+    api_version: str = "2024-10-21"
+    azure_ad_token: str | None = None
+    # bedrock
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    session_token: str | None = None
+    # cli
+    command: list[str] | None = None
+    max_concurrency: int = Field(4, ge=1, le=1024)
+    # mock
+    mock: MockBehaviour = Field(default_factory=MockBehaviour)
+
+    # filled by the loader, not by users
+    disabled_reason: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _per_type(self) -> ProviderConfig:
+        if self.type == "cli" and not self.command:
+            raise ValueError("type cli needs `command: [argv...]`")
+        if self.type == "azure" and not self.base_url:
+            raise ValueError("type azure needs `base_url: https://<resource>.openai.azure.com`")
+        if self.base_url is not None:
+            self.base_url = self.base_url.rstrip("/")
+        return self
+
+
+# ---------------------------------------------------------------- models (aliases)
+class Deployment(Strict):
+    provider: str
+    model: str
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(2, ge=1, le=20)
+    backoff: Duration = 0.2
+    backoff_max: Duration = 5.0
+    retry_after_max: Duration = 30.0
+
+
+class ModelAlias(Strict):
+    route: list[Deployment] = Field(min_length=1)
+    strategy: Literal["priority", "weighted", "least-busy", "latency"] = "priority"
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    timeouts: Timeouts | None = None
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+    cache: CachePolicy | None = None
+    description: str | None = None
+
+
+class RuleWhen(Strict):
+    prompt_tokens_gt: int | None = Field(None, ge=0)
+    key: str | None = None
+    team: str | None = None
+    alias: str | None = None
+    header: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    p95_latency_ms_gt: dict[str, Any] | None = None  # {alias: NAME, value: MS}
+
+    @field_validator("p95_latency_ms_gt")
+    @classmethod
+    def _p95(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and (not isinstance(v.get("alias"), str) or not isinstance(v.get("value"), int | float)):
+            raise ValueError("p95_latency_ms_gt needs {alias: NAME, value: MILLISECONDS}")
+        return v
+
+
+class RoutingRule(Strict):
+    when: RuleWhen
+    use: str
+
+
+# ---------------------------------------------------------------- keys
+class KeyConfig(Strict):
+    name: str = Field(min_length=1)
+    key: str | None = None
+    key_sha256: str | None = None
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    limits: Limits | None = None
+    budget: Budget | None = None
+    user: str | None = None
+    team: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    expires_at: str | None = None
+    cache: CachePolicy | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KeyConfig:
+        if bool(self.key) == bool(self.key_sha256):
+            raise ValueError("give exactly one of `key` or `key_sha256`")
+        if self.key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.key_sha256):
+            raise ValueError("key_sha256 must be 64 hex characters")
+        return self
+
+
+class TeamConfig(Strict):
+    budget: Budget | None = None
+    limits: Limits | None = None
+
+
+# ---------------------------------------------------------------- infrastructure
+class Listen(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: ByteSize = 10 * 1024 * 1024
+    shutdown_timeout: Duration = 30.0
+
+
+class AdminConfig(Strict):
+    key: str | None = None
+
+
+class RedisConfig(Strict):
+    url: str
+    failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
+class DatabaseConfig(Strict):
+    url: str = "sqlite:///gateway.db"
+    batch_size: int = Field(200, ge=1, le=100_000)
+    flush_interval: Duration = 1.0
+    queue_max: int = Field(100_000, ge=1)
+
+
+class CacheConfig(Strict):
+    enabled: bool = True
+    backend: Literal["memory", "redis"] = "memory"
+    ttl: Duration = 7 * 86400
+    max_bytes: ByteSize = 256 * 1024 * 1024
+
+
+class BatchConfig(Strict):
+    max_items: int = Field(100, ge=1, le=10_000)
+    max_concurrency: int = Field(16, ge=1, le=1024)
+
+
+class MetricsConfig(Strict):
+    enabled: bool = True
+    key_label: bool = True  # drop the `key` label for cardinality
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    requests: bool = True
+
+
+class Price(Strict):
+    input: float = Field(ge=0)  # USD per million prompt tokens
+    output: float = Field(ge=0)  # USD per million completion tokens
+    cached_input: float | None = Field(None, ge=0)
+
+
+class BudgetSettings(Strict):
+    timezone: str = "UTC"
+
+
+class IpLimits(Strict):
+    rpm: int | None = Field(None, ge=1)
+
+
+class GatewayConfig(Strict):
+    listen: Listen = Field(default_factory=Listen)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelAlias] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    redis: RedisConfig | None = None
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    routing_rules: list[RoutingRule] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    pricing: dict[str, Price] = Field(default_factory=dict)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    ip_limits: IpLimits = Field(default_factory=IpLimits)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        for alias, m in self.models.items():
+            for i, d in enumerate(m.route):
+                if d.provider not in self.providers:
+                    raise ValueError(f"models.{alias}.route.{i}.provider: unknown provider {d.provider!r}")
+            for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for target in getattr(m, field):
+                    if target not in self.models:
+                        raise ValueError(f"models.{alias}.{field}: unknown alias {target!r}")
+        for i, rule in enumerate(self.routing_rules):
+            if rule.use not in self.models:
+                raise ValueError(f"routing_rules.{i}.use: unknown alias {rule.use!r}")
+        names = [k.name for k in self.keys]
+        if len(names) != len(set(names)):
+            raise ValueError("keys: names must be unique")
+        return self
+
+    def live_aliases(self) -> list[str]:
+        return [a for a, m in self.models.items() if any(self.providers[d.provider].enabled for d in m.route)]
+
+
+class ConfigError(Exception):
+    """A gateway.yaml problem, with a message that names the bad field."""
+
+
+# ---------------------------------------------------------------- loading
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(node: Any, env: dict[str, str], missing: set[str]) -> Any:
+    """Replace ${VAR} / ${VAR:-default} in every string; collect unset variables without defaults."""
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, missing) for v in node]
+    if not isinstance(node, str):
+        return node
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        missing.add(name)
+        return ""
+
+    out = _VAR.sub(sub, node)
+    if out == "" and _VAR.fullmatch(node):
+        return None  # an unset ${VAR} standing alone means "not given"
+    return out
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "invalid gateway config:\n" + "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Validate a config mapping; providers whose env vars are unset are disabled with a reason."""
+    env = dict(os.environ) if env is None else env
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("invalid gateway config: the top level must be a mapping")
+    provider_missing: dict[str, set[str]] = {}
+    providers = raw.get("providers") or {}
+    if isinstance(providers, dict):
+        new_providers = {}
+        for name, p in providers.items():
+            missing: set[str] = set()
+            new_providers[name] = interpolate(p, env, missing)
+            provider_missing[name] = missing
+        raw = {**raw, "providers": new_providers}
+    top_missing: set[str] = set()
+    raw = interpolate(raw, env, top_missing)
+    try:
+        cfg = GatewayConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+    except ValueError as err:  # pragma: no cover - pydantic wraps these
+        raise ConfigError(f"invalid gateway config: {err}") from None
+    for name, p in cfg.providers.items():
+        if not p.enabled:
+            p.disabled_reason = "enabled: false"
+        elif provider_missing.get(name):
+            p.enabled = False
+            p.disabled_reason = "env var not set: " + ", ".join(sorted(provider_missing[name]))
+    return cfg
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return parse_config(raw, env)

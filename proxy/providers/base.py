@@ -1,0 +1,222 @@
+"""The provider seam.
+
+Two layers, as in Envoy AI Gateway's translator:
+
+* `Translator` — pure functions, one small subclass per wire format: OpenAI request body in ->
+  upstream HTTP request out; upstream response / stream event / error -> OpenAI shapes back, with
+  the token usage and the model that answered. No I/O here, so it is tested with golden fixtures.
+* `Provider` — the runtime object the resilience stage calls (`complete`, `stream`, `embed`,
+  `probe`). `HttpProvider` (transport.py) pairs any Translator with one shared
+  `aiohttp.ClientSession`; in-process providers (mock, cli) implement `Provider` directly.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..config import ProviderConfig
+from ..errors import UpstreamError, upstream_error_from_status
+
+JSON = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_openai(self) -> JSON:
+        out: JSON = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.cached_tokens:
+            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        return out
+
+    @classmethod
+    def from_openai(cls, u: Mapping[str, Any] | None) -> Usage:
+        if not u:
+            return cls()
+        details = u.get("prompt_tokens_details") or {}
+        return cls(
+            prompt_tokens=int(u.get("prompt_tokens") or 0),
+            completion_tokens=int(u.get("completion_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+        )
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A complete (non-stream) answer in OpenAI shape.
+
+    `body` is the serialised JSON sent to the client; `data` the same as a dict when a stage needs
+    to read it (cache, batch). Pass-through providers fill `body` with the upstream's bytes as is.
+    """
+
+    body: bytes
+    usage: Usage
+    model: str
+    finish_reason: str | None = None
+    data: JSON | None = None
+
+
+class StreamTranslator(abc.ABC):
+    """Per-request state machine: upstream stream events -> OpenAI `chat.completion.chunk` payloads.
+
+    `feed` returns serialised chunk JSON (without the `data: ` framing); a pass-through translator
+    returns the upstream bytes unchanged. After the stream ends, `usage`, `model` and
+    `finish_reason` hold what the upstream reported.
+    """
+
+    def __init__(self, request_body: JSON, model: str) -> None:
+        self.model: str = model
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.include_usage = bool((request_body.get("stream_options") or {}).get("include_usage"))
+
+    @abc.abstractmethod
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:
+        """One upstream event (SSE `event:` name or event-stream type, and its data) -> chunks."""
+
+    def finish(self) -> list[bytes]:
+        """Chunks to emit after the upstream stream ended normally (e.g. a usage chunk)."""
+        return []
+
+
+class Translator:
+    """Pure translation for one wire format. Subclasses override what differs from OpenAI's."""
+
+    stream_framing: ClassVar[str] = "sse"  # "sse" | "eventstream"
+
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+
+    # --- requests
+    def chat_request(self, body: JSON, model: str, stream: bool) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def embeddings_request(self, body: JSON, model: str) -> UpstreamRequest:
+        raise UpstreamError(400, f"provider {self.name!r} ({self.cfg.type}) does not offer embeddings",
+                            kind="bad_request", retryable=False, type="invalid_request_error",
+                            code="embeddings_not_supported")
+
+    def probe_request(self) -> UpstreamRequest | None:
+        return None
+
+    # --- responses
+    def chat_response(self, data: bytes, model: str) -> Completion:
+        raise NotImplementedError
+
+    def stream_translator(self, body: JSON, model: str) -> StreamTranslator:
+        raise NotImplementedError
+
+    def embeddings_response(self, data: bytes, model: str) -> Completion:
+        raise NotImplementedError
+
+    def error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
+        """Upstream error status + body -> the OpenAI-format error the client sees."""
+        return upstream_error_from_status(status, data[:500].decode("utf-8", "replace"),
+                                          retry_after=parse_retry_after(headers))
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if value is None:
+        ms = headers.get("retry-after-ms")
+        try:
+            return float(ms) / 1000 if ms is not None else None
+        except ValueError:
+            return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: treat as unknown
+
+
+@dataclass(slots=True)
+class ChunkStream:
+    """What `Provider.stream` returns: OpenAI chunk payloads plus, once drained, what was reported."""
+
+    chunks: AsyncIterator[bytes]
+    translator: StreamTranslator
+    close: Any = None  # async callable releasing the upstream connection
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.translator.usage
+
+    @property
+    def model(self) -> str:
+        return self.translator.model
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.translator.finish_reason
+
+    async def aclose(self) -> None:
+        if self.close is not None:
+            await self.close()
+
+
+@dataclass(slots=True)
+class CallOptions:
+    """Per-attempt knobs from the alias (timeouts) and the request (trace headers)."""
+
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 120.0
+    idle_timeout: float = 120.0
+    total_timeout: float = 600.0
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    """A configured upstream account, as the resilience stage sees it."""
+
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+
+    @property
+    def type(self) -> str:
+        return self.cfg.type
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Open sessions / pools. Called once at app startup."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions / pools. Called once at shutdown."""
+
+    @abc.abstractmethod
+    async def complete(self, body: JSON, model: str, opts: CallOptions) -> Completion: ...
+
+    @abc.abstractmethod
+    async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
+        """Open the stream; return once the upstream accepted it (status 2xx). Errors raise UpstreamError."""
+
+    async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
+        raise UpstreamError(400, f"provider {self.name!r} ({self.type}) does not offer embeddings",
+                            kind="bad_request", retryable=False, type="invalid_request_error",
+                            code="embeddings_not_supported")
+
+    async def probe(self) -> None:  # noqa: B027 - default: nothing cheap to ask, assume healthy
+        """A cheap health check; raise UpstreamError when unhealthy."""

@@ -1,0 +1,151 @@
+"""Shared HTTP transport: one pooled `aiohttp.ClientSession` per provider, driving any Translator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+
+from ..config import ProviderConfig
+from ..errors import TIMEOUT, UpstreamError
+from ..sse import iter_sse
+from .base import JSON, CallOptions, ChunkStream, Completion, Provider, Translator, UpstreamRequest
+
+
+def connect_error(err: Exception) -> UpstreamError:
+    return UpstreamError(502, f"cannot connect to upstream: {type(err).__name__}", kind="connect",
+                         retryable=True, code="upstream_connect_error")
+
+
+def timeout_error(what: str) -> UpstreamError:
+    return UpstreamError(504, f"upstream timed out ({what})", kind="timeout", retryable=True,
+                         type=TIMEOUT, code="upstream_timeout")
+
+
+def bad_response(message: str) -> UpstreamError:
+    return UpstreamError(502, f"upstream sent an invalid response: {message}", kind="bad_response",
+                         retryable=True, code="upstream_bad_response")
+
+
+def stream_cut(message: str) -> UpstreamError:
+    return UpstreamError(502, f"upstream stream broke: {message}", kind="stream_cut", retryable=True,
+                         code="upstream_stream_error")
+
+
+class HttpProvider(Provider):
+    """Any HTTP upstream: the translator says what to send and how to read the answer."""
+
+    def __init__(self, name: str, cfg: ProviderConfig, translator: Translator) -> None:
+        super().__init__(name, cfg)
+        self.translator = translator
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        # aiohttp's default connector caps at 100 connections; size it for thousands of streams.
+        connector = aiohttp.TCPConnector(limit=self.cfg.max_connections, limit_per_host=0,
+                                         ttl_dns_cache=300, keepalive_timeout=30)
+        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=True,
+                                             skip_auto_headers=("User-Agent",), raise_for_status=False)
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    async def _send(self, req: UpstreamRequest, opts: CallOptions) -> aiohttp.ClientResponse:
+        if self.session is None:
+            await self.start()
+        assert self.session is not None
+        headers = {**req.headers, **opts.extra_headers} if opts.extra_headers else req.headers
+        timeout = aiohttp.ClientTimeout(total=opts.total_timeout, sock_connect=opts.connect_timeout,
+                                        sock_read=opts.idle_timeout)
+        try:
+            async with asyncio.timeout(opts.first_token_timeout):
+                resp = await self.session.request(req.method, req.url, data=req.body, headers=headers,
+                                                  timeout=timeout)
+        except TimeoutError:
+            raise timeout_error("no response headers in time") from None
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as err:
+            raise connect_error(err) from None
+        except aiohttp.ClientError as err:
+            raise bad_response(type(err).__name__) from None
+        if resp.status >= 400:
+            try:
+                data = await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                data = b""
+            finally:
+                resp.release()
+            raise self.translator.error(resp.status, resp.headers, data)
+        return resp
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await resp.read()
+        except TimeoutError:
+            raise timeout_error("reading the response body") from None
+        except aiohttp.ClientError as err:
+            raise stream_cut(type(err).__name__) from None
+        finally:
+            resp.release()
+
+    async def _complete(self, req: UpstreamRequest, opts: CallOptions, parse) -> Completion:  # type: ignore[no-untyped-def]
+        resp = await self._send(req, opts)
+        data = await self._read(resp)
+        try:
+            return parse(data)
+        except UpstreamError:
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as err:
+            raise bad_response(f"{type(err).__name__}: {str(err)[:200]}") from None
+
+    async def complete(self, body: JSON, model: str, opts: CallOptions) -> Completion:
+        req = self.translator.chat_request(body, model, stream=False)
+        return await self._complete(req, opts, lambda data: self.translator.chat_response(data, model))
+
+    async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
+        req = self.translator.embeddings_request(body, model)
+        return await self._complete(req, opts, lambda data: self.translator.embeddings_response(data, model))
+
+    async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
+        req = self.translator.chat_request(body, model, stream=True)
+        resp = await self._send(req, opts)
+        translator = self.translator.stream_translator(body, model)
+        if self.translator.stream_framing == "eventstream":
+            from .eventstream import iter_eventstream  # optional extra [bedrock]
+
+            events = iter_eventstream(resp.content.iter_any())
+        else:
+            events = iter_sse(resp.content.iter_any())
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for event, data in events:
+                    for out in translator.feed(event, data):
+                        yield out
+                for out in translator.finish():
+                    yield out
+            except TimeoutError:
+                raise timeout_error("no stream data within the idle timeout") from None
+            except (aiohttp.ClientError, ConnectionError) as err:
+                raise stream_cut(type(err).__name__) from None
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as err:
+                raise bad_response(f"{type(err).__name__} in stream: {str(err)[:200]}") from None
+            finally:
+                resp.release()
+
+        async def close() -> None:
+            resp.close()
+
+        return ChunkStream(chunks(), translator, close)
+
+    async def probe(self) -> None:
+        req = self.translator.probe_request()
+        if req is None:
+            return
+        opts = CallOptions(connect_timeout=3, first_token_timeout=5, idle_timeout=5, total_timeout=5)
+        resp = await self._send(req, opts)
+        await self._read(resp)
+
