@@ -70,6 +70,6 @@ def error_event(message: str, type: str = "upstream_error", code: str | None = N
 
 
 async def open_stream(request: web.Request, headers: Mapping[str, str]) -> EventSourceResponse:
-    resp = EventSourceResponse(headers=headers, sep="\n", ping_interval=15)
+    resp = EventSourceResponse(headers=headers, sep="\n", ping_interval=15, allow_all_methods=True)
     await resp.prepare(request)
     return resp

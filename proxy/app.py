@@ -1,0 +1,82 @@
+"""Assembles the aiohttp application: stages into the pipeline, routes, middlewares, lifecycle."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from . import handlers
+from . import metrics as m
+from .auth import Authenticator
+from .config import GatewayConfig
+from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
+from .logs import get_logger
+from .metering import Meter
+from .pipeline import NoAdmission, NoCache, Pipeline
+from .providers import build_provider
+from .resilience import Executor
+from .routing import Router
+from .state import GATEWAY, Gateway
+
+log = get_logger("gateway")
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error leaves as OpenAI-format JSON; a bug becomes a 500 without a traceback."""
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except GatewayError as err:
+        return err.response()
+    except web.HTTPRequestEntityTooLarge as exc:
+        return handlers.too_large(exc.max_size if hasattr(exc, "max_size") else 0).response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            err = GatewayError(404, f"Unknown path {request.method} {request.path}.", NOT_FOUND,
+                               code="unknown_url")
+        elif exc.status == 405:
+            err = GatewayError(405, f"Method {request.method} is not allowed on {request.path}.",
+                               INVALID_REQUEST, code="method_not_allowed")
+        else:
+            err = GatewayError(exc.status, exc.reason, INVALID_REQUEST)
+        return err.response()
+    except Exception:
+        log.exception("unhandled error", path=request.path)
+        return GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER,
+                            code="internal_error").response()
+
+
+def build_gateway(cfg: GatewayConfig) -> Gateway:
+    providers = {name: build_provider(name, p) for name, p in cfg.providers.items() if p.enabled}
+    recorder = m.Recorder(cfg.metrics.enabled, cfg.metrics.key_label)
+    router = Router(cfg)
+    pipeline = Pipeline(
+        auth=Authenticator(cfg.keys),
+        admission=NoAdmission(),
+        cache=NoCache(),
+        router=router,
+        executor=Executor(cfg, router, providers),
+        meter=Meter(recorder, cfg.logging.requests),
+    )
+    return Gateway(cfg, providers, pipeline, recorder)
+
+
+def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
+    gw = gateway or build_gateway(cfg)
+    app = web.Application(middlewares=[openai_errors], client_max_size=cfg.listen.max_body_bytes)
+    app[GATEWAY] = gw
+    handlers.add_routes(app)
+    app.router.add_get("/metrics", m.metrics_handler)
+
+    async def on_startup(_: web.Application) -> None:
+        await gw.start()
+
+    async def on_cleanup(_: web.Application) -> None:
+        await gw.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,127 @@
+"""`gateway` command line: serve, mock-upstream, check-config, hash-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from .config import ConfigError, GatewayConfig, MockBehaviour, load_config
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a hard dependency; keep running without it
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def startup_banner(cfg: GatewayConfig, host: str, port: int) -> str:
+    lines = [f"gateway listening on http://{host}:{port}  (OpenAI base_url: http://{host}:{port}/v1)"]
+    live = cfg.live_aliases()
+    lines.append("live aliases: " + (", ".join(live) if live else "(none)"))
+    for alias in cfg.models:
+        if alias not in live:
+            lines.append(f"  alias {alias!r} is not live: none of its providers is enabled")
+    for name, p in cfg.providers.items():
+        if not p.enabled:
+            lines.append(f"provider {name!r} ({p.type}) disabled: {p.disabled_reason}")
+    if not cfg.keys:
+        lines.append("warning: no keys in gateway.yaml; only keys created through the admin API can call")
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from .app import build_app
+    from .logs import configure
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    host = args.host or cfg.listen.host
+    port = args.port if args.port is not None else cfg.listen.port
+    cfg.listen.host, cfg.listen.port = host, port
+    configure(cfg.logging)
+    _use_uvloop()
+    print(startup_banner(cfg, host, port), flush=True)
+    web.run_app(build_app(cfg), host=host, port=port, print=None, access_log=None,
+                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True,
+                reuse_port=args.reuse_port)
+    return 0
+
+
+def cmd_mock_upstream(args: argparse.Namespace) -> int:
+    from .mockupstream.server import run_mock_upstream
+
+    behaviour = MockBehaviour(reply=args.reply, reply_tokens=args.reply_tokens, ttft=args.ttft,
+                              tokens_per_s=args.tokens_per_s, latency=args.latency,
+                              error_status=args.error_status, error_rate=args.error_rate,
+                              cut_after=args.cut_after)
+    _use_uvloop()
+    run_mock_upstream(args.host, args.port, behaviour, args.api_key)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    print(startup_banner(cfg, cfg.listen.host, cfg.listen.port))
+    return 0
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    from .auth import sha256_hex
+
+    print(sha256_hex(args.secret))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway", description="OpenAI-compatible multi-provider AI gateway")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("--config", default="gateway.yaml", help="path to gateway.yaml (default ./gateway.yaml)")
+    s.add_argument("--host", default=None)
+    s.add_argument("--port", type=int, default=None)
+    s.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, to run several processes")
+    s.set_defaults(func=cmd_serve)
+    mu = sub.add_parser("mock-upstream", help="run the standalone mock upstream")
+    mu.add_argument("--host", default="127.0.0.1")
+    mu.add_argument("--port", type=int, default=9000)
+    mu.add_argument("--reply", choices=["echo", "lorem"], default="echo")
+    mu.add_argument("--reply-tokens", type=int, default=20)
+    mu.add_argument("--ttft", type=float, default=0.0, help="seconds before the first byte")
+    mu.add_argument("--tokens-per-s", type=float, default=0.0, help="stream pacing (0 = unpaced)")
+    mu.add_argument("--latency", type=float, default=0.0, help="extra seconds before a non-stream reply")
+    mu.add_argument("--error-status", type=int, default=None)
+    mu.add_argument("--error-rate", type=float, default=0.0)
+    mu.add_argument("--cut-after", type=int, default=None, help="drop streams after N chunks")
+    mu.add_argument("--api-key", default=None, help="require this key in each format's auth header")
+    mu.set_defaults(func=cmd_mock_upstream)
+    c = sub.add_parser("check-config", help="validate gateway.yaml and print what would be live")
+    c.add_argument("--config", default="gateway.yaml")
+    c.set_defaults(func=cmd_check_config)
+    h = sub.add_parser("hash-key", help="print the key_sha256 of a secret for gateway.yaml")
+    h.add_argument("secret")
+    h.set_defaults(func=cmd_hash_key)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not getattr(args, "func", None):
+        args = parser().parse_args(["serve", *(argv or sys.argv[1:])])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

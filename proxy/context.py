@@ -1,0 +1,94 @@
+"""Per-request state carried through the pipeline stages, and the headers it produces."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .providers.base import Usage
+
+if TYPE_CHECKING:
+    from .auth import KeyInfo
+    from .errors import GatewayError
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream try, kept for headers, logs, the ledger and the final error listing."""
+
+    provider: str
+    model: str
+    status: int
+    error: str | None = None  # UpstreamError.kind
+    duration: float = 0.0
+    alias: str = ""
+
+
+@dataclass(slots=True)
+class RequestContext:
+    kind: str  # "chat" | "embeddings"
+    request_id: str
+    client_ip: str
+    started: float = field(default_factory=time.perf_counter)
+    body: dict[str, Any] = field(default_factory=dict)
+    alias: str = ""  # as the client asked
+    served_alias: str = ""  # after routing rules / fallbacks
+    stream: bool = False
+    key: KeyInfo | None = None
+    traceparent: str | None = None
+    trace_id: str | None = None
+    # filled by routing / resilience / provider
+    provider: str = ""
+    upstream_model: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    fallback: str | None = None  # "from->to"
+    route_rule: int | None = None
+    # filled by the response
+    status: int = 200
+    error_type: str | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    ttft: float | None = None
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+    cache_status: str | None = None  # hit | miss | bypass
+    cache_key: str | None = None
+    estimated_tokens: int = 0
+    client_disconnected: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers from stages
+    notes: dict[str, Any] = field(default_factory=dict)  # stage-private data (e.g. quota reservations)
+
+    @classmethod
+    def new(cls, kind: str, request_id: str | None, client_ip: str) -> RequestContext:
+        rid = request_id if request_id and len(request_id) <= 128 else uuid.uuid4().hex
+        return cls(kind=kind, request_id=rid, client_ip=client_ip)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def mark_first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = self.elapsed
+
+    def fail(self, err: GatewayError) -> None:
+        self.status = err.status
+        self.error_type = getattr(err, "kind", None) or err.code or err.type
+
+    def response_headers(self) -> dict[str, str]:
+        h = {"x-request-id": self.request_id}
+        if self.provider:
+            h["x-gateway-provider"] = self.provider
+            h["x-gateway-upstream-model"] = self.upstream_model
+        if self.attempts:
+            h["x-gateway-attempts"] = str(len(self.attempts))
+        if self.fallback:
+            h["x-gateway-fallback"] = self.fallback
+        if self.route_rule is not None:
+            h["x-gateway-route-rule"] = str(self.route_rule)
+        h["x-gateway-latency-ms"] = f"{self.elapsed * 1000:.2f}"
+        if self.headers:
+            h.update(self.headers)
+        return h

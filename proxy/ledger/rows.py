@@ -1,0 +1,44 @@
+"""One usage-ledger row per finished call, built by metering and written in batches by `LedgerWriter`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRow:
+    request_id: str
+    key_id: str | None = None
+    key_name: str | None = None
+    user: str | None = None
+    team: str | None = None
+    alias: str = ""
+    provider: str = ""
+    upstream_model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0  # what a cache hit would have cost upstream
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: int = 200
+    error_type: str | None = None
+    cache_hit: bool = False
+    stream: bool = False
+    fallback: str | None = None  # the alias we fell back from, when a fallback served the call
+    attempts: int = 1
+    created_at: datetime = field(default_factory=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        # a flat getattr loop: dataclasses.asdict deep-copies and is several times slower
+        return {name: getattr(self, name) for name in USAGE_FIELDS}
+
+
+USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageRow))

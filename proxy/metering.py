@@ -1,0 +1,104 @@
+"""Stage 7: metering — after every request: cost, metrics, the request's log line and its ledger row.
+
+Other stages register `on_finish` hooks (quota charging, budget spend) so metering stays the single
+place where a finished request is accounted for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import metrics as m
+from .context import RequestContext
+from .logs import get_logger
+
+FinishHook = Callable[[RequestContext], Any]
+
+
+class Meter:
+    def __init__(self, recorder: m.Recorder, log_requests: bool = True,
+                 price: Callable[[RequestContext], float] | None = None) -> None:
+        self.rec = recorder
+        self.log_requests = log_requests
+        self.log = get_logger("gateway.request")
+        self.price = price
+        self.hooks: list[FinishHook] = []
+
+    def on_finish(self, hook: FinishHook) -> None:
+        self.hooks.append(hook)
+
+    def cost(self, ctx: RequestContext) -> None:
+        """Price the call once usage is known (before headers when possible)."""
+        if self.price is not None and ctx.usage is not None and ctx.provider:
+            ctx.cost_usd = self.price(ctx)
+
+    def finish(self, ctx: RequestContext) -> None:
+        elapsed = ctx.elapsed
+        if ctx.cost_usd == 0.0:
+            self.cost(ctx)
+        if self.rec.enabled:
+            self._record_metrics(ctx, elapsed)
+        for hook in self.hooks:
+            hook(ctx)
+        if self.log_requests:
+            self._log(ctx, elapsed)
+
+    def _record_metrics(self, ctx: RequestContext, elapsed: float) -> None:
+        key = ctx.key
+        key_name = self.rec.key(key.name if key else "")
+        team = (key.team if key else None) or ""
+        alias, provider, model = ctx.served_alias or ctx.alias, ctx.provider, ctx.upstream_model
+        sc = m.status_class(ctx.status)
+        m.REQUESTS.labels(alias, provider, model, key_name, team, sc).inc()
+        m.REQUEST_DURATION.labels(alias, provider, sc).observe(elapsed)
+        if ctx.ttft is not None and ctx.stream:
+            m.TTFT.labels(alias, provider).observe(ctx.ttft)
+        u = ctx.usage
+        if u is not None and ctx.cache_status != "hit":
+            m.TOKENS.labels(alias, provider, model, key_name, team, "prompt").inc(u.prompt_tokens)
+            m.TOKENS.labels(alias, provider, model, key_name, team, "completion").inc(u.completion_tokens)
+            if u.cached_tokens:
+                m.TOKENS.labels(alias, provider, model, key_name, team, "cached").inc(u.cached_tokens)
+        if ctx.cost_usd:
+            m.COST.labels(alias, provider, model, key_name, team).inc(ctx.cost_usd)
+        for a in ctx.attempts:
+            m.UPSTREAM_ATTEMPT_DURATION.labels(a.provider, a.model, a.error or "ok").observe(a.duration)
+            if a.error:
+                m.UPSTREAM_ERRORS.labels(a.provider, a.model, a.error).inc()
+
+    def _log(self, ctx: RequestContext, elapsed: float) -> None:
+        u = ctx.usage
+        fields: dict[str, Any] = {
+            "request_id": ctx.request_id,
+            "kind": ctx.kind,
+            "key": ctx.key.name if ctx.key else None,
+            "alias": ctx.alias,
+            "provider": ctx.provider or None,
+            "upstream_model": ctx.upstream_model or None,
+            "status": ctx.status,
+            "latency_ms": round(elapsed * 1000, 2),
+            "stream": ctx.stream,
+        }
+        if u is not None:
+            fields["prompt_tokens"] = u.prompt_tokens
+            fields["completion_tokens"] = u.completion_tokens
+        if ctx.ttft is not None:
+            fields["ttft_ms"] = round(ctx.ttft * 1000, 2)
+        if ctx.cost_usd:
+            fields["cost_usd"] = ctx.cost_usd
+        if ctx.error_type:
+            fields["error_type"] = ctx.error_type
+        if ctx.cache_status:
+            fields["cache"] = ctx.cache_status
+        if ctx.trace_id:
+            fields["trace_id"] = ctx.trace_id
+        if len(ctx.attempts) > 1:
+            fields["attempts"] = [f"{a.provider}/{a.model}:{a.error or a.status}" for a in ctx.attempts]
+        if ctx.fallback:
+            fields["fallback"] = ctx.fallback
+        if ctx.route_rule is not None:
+            fields["route_rule"] = ctx.route_rule
+        if ctx.client_disconnected:
+            fields["client_disconnected"] = True
+        self.log.info("request", **fields)

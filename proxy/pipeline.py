@@ -1,0 +1,164 @@
+"""The request pipeline, in order:
+
+    auth -> admission (quotas, budgets) -> cache -> routing -> resilience -> provider adapter -> metering
+
+Each stage is an object with a small interface; app.py decides which implementation each slot gets.
+This module only sequences them and turns the outcome into an HTTP response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from . import sse
+from .auth import Authenticator
+from .context import RequestContext
+from .errors import UpstreamError
+from .metering import Meter
+from .providers.base import ChunkStream, Completion
+from .resilience import Executor
+from .routing import Router
+
+OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]
+Complete = Callable[[], Awaitable[Completion]]
+
+
+class Admission(Protocol):
+    """Quotas and budgets: raise a 429 GatewayError to refuse; add rate-limit headers to ctx.headers."""
+
+    async def admit(self, ctx: RequestContext) -> None: ...
+
+
+class CacheStage(Protocol):
+    """Response cache + request coalescing around the upstream call."""
+
+    async def lookup(self, ctx: RequestContext) -> Completion | None: ...
+
+    async def complete(self, ctx: RequestContext, call: Complete) -> Completion: ...
+
+    async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]: ...
+
+    def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]: ...
+
+
+class NoAdmission:
+    async def admit(self, ctx: RequestContext) -> None:
+        return None
+
+
+class NoCache:
+    async def lookup(self, ctx: RequestContext) -> Completion | None:
+        return None
+
+    async def complete(self, ctx: RequestContext, call: Complete) -> Completion:
+        return await call()
+
+    async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]:
+        return await open_stream()
+
+    def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]:  # pragma: no cover - never hits
+        return []
+
+
+class Pipeline:
+    def __init__(self, auth: Authenticator, admission: Admission, cache: CacheStage, router: Router,
+                 executor: Executor, meter: Meter) -> None:
+        self.auth = auth
+        self.admission = admission
+        self.cache = cache
+        self.router = router
+        self.executor = executor
+        self.meter = meter
+
+    async def authorize(self, ctx: RequestContext, request: web.Request) -> None:
+        """auth -> routing resolve -> admission; shared by every endpoint that reaches an upstream."""
+        ctx.key = await self.auth.authenticate(request)
+        self.auth.authorize(ctx.key, ctx.alias)
+        self.router.resolve(ctx)
+        await self.admission.admit(ctx)
+
+    async def chat(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
+        await self.authorize(ctx, request)
+        hit = await self.cache.lookup(ctx)
+        if hit is not None:
+            return await self._respond_hit(ctx, request, hit)
+        if ctx.stream:
+            stream, first = await self.cache.stream(ctx, lambda: self.executor.open_stream(ctx))
+            return await self._respond_stream(ctx, request, stream, first)
+        completion = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
+        return self._respond_json(ctx, completion)
+
+    async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
+        await self.authorize(ctx, request)
+        hit = await self.cache.lookup(ctx)
+        if hit is not None:
+            return self._respond_json(ctx, hit)
+        completion = await self.cache.complete(ctx, lambda: self.executor.embed(ctx))
+        return self._respond_json(ctx, completion)
+
+    # ------------------------------------------------------------------ responses
+    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
+        if ctx.cache_status != "hit":
+            self.meter.cost(ctx)
+        headers = ctx.response_headers()
+        headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
+        return web.Response(body=c.body, content_type="application/json", headers=headers)
+
+    async def _respond_hit(self, ctx: RequestContext, request: web.Request, hit: Completion) -> web.StreamResponse:
+        if not ctx.stream:
+            return self._respond_json(ctx, hit)
+        ctx.usage, ctx.finish_reason = hit.usage, hit.finish_reason
+        headers = ctx.response_headers()
+        headers["x-gateway-cost-usd"] = "0.00000000"
+        resp = await sse.open_stream(request, headers)
+        ctx.mark_first_token()
+        await resp.write(b"".join(sse.frame(c) for c in self.cache.replay(ctx, hit)) + sse.DONE)
+        await resp.write_eof()
+        return resp
+
+    async def _respond_stream(self, ctx: RequestContext, request: web.Request, stream: ChunkStream,
+                              first: bytes | None) -> web.StreamResponse:
+        resp = await sse.open_stream(request, ctx.response_headers())
+        ctx.mark_first_token()
+        try:
+            if first is not None:
+                await resp.write(sse.frame(first))
+            async for chunk in stream.chunks:
+                await resp.write(sse.frame(chunk))
+            await resp.write(sse.DONE)
+        except UpstreamError as err:
+            # headers are gone already: end the stream with an error event rather than hang or 200-lie
+            ctx.fail(err)
+            await _write_quietly(resp, sse.error_event(err.message, err.type, err.code))
+        except (ConnectionResetError, asyncio.CancelledError):
+            ctx.client_disconnected = True
+            ctx.status = 499
+            await stream.aclose()
+            raise
+        finally:
+            ctx.usage = stream.usage
+            ctx.finish_reason = stream.finish_reason
+            if stream.model:
+                ctx.notes["answered_model"] = stream.model
+        await _write_eof_quietly(resp)
+        return resp
+
+
+async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
+    try:
+        await resp.write(data)
+    except (ConnectionResetError, RuntimeError):
+        pass
+
+
+async def _write_eof_quietly(resp: web.StreamResponse) -> None:
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        pass
+
