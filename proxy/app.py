@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from . import handlers
+from .admin import add_admin_routes
 from . import metrics as m
 from .auth import Authenticator
 from .config import GatewayConfig
@@ -70,6 +71,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     app[GATEWAY] = gw
     handlers.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
+    add_admin_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         await gw.start()

@@ -1,0 +1,131 @@
+"""Table definitions (SQLAlchemy core). The migrations in `migrations/versions` must create exactly
+these; a test compares them with Alembic's autogenerate so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out on both dialects.
+
+    PostgreSQL stores timestamptz. SQLite has no timezone support, so values are stored as naive UTC
+    text in one fixed format (which also keeps string comparison in range filters correct).
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw text from SQLite when the column is read through an expression
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# none_as_null: a Python None becomes SQL NULL rather than the JSON literal 'null'
+JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY (a rowid alias), not BIGINT
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+metadata = sa.MetaData()
+
+usage = sa.Table(
+    "usage",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.Text, nullable=False),
+    sa.Column("key_id", sa.Text),
+    sa.Column("key_name", sa.Text),
+    sa.Column("user", sa.Text),
+    sa.Column("team", sa.Text),
+    sa.Column("alias", sa.Text, nullable=False),
+    sa.Column("provider", sa.Text, nullable=False),
+    sa.Column("upstream_model", sa.Text, nullable=False),
+    sa.Column("prompt_tokens", sa.Integer, nullable=False),
+    sa.Column("completion_tokens", sa.Integer, nullable=False),
+    sa.Column("cached_tokens", sa.Integer, nullable=False),
+    sa.Column("cost_usd", sa.Double, nullable=False),
+    sa.Column("saved_usd", sa.Double, nullable=False),
+    sa.Column("latency_ms", sa.Double, nullable=False),
+    sa.Column("ttft_ms", sa.Double),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_type", sa.Text),
+    sa.Column("cache_hit", sa.Boolean, nullable=False),
+    sa.Column("stream", sa.Boolean, nullable=False),
+    sa.Column("fallback", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index("ix_usage_created_at", "created_at"),
+    # (x, created_at) serves both "all rows of x" and the budget query "spend of x since t"
+    sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
+    sa.Index("ix_usage_team_created_at", "team", "created_at"),
+)
+
+virtual_keys = sa.Table(
+    "virtual_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("key_sha256", sa.Text, nullable=False),
+    sa.Column("previous_sha256", sa.Text),
+    sa.Column("previous_expires_at", UTCDateTime),
+    sa.Column("models", JSON, nullable=False),
+    sa.Column("limits", JSON),
+    sa.Column("budget", JSON),
+    sa.Column("user", sa.Text),
+    sa.Column("team", sa.Text),
+    sa.Column("metadata", JSON, nullable=False),
+    sa.Column("cache", JSON),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # soft delete, so replicas polling updated_at also learn about deletions
+    sa.Column("deleted_at", UTCDateTime),
+    sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
+    sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
+    sa.Index("ix_virtual_keys_updated_at", "updated_at"),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("target", sa.Text),
+    sa.Column("before", JSON),
+    sa.Column("after", JSON),
+    sa.Index("ix_audit_log_at", "at"),
+)
+
+budget_alerts = sa.Table(
+    "budget_alerts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("period_start", UTCDateTime, nullable=False),
+    sa.Column("threshold", sa.Double, nullable=False),
+    sa.Column("spend_usd", sa.Double, nullable=False),
+    sa.Column("limit_usd", sa.Double, nullable=False),
+    # an alert fires once per (scope, name, period, threshold), even with many replicas racing
+    sa.UniqueConstraint("scope", "name", "period_start", "threshold", name="uq_budget_alerts_once"),
+    sa.Index("ix_budget_alerts_at", "at"),
+)
+
+ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts)
