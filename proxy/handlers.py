@@ -123,6 +123,9 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
     except GatewayError as err:
         ctx.fail(err)
         return err.response(ctx.response_headers())
+    except Exception:
+        ctx.status, ctx.error_type = 500, "internal_error"
+        raise
     finally:
         gw.in_flight(kind, -1)
         gw.pipeline.meter.finish(ctx)

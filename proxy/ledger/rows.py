@@ -42,3 +42,10 @@ class UsageRow:
 
 
 USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageRow))
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A timezone-aware UTC datetime from a datetime (naive = UTC) or an ISO-8601 string."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -70,6 +70,7 @@ usage = sa.Table(
     sa.Index("ix_usage_created_at", "created_at"),
     # (x, created_at) serves both "all rows of x" and the budget query "spend of x since t"
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
+    sa.Index("ix_usage_key_name_created_at", "key_name", "created_at"),  # filters accept a key's name too
     sa.Index("ix_usage_team_created_at", "team", "created_at"),
 )
 

@@ -43,7 +43,7 @@ class MockState:
     def record(self, request: web.Request, body: Any) -> None:
         self.calls[request.path] += 1
         self.requests.append({"method": request.method, "path": request.path, "query": dict(request.query),
-                              "headers": dict(request.headers), "body": body})
+                              "headers": {str(k): v for k, v in request.headers.items()}, "body": body})
 
     def should_fail(self) -> int | None:
         """The error status to inject for this call, if any."""

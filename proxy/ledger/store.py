@@ -1,0 +1,258 @@
+"""LedgerStore: the usage ledger, virtual keys, audit log and budget alerts on SQLite or PostgreSQL.
+
+SQLAlchemy 2 async core on aiosqlite / asyncpg. Usage and lifecycle live here; keys, audit and alerts
+in `keys.py`. Every method opens its own short transaction, so the store is safe to share between
+the ledger writer, the admin API and the budget checks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..config import DatabaseConfig
+from . import db
+from .keys import KeysMixin
+from .rows import UsageRow, as_utc, utcnow
+from .schema import usage
+
+GROUP_BYS = ("day", "key", "provider", "alias", "team", "model")
+FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until"})
+_GROUP_COLUMNS = {"key": "key_id", "provider": "provider", "alias": "alias", "team": "team",
+                  "model": "upstream_model"}
+
+
+class LedgerStore(KeysMixin):
+    def __init__(self, url: str = "sqlite:///gateway.db", *, schema: str | None = None, pool_size: int = 5,
+                 echo: bool = False, clock: Callable[[], datetime] | None = None) -> None:
+        self.url = url
+        self.dialect = db.async_url(url)[0].get_backend_name()  # also rejects unsupported URLs early
+        self._schema = schema
+        self._pool_size = pool_size
+        self._echo = echo
+        self._engine: AsyncEngine | None = None
+        self._now = clock or utcnow  # injectable so tests can move time (rotation grace, alerts)
+
+    @classmethod
+    def from_config(cls, cfg: DatabaseConfig, **kwargs: Any) -> LedgerStore:
+        return cls(cfg.url, **kwargs)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("LedgerStore is not connected; call `await store.connect()` first")
+        return self._engine
+
+    # ------------------------------------------------------------ lifecycle
+    async def connect(self) -> None:
+        """Create the engine and check the database answers (fails fast on a bad URL or password)."""
+        if self._engine is not None:
+            return
+        engine = db.create_engine(self.url, schema=self._schema, pool_size=self._pool_size, echo=self._echo)
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except BaseException:
+            await engine.dispose()
+            raise
+        self._engine = engine
+
+    async def migrate(self) -> None:
+        """Bring the schema to the newest Alembic revision; a no-op when it is already there."""
+        await self.connect()
+        await db.upgrade(self.engine)
+
+    async def revision(self) -> str | None:
+        return await db.current_revision(self.engine)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            engine, self._engine = self._engine, None
+            await engine.dispose()
+
+    async def check(self) -> str | None:
+        """Readiness check: None when the database answers, else a short description."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except Exception as err:
+            return f"database: {type(err).__name__}: {err}"
+        return None
+
+    # ------------------------------------------------------------ usage
+    async def insert_usage(self, rows: Sequence[UsageRow]) -> None:
+        if not rows:
+            return
+        async with self.engine.begin() as conn:
+            await conn.execute(usage.insert(), [r.as_dict() for r in rows])
+
+    async def recent_usage(self, key_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest rows first; `key_id` may also be a key name, None means every key."""
+        stmt = sa.select(usage).order_by(usage.c.created_at.desc(), usage.c.id.desc()).limit(limit)
+        if key_id is not None:
+            stmt = stmt.where(_key_match(key_id))
+        async with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(stmt)]
+
+    async def spend(self, scope: str, name_or_id: str, since: datetime,
+                    until: datetime | None = None) -> float:
+        """Sum of cost_usd for a key (id or name) or a team since `since` (the budget period start)."""
+        if scope == "key":
+            who = _key_match(name_or_id)
+        elif scope == "team":
+            who = usage.c.team == name_or_id
+        else:
+            raise ValueError(f"scope must be 'key' or 'team', not {scope!r}")
+        stmt = sa.select(sa.func.coalesce(sa.func.sum(usage.c.cost_usd), 0.0)).where(
+            who, usage.c.created_at >= as_utc(since))
+        if until is not None:
+            stmt = stmt.where(usage.c.created_at < as_utc(until))
+        async with self.engine.connect() as conn:
+            return float((await conn.execute(stmt)).scalar_one())
+
+    async def query_usage(self, filters: Mapping[str, Any] | None = None,
+                          group_by: str | None = None) -> list[dict[str, Any]]:
+        """Aggregates per group (or one total row when `group_by` is None).
+
+        Percentiles are linear-interpolated like PostgreSQL's percentile_cont, which computes them in
+        SQL; on SQLite (no percentile functions) the latencies are fetched and computed here.
+        """
+        if group_by is not None and group_by not in GROUP_BYS:
+            raise ValueError(f"group_by must be one of {', '.join(GROUP_BYS)}, not {group_by!r}")
+        where = _where(filters or {})
+        c = usage.c
+        g = self._group_expr(group_by).label("g") if group_by else sa.literal_column("NULL").label("g")
+        cols: list[Any] = [
+            g,
+            sa.func.count().label("calls"),
+            *(sa.func.coalesce(sa.func.sum(c[n]), 0).label(n)
+              for n in ("prompt_tokens", "completion_tokens", "cached_tokens")),
+            *(sa.func.coalesce(sa.func.sum(c[n]), 0.0).label(n) for n in ("cost_usd", "saved_usd")),
+            sa.func.coalesce(sa.func.sum(sa.case((c.status >= 400, 1), else_=0)), 0).label("errors"),
+            sa.func.coalesce(sa.func.sum(sa.case((c.cache_hit, 1), else_=0)), 0).label("cache_hits"),
+            sa.func.max(c.key_name).label("key_name"),
+        ]
+        pg = self.dialect == "postgresql"
+        if pg:
+            cols += [sa.func.percentile_cont(q).within_group(c.latency_ms).label(f"p{int(q * 100)}")
+                     for q in (0.5, 0.95)]
+        stmt = sa.select(*cols).where(*where)
+        if group_by:
+            stmt = stmt.group_by(g)
+        async with self.engine.connect() as conn:
+            groups = [dict(r._mapping) for r in await conn.execute(stmt)]
+            if not pg:
+                latencies = await self._latencies(conn, g, where, bool(group_by))
+        out = []
+        for row in groups:
+            if pg:
+                p50, p95 = row["p50"], row["p95"]
+            else:
+                lat = latencies.get(row["g"], [])
+                p50, p95 = percentile(lat, 0.5), percentile(lat, 0.95)
+            out.append(_group_row(group_by, row, p50, p95))
+        if group_by == "day":
+            out.sort(key=lambda r: r["day"] or "")
+        else:
+            out.sort(key=lambda r: (-r["cost_usd"], -r["calls"]))
+        return out
+
+    def _group_expr(self, group_by: str) -> sa.ColumnElement[Any]:
+        c = usage.c
+        if group_by == "day":
+            # constants as literal SQL, not bind parameters: PostgreSQL only matches the GROUP BY
+            # expression to the select list when both are textually identical
+            if self.dialect == "sqlite":
+                return sa.func.date(c.created_at, type_=sa.Text)  # stored as 'YYYY-MM-DD hh:mm:ss' UTC
+            utc = sa.func.timezone(sa.literal_column("'UTC'"), c.created_at)
+            return sa.func.to_char(utc, sa.literal_column("'YYYY-MM-DD'"), type_=sa.Text)
+        return c[_GROUP_COLUMNS[group_by]]
+
+    @staticmethod
+    async def _latencies(conn: Any, g: Any, where: list[Any], grouped: bool) -> dict[Any, list[float]]:
+        stmt = sa.select(g, usage.c.latency_ms).where(*where)
+        stmt = stmt.order_by(g, usage.c.latency_ms) if grouped else stmt.order_by(usage.c.latency_ms)
+        out: dict[Any, list[float]] = {}
+        result = await conn.stream(stmt)
+        async for key, latency in result:
+            out.setdefault(key, []).append(latency)
+        return out
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks of sorted `values` (same as percentile_cont)."""
+    if not values:
+        return None
+    pos = (len(values) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return float(values[lo] + (values[hi] - values[lo]) * (pos - lo))
+
+
+def _group_row(group_by: str | None, row: dict[str, Any], p50: float | None,
+               p95: float | None) -> dict[str, Any]:
+    calls = int(row["calls"])
+    errors = int(row["errors"])
+    out: dict[str, Any] = {}
+    if group_by == "key":
+        out["key"] = row["key_name"] or row["g"]
+        out["key_id"] = row["g"]
+    elif group_by:
+        out[group_by] = row["g"]
+    out.update(
+        calls=calls,
+        prompt_tokens=int(row["prompt_tokens"]),
+        completion_tokens=int(row["completion_tokens"]),
+        cached_tokens=int(row["cached_tokens"]),
+        cost_usd=round(float(row["cost_usd"]), 10),  # hide float summation noise (0.30000000000000004)
+        saved_usd=round(float(row["saved_usd"]), 10),
+        errors=errors,
+        error_rate=round(errors / calls, 6) if calls else 0.0,
+        latency_p50_ms=None if p50 is None else round(float(p50), 3),
+        latency_p95_ms=None if p95 is None else round(float(p95), 3),
+        cache_hits=int(row["cache_hits"]),
+    )
+    return out
+
+
+def _key_match(name_or_id: str) -> sa.ColumnElement[bool]:
+    return sa.or_(usage.c.key_id == name_or_id, usage.c.key_name == name_or_id)
+
+
+def _status_clause(value: int | str) -> sa.ColumnElement[bool]:
+    text = str(value).strip().lower()
+    if len(text) == 3 and text[0] in "12345" and text[1:] == "xx":
+        base = int(text[0]) * 100
+        return usage.c.status.between(base, base + 99)
+    if text.isdigit():
+        return usage.c.status == int(text)
+    raise ValueError(f"status filter must be a status code or a class like '4xx', not {value!r}")
+
+
+def _where(filters: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
+    unknown = set(filters) - FILTERS
+    if unknown:
+        raise ValueError(f"unknown usage filter(s): {', '.join(sorted(unknown))}")
+    c = usage.c
+    out: list[sa.ColumnElement[bool]] = []
+    for name, value in filters.items():
+        if value is None or value == "":
+            continue
+        if name == "key":
+            out.append(_key_match(str(value)))
+        elif name == "model":
+            out.append(c.upstream_model == value)
+        elif name == "status":
+            out.append(_status_clause(value))
+        elif name == "since":
+            out.append(c.created_at >= as_utc(value))
+        elif name == "until":
+            out.append(c.created_at < as_utc(value))
+        else:
+            out.append(c[name] == value)
+    return out

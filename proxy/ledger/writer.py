@@ -1,0 +1,173 @@
+"""LedgerWriter: takes usage rows off the request path and writes them in batches.
+
+`submit()` only appends to a bounded deque, so a slow or unreachable database never delays a reply.
+While the database is down, rows wait (oldest kept, the newest beyond `queue_max` dropped and counted)
+and the writer retries with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import random
+from collections import deque
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from .. import metrics as m
+from ..config import DatabaseConfig
+from ..logs import get_logger
+from .rows import UsageRow
+
+# errors caused by the rows themselves (bad value, constraint): retrying the same batch cannot help
+_DATA_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, TypeError, ValueError)
+
+
+class UsageSink(Protocol):
+    async def insert_usage(self, rows: list[UsageRow]) -> None: ...
+
+
+class LedgerWriter:
+    def __init__(self, store: UsageSink, batch_size: int = 200, flush_interval: float = 1.0,
+                 queue_max: int = 100_000, *, close_timeout: float = 10.0, retry_backoff: float = 0.5,
+                 retry_backoff_max: float = 30.0) -> None:
+        self.store = store
+        self.batch_size = max(1, batch_size)
+        self.flush_interval = flush_interval
+        self.queue_max = max(1, queue_max)
+        self.close_timeout = close_timeout
+        self.retry_backoff = retry_backoff
+        self.retry_backoff_max = retry_backoff_max
+        self.dropped = 0
+        self.written = 0
+        self._queue: deque[UsageRow] = deque()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one writer at a time: the loop, flush() and close() share the deque
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._failures = 0
+        self.log = get_logger("gateway.ledger")
+
+    @classmethod
+    def from_config(cls, store: UsageSink, cfg: DatabaseConfig, **kwargs: Any) -> LedgerWriter:
+        return cls(store, cfg.batch_size, cfg.flush_interval, cfg.queue_max, **kwargs)
+
+    @property
+    def depth(self) -> int:
+        return len(self._queue)
+
+    # ------------------------------------------------------------ request path
+    def submit(self, row: UsageRow) -> bool:
+        """Queue a row without blocking; False (and counted) when the queue is full or closed."""
+        if len(self._queue) >= self.queue_max or self._closing and self._task is None:
+            self._drop(1)
+            return False
+        self._queue.append(row)
+        m.LEDGER_QUEUE.inc()  # inc/dec rather than set(): several writers may share the gauge
+        if len(self._queue) >= self.batch_size:
+            self._wake.set()
+        return True
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._task is None:
+            self._closing = False
+            self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Write what is left, for at most `timeout` seconds; rows still queued then are dropped."""
+        timeout = self.close_timeout if timeout is None else timeout
+        self._closing = True
+        self._wake.set()
+        task, self._task = self._task, None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                if task is not None:
+                    await task  # the loop drains the queue before it returns
+                else:
+                    await self._drain_retrying()
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._queue:
+            left = len(self._queue)
+            self.log.error("ledger_rows_lost_at_shutdown", rows=left, timeout_s=timeout)
+            m.LEDGER_QUEUE.dec(left)
+            self._queue.clear()
+            self._drop(left)
+
+    async def flush(self) -> None:
+        """Write everything queued now (one attempt per batch; errors propagate)."""
+        async with self._lock:
+            while self._queue:
+                await self._write_batch()
+
+    # ------------------------------------------------------------ background loop
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            self._wake.clear()
+            await self._drain_retrying()
+            if self._closing and not self._queue:
+                return
+
+    async def _drain_retrying(self) -> None:
+        """Write batches until the queue is empty, sleeping with backoff between failed attempts."""
+        while self._queue:
+            try:
+                async with self._lock:
+                    if self._queue:
+                        await self._write_batch()
+                self._failures = 0
+            except Exception as err:
+                self._failures += 1
+                m.BACKEND_ERRORS.labels("db", "ledger_write").inc()
+                delay = min(self.retry_backoff_max, self.retry_backoff * 2 ** (self._failures - 1))
+                delay *= random.uniform(0.8, 1.2)  # replicas should not retry in lockstep
+                self.log.warning("ledger_write_failed", error=f"{type(err).__name__}: {err}",
+                                 queued=len(self._queue), retry_in_s=round(delay, 2))
+                if self._closing:
+                    delay = min(delay, 1.0)  # close() has a deadline; keep trying rather than sleeping
+                await asyncio.sleep(delay)
+
+    async def _write_batch(self) -> None:
+        # rows stay queued until the insert succeeds, so a failed batch is retried, never lost
+        n = min(self.batch_size, len(self._queue))
+        batch = list(itertools.islice(self._queue, n))
+        try:
+            await self.store.insert_usage(batch)
+        except _DATA_ERRORS:
+            await self._write_one_by_one(batch)
+        for _ in range(n):
+            self._queue.popleft()
+        m.LEDGER_QUEUE.dec(n)
+
+    async def _write_one_by_one(self, batch: list[UsageRow]) -> None:
+        """A row the database refuses would block the queue forever: isolate it and drop only it."""
+        ok = 0
+        for row in batch:
+            try:
+                await self.store.insert_usage([row])
+                ok += 1
+            except _DATA_ERRORS as err:
+                self.log.error("ledger_row_rejected", request_id=row.request_id,
+                               error=f"{type(err).__name__}: {err}")
+                self._drop(1)
+        self._written(ok)
+        raise _Handled
+
+    def _written(self, n: int) -> None:
+        self.written += n
+        m.LEDGER_WRITTEN.inc(n)
+
+    def _drop(self, n: int) -> None:
+        self.dropped += n
+        m.LEDGER_DROPPED.inc(n)
+
+
+class _Handled(Exception):  # noqa: N818 - internal control flow only
+    pass
