@@ -104,7 +104,8 @@ class KeysMixin:
             row = (await conn.execute(stmt)).one_or_none()
         return None if row is None else dict(row._mapping)
 
-    async def list_keys(self, *, team: str | None = None, include_disabled: bool = True) -> list[dict[str, Any]]:
+    async def list_keys(self, *, team: str | None = None,
+                        include_disabled: bool = True) -> list[dict[str, Any]]:
         stmt = sa.select(*_PUBLIC).where(virtual_keys.c.deleted_at.is_(None)).order_by(
             virtual_keys.c.created_at, virtual_keys.c.id)
         if team is not None:
@@ -142,7 +143,8 @@ class KeysMixin:
         values["updated_at"] = self._now()
         return await self._update(key_id, values)
 
-    async def rotate_key(self, key_id: str, new_sha256: str, grace_seconds: float = 0) -> dict[str, Any] | None:
+    async def rotate_key(self, key_id: str, new_sha256: str,
+                         grace_seconds: float = 0) -> dict[str, Any] | None:
         """Install a new secret; the old one keeps working for `grace_seconds` (0 = revoked at once)."""
         now = self._now()
         grace = grace_seconds > 0

@@ -46,7 +46,8 @@ class LedgerWriter:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer at a time: the loop, flush() and close() share the deque
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
+        self._closing = False  # close() is draining; rows are still accepted
+        self._closed = False
         self._failures = 0
         self.log = get_logger("gateway.ledger")
 
@@ -61,7 +62,7 @@ class LedgerWriter:
     # ------------------------------------------------------------ request path
     def submit(self, row: UsageRow) -> bool:
         """Queue a row without blocking; False (and counted) when the queue is full or closed."""
-        if len(self._queue) >= self.queue_max or self._closing and self._task is None:
+        if self._closed or len(self._queue) >= self.queue_max:
             self._drop(1)
             return False
         self._queue.append(row)
@@ -73,12 +74,12 @@ class LedgerWriter:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         if self._task is None:
-            self._closing = False
+            self._closing = self._closed = False
             self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
-    async def close(self, timeout: float | None = None) -> None:
-        """Write what is left, for at most `timeout` seconds; rows still queued then are dropped."""
-        timeout = self.close_timeout if timeout is None else timeout
+    async def close(self) -> None:
+        """Write what is left, for at most `close_timeout` seconds; rows still queued then are dropped."""
+        timeout = self.close_timeout
         self._closing = True
         self._wake.set()
         task, self._task = self._task, None
@@ -92,11 +93,11 @@ class LedgerWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._closed = True
         if self._queue:
             left = len(self._queue)
             self.log.error("ledger_rows_lost_at_shutdown", rows=left, timeout_s=timeout)
-            m.LEDGER_QUEUE.dec(left)
-            self._queue.clear()
+            self._pop(left)
             self._drop(left)
 
     async def flush(self) -> None:
@@ -109,7 +110,7 @@ class LedgerWriter:
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+                await asyncio.wait_for(self._wake.wait(), max(self.flush_interval, 0.01))
             self._wake.clear()
             await self._drain_retrying()
             if self._closing and not self._queue:
@@ -142,23 +143,29 @@ class LedgerWriter:
             await self.store.insert_usage(batch)
         except _DATA_ERRORS:
             await self._write_one_by_one(batch)
-        for _ in range(n):
-            self._queue.popleft()
-        m.LEDGER_QUEUE.dec(n)
+            return
+        self._pop(n)
+        self._written(n)
 
     async def _write_one_by_one(self, batch: list[UsageRow]) -> None:
-        """A row the database refuses would block the queue forever: isolate it and drop only it."""
-        ok = 0
+        """A row the database refuses would block the queue forever: isolate it and drop only it.
+        Rows leave the queue one at a time, so a connection error half-way repeats none of them."""
         for row in batch:
             try:
                 await self.store.insert_usage([row])
-                ok += 1
             except _DATA_ERRORS as err:
                 self.log.error("ledger_row_rejected", request_id=row.request_id,
                                error=f"{type(err).__name__}: {err}")
+                self._pop(1)
                 self._drop(1)
-        self._written(ok)
-        raise _Handled
+                continue
+            self._pop(1)
+            self._written(1)
+
+    def _pop(self, n: int) -> None:
+        for _ in range(n):
+            self._queue.popleft()
+        m.LEDGER_QUEUE.dec(n)
 
     def _written(self, n: int) -> None:
         self.written += n
@@ -168,6 +175,3 @@ class LedgerWriter:
         self.dropped += n
         m.LEDGER_DROPPED.inc(n)
 
-
-class _Handled(Exception):  # noqa: N818 - internal control flow only
-    pass
