@@ -6,7 +6,7 @@ COPY proxy ./proxy
 RUN pip install --no-cache-dir --prefix=/install ".[bedrock]"
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home /app gateway
+RUN useradd --system --uid 10001 --home /app gateway && mkdir -p /app && chown gateway:gateway /app
 WORKDIR /app
 COPY --from=build /install /usr/local
 COPY gateway.yaml /app/gateway.yaml

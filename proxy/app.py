@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from . import handlers
+from . import handlers, logs
 from .admin import add_admin_routes
 from . import metrics as m
 from .auth import Authenticator
@@ -74,10 +75,13 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     add_admin_routes(app)
 
     async def on_startup(_: web.Application) -> None:
+        gw.extras["log_flusher"] = asyncio.create_task(logs.flush_periodically())
         await gw.start()
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
+        gw.extras["log_flusher"].cancel()
+        logs.flush()
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,7 +62,7 @@ class RequestContext:
 
     @classmethod
     def new(cls, kind: str, request_id: str | None, client_ip: str) -> RequestContext:
-        rid = request_id if request_id and len(request_id) <= 128 else uuid.uuid4().hex
+        rid = request_id if request_id and len(request_id) <= 128 else os.urandom(16).hex()
         return cls(kind=kind, request_id=rid, client_ip=client_ip)
 
     @property

@@ -24,6 +24,7 @@ class Meter:
         self.log = get_logger("gateway.request")
         self.price = price
         self.hooks: list[FinishHook] = []
+        self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
 
     def on_finish(self, hook: FinishHook) -> None:
         self.hooks.append(hook)
@@ -44,24 +45,37 @@ class Meter:
         if self.log_requests:
             self._log(ctx, elapsed)
 
+    def _children(self, alias: str, provider: str, model: str, key: str, team: str, sc: str) -> tuple[Any, ...]:
+        """prometheus-client's `.labels()` validates and locks on every call; cache the children."""
+        k = (alias, provider, model, key, team, sc)
+        c = self._cache.get(k)
+        if c is None:
+            c = (m.REQUESTS.labels(*k), m.REQUEST_DURATION.labels(alias, provider, sc),
+                 m.TOKENS.labels(alias, provider, model, key, team, "prompt"),
+                 m.TOKENS.labels(alias, provider, model, key, team, "completion"),
+                 m.TOKENS.labels(alias, provider, model, key, team, "cached"),
+                 m.COST.labels(alias, provider, model, key, team))
+            if len(self._cache) < 100_000:  # bounded: label sets beyond this just aren't cached
+                self._cache[k] = c
+        return c
+
     def _record_metrics(self, ctx: RequestContext, elapsed: float) -> None:
         key = ctx.key
-        key_name = self.rec.key(key.name if key else "")
-        team = (key.team if key else None) or ""
-        alias, provider, model = ctx.served_alias or ctx.alias, ctx.provider, ctx.upstream_model
-        sc = m.status_class(ctx.status)
-        m.REQUESTS.labels(alias, provider, model, key_name, team, sc).inc()
-        m.REQUEST_DURATION.labels(alias, provider, sc).observe(elapsed)
+        requests, duration, prompt, completion, cached, cost = self._children(
+            ctx.served_alias or ctx.alias, ctx.provider, ctx.upstream_model,
+            self.rec.key(key.name if key else ""), (key.team if key else None) or "", m.status_class(ctx.status))
+        requests.inc()
+        duration.observe(elapsed)
         if ctx.ttft is not None and ctx.stream:
-            m.TTFT.labels(alias, provider).observe(ctx.ttft)
+            m.TTFT.labels(ctx.served_alias or ctx.alias, ctx.provider).observe(ctx.ttft)
         u = ctx.usage
         if u is not None and ctx.cache_status != "hit":
-            m.TOKENS.labels(alias, provider, model, key_name, team, "prompt").inc(u.prompt_tokens)
-            m.TOKENS.labels(alias, provider, model, key_name, team, "completion").inc(u.completion_tokens)
+            prompt.inc(u.prompt_tokens)
+            completion.inc(u.completion_tokens)
             if u.cached_tokens:
-                m.TOKENS.labels(alias, provider, model, key_name, team, "cached").inc(u.cached_tokens)
+                cached.inc(u.cached_tokens)
         if ctx.cost_usd:
-            m.COST.labels(alias, provider, model, key_name, team).inc(ctx.cost_usd)
+            cost.inc(ctx.cost_usd)
         for a in ctx.attempts:
             m.UPSTREAM_ATTEMPT_DURATION.labels(a.provider, a.model, a.error or "ok").observe(a.duration)
             if a.error:

@@ -113,7 +113,7 @@ class LedgerStore(KeysMixin):
         if until is not None:
             stmt = stmt.where(usage.c.created_at < as_utc(until))
         async with self.engine.connect() as conn:
-            return float((await conn.execute(stmt)).scalar_one())
+            return round(float((await conn.execute(stmt)).scalar_one()), 10)
 
     async def query_usage(self, filters: Mapping[str, Any] | None = None,
                           group_by: str | None = None) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ class LedgerWriter:
         self.written = 0
         self._queue: deque[UsageRow] = deque()
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._lock = asyncio.Lock()  # one writer at a time: the loop, flush() and close() share the deque
         self._task: asyncio.Task[None] | None = None
         self._closing = False  # close() is draining; rows are still accepted
@@ -75,6 +76,7 @@ class LedgerWriter:
     async def start(self) -> None:
         if self._task is None:
             self._closing = self._closed = False
+            self._stop.clear()
             self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def close(self) -> None:
@@ -82,6 +84,7 @@ class LedgerWriter:
         timeout = self.close_timeout
         self._closing = True
         self._wake.set()
+        self._stop.set()
         task, self._task = self._task, None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
@@ -131,9 +134,11 @@ class LedgerWriter:
                 delay *= random.uniform(0.8, 1.2)  # replicas should not retry in lockstep
                 self.log.warning("ledger_write_failed", error=f"{type(err).__name__}: {err}",
                                  queued=len(self._queue), retry_in_s=round(delay, 2))
-                if self._closing:
-                    delay = min(delay, 1.0)  # close() has a deadline; keep trying rather than sleeping
-                await asyncio.sleep(delay)
+                if self._closing:  # close() has a deadline: keep trying rather than sleeping long
+                    await asyncio.sleep(min(delay, 1.0))
+                else:  # a long backoff ends early when close() is called
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
 
     async def _write_batch(self) -> None:
         # rows stay queued until the insert succeeds, so a failed batch is retried, never lost

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import UpstreamError, upstream_error_from_status
+from ..errors import INVALID_REQUEST, NOT_FOUND, UpstreamError, upstream_error_from_status
 from .base import JSON, StreamTranslator, UpstreamRequest, parse_retry_after
 from .openai import OpenAIStream, OpenAITranslator, openai_error
 
@@ -80,11 +80,11 @@ def azure_error(status: int, headers: Mapping[str, str], data: bytes) -> Upstrea
     code = err.get("code") if isinstance(err.get("code"), str) else None
     inner = err.get("innererror") if isinstance(err.get("innererror"), dict) else {}
     if status == 400 and (code == "content_filter" or inner.get("code") == "ResponsibleAIPolicyViolation"):
-        return UpstreamError(400, message, kind="content_filter", retryable=False, type="invalid_request_error",
-                             code="content_filter", param=err.get("param") if isinstance(err.get("param"), str)
-                             else None, upstream_status=status)
+        param = err.get("param") if isinstance(err.get("param"), str) else None
+        return UpstreamError(400, message, kind="content_filter", retryable=False, type=INVALID_REQUEST,
+                             code="content_filter", param=param, upstream_status=status)
     if code == "DeploymentNotFound":
-        return UpstreamError(404, message, kind="not_found", retryable=False, type="not_found_error",
+        return UpstreamError(404, message, kind="not_found", retryable=False, type=NOT_FOUND,
                              code="model_not_found", upstream_status=status)
     if code is not None and code.isdigit():  # "401", "404", "429": not OpenAI codes
         return upstream_error_from_status(status, message, retry_after=parse_retry_after(headers))

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import UpstreamError, upstream_error_from_status
+from ..errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
 from .base import JSON, StreamTranslator, parse_retry_after
 from .openai import OpenAIStream, OpenAITranslator
 
@@ -31,6 +31,8 @@ MESSAGE_KEYS = {
     "tool": ("role", "content", "tool_call_id", "name"),
 }
 _MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
+# "Prompt contains 40000 tokens ... too large for model with 32768 maximum context length"
+_CONTEXT = re.compile(r"too large for model|maximum context length|context length")
 
 
 def mistral_tool_id(tool_call_id: Any) -> Any:
@@ -118,10 +120,10 @@ def mistral_error(status: int, headers: Mapping[str, str], data: bytes) -> Upstr
     except orjson.JSONDecodeError:
         parsed = None
     message = _message(parsed) or data[:500].decode("utf-8", "replace") or f"upstream status {status}"
-    if status in (400, 422) and re.search(r"too large for model|maximum context length|context length", message):
-        return UpstreamError(400, message, kind="context_length", retryable=False, type="invalid_request_error",
+    if status in (400, 422) and _CONTEXT.search(message):
+        return UpstreamError(400, message, kind="context_length", retryable=False, type=INVALID_REQUEST,
                              code="context_length_exceeded", upstream_status=status)
     if status == 422:  # FastAPI validation: to an OpenAI client this is a plain 400
-        return UpstreamError(400, message, kind="bad_request", retryable=False, type="invalid_request_error",
+        return UpstreamError(400, message, kind="bad_request", retryable=False, type=INVALID_REQUEST,
                              code="invalid_request", upstream_status=status)
     return upstream_error_from_status(status, message, retry_after=parse_retry_after(headers))

@@ -71,7 +71,7 @@ def free_port() -> int:
 
 
 # ---------------------------------------------------------------- Grafana / alert expressions
-_BUILTIN = re.compile(r"\$\{?__(?:rate_interval|interval|range)\}?")
+_BUILTIN = re.compile(r"\$(?:__(?:rate_interval|interval|range)\b|\{__(?:rate_interval|interval|range)\})")
 _BUILTIN_OTHER = re.compile(r"\$\{?__\w+\}?")
 _VAR_FORMS = (
     re.compile(r"\$\{(\w+)(?::[\w-]+)?\}"),  # ${var} ${var:regex}

@@ -94,7 +94,8 @@ def embedding_inputs(body: JSON) -> list[str]:
         raise bad_request("Bedrock Titan embeds text: 'input' must be a non-empty string or a list of them "
                           "(token arrays are not supported)", param="input")
     if len(inp) > MAX_EMBED_INPUTS:
-        raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request for Bedrock embeddings", param="input")
+        raise bad_request(f"at most {MAX_EMBED_INPUTS} inputs per request for Bedrock embeddings",
+                          param="input")
     return inp
 
 

@@ -35,16 +35,17 @@ def _text_of(content: Any, where: str) -> str:
     if content is None or isinstance(content, str):
         return content or ""
     if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text")
+        return "".join(p.get("text") or "" for p in content
+                       if isinstance(p, dict) and p.get("type") == "text")
     raise bad_request(f"{where}.content must be a string or a list of parts", param=f"{where}.content")
 
 
 def image_block(url: str, where: str) -> JSON:
     m = _DATA_URL.fullmatch(url.strip())
     if m is None:
-        raise bad_request("Bedrock accepts only inline images (data:image/...;base64 URLs), not http(s) links; "
-                          "download the image and send it as a data URL", param=f"{where}.image_url",
-                          code="unsupported_image_url")
+        raise bad_request("Bedrock accepts only inline images (data:image/...;base64 URLs), not "
+                          "http(s) links; download the image and send it as a data URL",
+                          param=f"{where}.image_url", code="unsupported_image_url")
     fmt = IMAGE_FORMATS.get(m.group(1).lower())
     if fmt is None:
         raise bad_request(f"Bedrock accepts png, jpeg, gif or webp images, not image/{m.group(1)}",

@@ -83,8 +83,9 @@ class ConverseStream(StreamTranslator):
             if not isinstance(tu, dict):
                 return []
             idx = self._tool_index(int(ev.get("contentBlockIndex") or 0))
-            return [self._chunk({"tool_calls": [{"index": idx, "id": tu.get("toolUseId") or "", "type": "function",
-                                                 "function": {"name": tu.get("name") or "", "arguments": ""}}]})]
+            call = {"index": idx, "id": tu.get("toolUseId") or "", "type": "function",
+                    "function": {"name": tu.get("name") or "", "arguments": ""}}
+            return [self._chunk({"tool_calls": [call]})]
         if event == "contentBlockDelta":
             delta = ev.get("delta") or {}
             if isinstance(delta.get("text"), str):

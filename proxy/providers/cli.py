@@ -1,0 +1,263 @@
+"""The `cli` provider: a local command-line model (llm, ollama run, a script...) as an upstream.
+
+`command` is an argv list run with `asyncio.create_subprocess_exec` (never a shell); an argv item
+containing `{model}` gets the route's model name substituted. The conversation is rendered as text
+on stdin (a lone user message as is; otherwise `System:` / `User:` / `Assistant:` / `Tool:` blocks
+ending with `Assistant:`), and stdout is the answer, streamed as chunks as it arrives (line by line
+for the usual line-buffered CLI). Trailing newlines are not part of the answer.
+
+* `timeout.total` (or the alias' total, whichever is shorter) bounds a call; the process is killed
+  on timeout and when the client goes away.
+* `max_concurrency` processes at most run at once; further calls wait for a slot.
+* A non-zero exit is a 502 carrying the tail of stderr (with secret-looking values masked);
+  a missing binary is a 503 `cli_not_found` (also reported by the health probe).
+* CLIs report no usage: it is estimated at ~4 characters per token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import os
+import re
+import shutil
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from ..config import ProviderConfig
+from ..errors import UNAVAILABLE, UpstreamError
+from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
+from .shapes import assistant_message, chat_completion, chunk, completion_id, estimate_tokens, usage_chunk
+from .transport import stream_cut, timeout_error
+
+STDERR_TAIL = 400
+READ_SIZE = 65536
+_SECRET = re.compile(r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)"
+                     r"([^\s\"',]+)|\b(sk-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|Bearer\s+[A-Za-z0-9._~+/=-]{8,})")
+ROLE_LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant",
+               "tool": "Tool"}
+
+
+def text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text") or "" for p in content
+                         if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def render_prompt(messages: list[Any]) -> str:
+    """The conversation as plain text for a CLI's stdin."""
+    if len(messages) == 1 and isinstance(messages[0], dict) and messages[0].get("role") == "user":
+        return text_of(messages[0].get("content"))
+    parts = [f"{ROLE_LABELS.get(str(m.get('role')), str(m.get('role')).title())}: {text_of(m.get('content'))}"
+             for m in messages if isinstance(m, dict)]
+    return "\n\n".join([*parts, "Assistant:"])
+
+
+def build_argv(command: list[str], model: str) -> list[str]:
+    return [a.replace("{model}", model) for a in command]
+
+
+def redact(text: str) -> str:
+    def mask(m: re.Match[str]) -> str:
+        return f"{m.group(1)}***" if m.group(1) else "***"
+    return _SECRET.sub(mask, text)
+
+
+def not_found(program: str) -> UpstreamError:
+    return UpstreamError(503, f"CLI model command not found: {os.path.basename(program)!r}", kind="config",
+                         retryable=False, type=UNAVAILABLE, code="cli_not_found")
+
+
+def exit_error(program: str, code: int, stderr: bytes) -> UpstreamError:
+    tail = redact(stderr[-STDERR_TAIL:].decode("utf-8", "replace").strip())
+    msg = f"CLI model {os.path.basename(program)!r} exited with status {code}" + (f": {tail}" if tail else "")
+    return UpstreamError(502, msg, kind="server", retryable=True, code="cli_error")
+
+
+class OutputText:
+    """stdout bytes -> text pieces: UTF-8 split across reads is joined, trailing newlines are held
+    back (and dropped at the end) so the streamed answer equals the non-stream one."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = ""
+
+    def feed(self, data: bytes, final: bool = False) -> str:
+        text = self._held + self._decoder.decode(data, final)
+        body = text.rstrip("\r\n")
+        self._held = "" if final else text[len(body):]
+        return body
+
+
+class _Recorded(StreamTranslator):
+    """Chunks are produced by the provider itself; this carries what they reported."""
+
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:  # pragma: no cover - unused
+        return [data]
+
+
+class _Run:
+    """One running process: holds a concurrency slot until closed; closing kills it if still alive."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, gate: asyncio.Semaphore, deadline: float) -> None:
+        self.proc, self.gate, self.deadline = proc, gate, deadline
+        self.stderr = b""
+        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        self._closed = False
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        while data := await self.proc.stderr.read(READ_SIZE):
+            self.stderr = (self.stderr + data)[-4 * STDERR_TAIL:]  # keep a tail; a chatty CLI must not block
+
+    def _left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    async def read(self) -> bytes:
+        """The next stdout bytes available (b"" at the end)."""
+        assert self.proc.stdout is not None
+        try:
+            async with asyncio.timeout(self._left()):
+                return await self.proc.stdout.read(READ_SIZE)
+        except TimeoutError:
+            raise timeout_error("CLI model exceeded its total timeout") from None
+
+    async def wait(self) -> int:
+        try:
+            async with asyncio.timeout(self._left()):
+                code = await self.proc.wait()
+                await self._stderr_task
+                return code
+        except TimeoutError:
+            raise timeout_error("CLI model exceeded its total timeout") from None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+            self._stderr_task.cancel()
+        finally:
+            self.gate.release()
+
+
+class CLIProvider(Provider):
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+        super().__init__(name, cfg)
+        self.gate = asyncio.Semaphore(cfg.max_concurrency)
+
+    def _program(self) -> str:
+        assert self.cfg.command, "validated by the config"
+        return self.cfg.command[0]
+
+    async def _start(self, body: JSON, model: str, opts: CallOptions) -> tuple[_Run, str]:
+        prompt = render_prompt(body.get("messages") or [])
+        argv = build_argv(self.cfg.command or [], model)
+        deadline = time.monotonic() + min(self.cfg.timeout.total, opts.total_timeout)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await self.gate.acquire()
+        except TimeoutError:
+            raise timeout_error("waiting for a free CLI slot") from None
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, limit=1 << 20)
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            self.gate.release()
+            raise not_found(argv[0]) from None
+        except BaseException:
+            self.gate.release()
+            raise
+        run = _Run(proc, self.gate, deadline)
+        try:
+            assert proc.stdin is not None
+            proc.stdin.write(prompt.encode())
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the CLI may not read stdin
+                await proc.stdin.drain()
+            proc.stdin.close()
+        except BaseException:
+            await run.close()
+            raise
+        return run, prompt
+
+    async def complete(self, body: JSON, model: str, opts: CallOptions) -> Completion:
+        run, prompt = await self._start(body, model, opts)
+        try:
+            out = []
+            while data := await run.read():
+                out.append(data)
+            code = await run.wait()
+            if code != 0:
+                raise exit_error(self._program(), code, run.stderr)
+        finally:
+            await run.close()
+        text = OutputText().feed(b"".join(out), final=True)
+        usage = Usage(estimate_tokens(prompt), estimate_tokens(text))
+        data = chat_completion(completion_id(), model, assistant_message(text), "stop", usage)
+        return Completion(body=orjson.dumps(data), usage=usage, model=model, finish_reason="stop", data=data)
+
+    async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
+        run, prompt = await self._start(body, model, opts)
+        translator = _Recorded(body, model)
+        cid, created = completion_id(), int(time.time())
+        text = OutputText()
+        try:  # wait for the first output so an immediate failure is still a clean, retryable error
+            while (data := await run.read()) and not (first := text.feed(data)):
+                pass
+            if not data:
+                first = text.feed(b"", final=True)
+                code = await run.wait()
+                if code != 0:
+                    raise exit_error(self._program(), code, run.stderr)
+        except BaseException:
+            await run.close()
+            raise
+
+        def out(delta: JSON, finish: str | None = None) -> bytes:
+            return orjson.dumps(chunk(cid, created, model, delta, finish))
+
+        async def gen() -> AsyncIterator[bytes]:
+            answer = [first]
+            try:
+                yield out({"role": "assistant", "content": ""})
+                if first:
+                    yield out({"content": first})
+                while data:
+                    data_now = await run.read()
+                    piece = text.feed(data_now, final=not data_now)
+                    if piece:
+                        answer.append(piece)
+                        yield out({"content": piece})
+                    if not data_now:
+                        break
+                code = await run.wait()
+                if code != 0:
+                    raise stream_cut(exit_error(self._program(), code, run.stderr).message)
+                translator.usage = Usage(estimate_tokens(prompt), estimate_tokens("".join(answer)))
+                translator.finish_reason = "stop"
+                yield out({}, "stop")
+                if translator.include_usage:
+                    yield orjson.dumps(usage_chunk(cid, created, model, translator.usage))
+            finally:
+                await run.close()
+
+        return ChunkStream(gen(), translator, run.close)
+
+    async def probe(self) -> None:
+        program = self._program()
+        found = shutil.which(program) if os.sep not in program else (program if os.access(program, os.X_OK)
+                                                                    else None)
+        if not found:
+            raise not_found(program)

@@ -1,0 +1,141 @@
+"""Alembic migrations: idempotent, in the right schema, and identical to proxy.ledger.schema."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from proxy.config import DatabaseConfig
+from proxy.ledger import LedgerStore
+from proxy.ledger.db import alembic_config, async_url, head_revision
+from proxy.ledger.schema import metadata
+
+from .conftest import postgres_url_or_skip
+
+TABLES = {"usage", "virtual_keys", "audit_log", "budget_alerts", "alembic_version"}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def fresh(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LedgerStore]:
+    """A store on an empty database (a new schema on PostgreSQL), not migrated yet."""
+    if request.param == "sqlite":
+        s = LedgerStore(f"sqlite:///{tmp_path}/sub/dir/fresh.db")  # parent dirs are created
+        yield s
+        await s.close()
+        return
+    with postgres_url_or_skip("gw_mig") as url:
+        s = LedgerStore(url)
+        yield s
+        await s.close()
+
+
+async def _tables(store: LedgerStore) -> set[str]:
+    async with store.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+async def test_migrate_is_idempotent(fresh: LedgerStore) -> None:
+    await fresh.migrate()
+    assert await _tables(fresh) >= TABLES
+    assert await fresh.revision() == head_revision()
+    await fresh.migrate()  # second run: nothing to do, no error
+    await fresh.migrate()
+    assert await fresh.revision() == head_revision()
+    async with fresh.engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
+
+
+async def test_migrations_match_schema_module(fresh: LedgerStore) -> None:
+    await fresh.migrate()
+
+    def diff(conn: sa.Connection) -> list[Any]:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(ctx, metadata)
+
+    async with fresh.engine.connect() as conn:
+        assert await conn.run_sync(diff) == []
+
+
+async def test_downgrade_then_upgrade(fresh: LedgerStore) -> None:
+    await fresh.migrate()
+    async with fresh.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+    assert await _tables(fresh) <= {"alembic_version"}
+    await fresh.migrate()
+    assert await _tables(fresh) >= TABLES
+
+
+async def test_postgres_tables_live_in_the_search_path_schema() -> None:
+    with postgres_url_or_skip("gw_schema") as url:
+        schema = url.rsplit("search_path%3D", 1)[1]
+        store = LedgerStore(url)
+        try:
+            await store.migrate()
+            async with store.engine.connect() as conn:
+                rows = await conn.execute(sa.text(
+                    "SELECT table_schema FROM information_schema.tables WHERE table_name = 'virtual_keys'"))
+                schemas = {r[0] for r in rows}
+        finally:
+            await store.close()
+    assert schema in schemas
+    assert "public" not in schemas
+
+
+async def test_sqlite_in_memory_works() -> None:
+    store = LedgerStore("sqlite://")
+    await store.migrate()
+    assert await store.query_usage() == [{
+        "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0,
+        "saved_usd": 0.0, "errors": 0, "error_rate": 0.0, "latency_p50_ms": None, "latency_p95_ms": None,
+        "cache_hits": 0}]
+    await store.close()
+
+
+@pytest.mark.parametrize(("url", "driver", "settings", "query"), [
+    ("sqlite:///gateway.db", "sqlite+aiosqlite", {}, {}),
+    ("sqlite:////abs/path.db", "sqlite+aiosqlite", {}, {}),
+    ("sqlite+aiosqlite:///x.db", "sqlite+aiosqlite", {}, {}),
+    ("postgresql://u:p@h:5432/db", "postgresql+asyncpg", {}, {}),
+    ("postgres://u@h/db", "postgresql+asyncpg", {}, {}),
+    ("postgresql+psycopg2://u@h/db", "postgresql+asyncpg", {}, {}),
+    ("postgresql://u@h/db?options=-csearch_path%3Dgw", "postgresql+asyncpg", {"search_path": "gw"}, {}),
+    ("postgresql://u@h/db?options=-c%20search_path%3Da%20-c%20statement_timeout%3D5000",
+     "postgresql+asyncpg", {"search_path": "a", "statement_timeout": "5000"}, {}),
+    ("postgresql://u@h/db?sslmode=require", "postgresql+asyncpg", {}, {"ssl": "require"}),
+])
+def test_async_url(url: str, driver: str, settings: dict[str, str], query: dict[str, str]) -> None:
+    target, got = async_url(url)
+    assert target.drivername == driver
+    assert got == settings
+    assert dict(target.query) == query
+
+
+def test_unsupported_url_is_rejected_early() -> None:
+    with pytest.raises(ValueError, match="unsupported database url"):
+        LedgerStore("mysql://root:secret@db/x")
+    with pytest.raises(ValueError) as err:
+        LedgerStore("mysql://root:secret@db/x")
+    assert "secret" not in str(err.value)
+
+
+def test_from_config() -> None:
+    assert LedgerStore.from_config(DatabaseConfig(url="sqlite:///a.db")).dialect == "sqlite"
+
+
+async def test_unconnected_store_says_so() -> None:
+    with pytest.raises(RuntimeError, match="connect"):
+        await LedgerStore("sqlite://").query_usage()
+
+
+async def test_connect_fails_fast_on_bad_postgres(tmp_path: Path) -> None:
+    store = LedgerStore("postgresql://nobody@127.0.0.1:1/none")
+    with pytest.raises(OSError):
+        await store.connect()
+    assert store._engine is None
