@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from . import handlers, logs
-from .admin import add_admin_routes
 from . import metrics as m
+from .admin import add_admin_routes
 from .auth import Authenticator
 from .config import GatewayConfig
 from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError

@@ -47,7 +47,7 @@ def too_large(max_bytes: int) -> GatewayError:
 
 def _type_check(body: dict[str, Any], name: str, types: tuple[type, ...] | type, what: str) -> None:
     v = body.get(name)
-    if v is not None and (not isinstance(v, types) or isinstance(v, bool) and bool not in _as_tuple(types)):
+    if v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in _as_tuple(types))):
         raise bad_request(f"Invalid type for '{name}': expected {what}.", param=name, code="invalid_type")
 
 

@@ -133,6 +133,10 @@ class Translator:
     def embeddings_response(self, data: bytes, model: str) -> Completion:
         raise NotImplementedError
 
+    def embeddings_response_for(self, body: JSON, data: bytes, model: str) -> Completion:
+        """`embeddings_response` with the client's request at hand (usage estimates, encoding_format)."""
+        return self.embeddings_response(data, model)
+
     def error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
         """Upstream error status + body -> the OpenAI-format error the client sees."""
         return upstream_error_from_status(status, data[:500].decode("utf-8", "replace"),

@@ -107,7 +107,8 @@ class HttpProvider(Provider):
 
     async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
         req = self.translator.embeddings_request(body, model)
-        return await self._complete(req, opts, lambda data: self.translator.embeddings_response(data, model))
+        return await self._complete(req, opts,
+                                    lambda data: self.translator.embeddings_response_for(body, data, model))
 
     async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
         req = self.translator.chat_request(body, model, stream=True)

@@ -257,7 +257,9 @@ def read_parts(candidate: JSON, first_call: int) -> tuple[str, list[JSON]]:
 
 def completion_id(d: JSON) -> str:
     rid = d.get("responseId")
-    return f"chatcmpl-{rid}" if rid else "chatcmpl-" + hashlib.blake2b(orjson.dumps(d), digest_size=12).hexdigest()
+    if rid:
+        return f"chatcmpl-{rid}"
+    return "chatcmpl-" + hashlib.blake2b(orjson.dumps(d), digest_size=12).hexdigest()
 
 
 def convert_response(d: Any, model: str) -> Completion:
@@ -278,7 +280,7 @@ def convert_response(d: Any, model: str) -> Completion:
                         "finish_reason": finish_reason(cand.get("finishReason") or "STOP", bool(calls))})
     choices.sort(key=lambda c: c["index"])
     answered = d.get("modelVersion") or model
-    out = {"id": completion_id(d), "object": "chat.completion", "created": int(time.time()), "model": answered,
-           "choices": choices, "usage": usage_json(d.get("usageMetadata"))}
+    out = {"id": completion_id(d), "object": "chat.completion", "created": int(time.time()),
+           "model": answered, "choices": choices, "usage": usage_json(d.get("usageMetadata"))}
     return Completion(body=orjson.dumps(out), usage=usage_from(d.get("usageMetadata")), model=answered,
                       finish_reason=choices[0]["finish_reason"], data=out)

@@ -35,7 +35,8 @@ def retry_delay(details: list[Any]) -> float | None:
 def error_from_body(status: int | None, err: Any, headers: Mapping[str, str] | None) -> UpstreamError:
     err = err if isinstance(err, dict) else {}
     name = str(err.get("status") or "")
-    status = status or (err.get("code") if isinstance(err.get("code"), int) else None) or STATUS.get(name, 500)
+    code = err.get("code") if isinstance(err.get("code"), int) else None
+    status = status or code or STATUS.get(name, 500)
     message = str(err.get("message") or f"Gemini returned status {status}")
     details = err.get("details") if isinstance(err.get("details"), list) else []
     reasons = {d.get("reason") for d in details if isinstance(d, dict)}
@@ -68,5 +69,5 @@ def gemini_error(status: int, headers: Mapping[str, str], data: bytes) -> Upstre
 
 def blocked_prompt(reason: str, message: str | None) -> UpstreamError:
     text = f"the prompt was blocked by Gemini's safety filters (blockReason {reason})"
-    return UpstreamError(400, f"{text}: {message}" if message else text, kind="content_filter", retryable=False,
-                         type=INVALID_REQUEST, code="content_filter")
+    return UpstreamError(400, f"{text}: {message}" if message else text, kind="content_filter",
+                         retryable=False, type=INVALID_REQUEST, code="content_filter")

@@ -73,8 +73,8 @@ class GeminiStream(StreamTranslator):
         return []
 
     def _head(self) -> JSON:
-        return {"id": self.id or "chatcmpl-gemini", "object": "chat.completion.chunk", "created": self.created,
-                "model": self.model}
+        return {"id": self.id or "chatcmpl-gemini", "object": "chat.completion.chunk",
+                "created": self.created, "model": self.model}
 
     def _chunk(self, idx: int, delta: JSON, finish: str | None) -> bytes:
         choice = {"index": idx, "delta": delta, "logprobs": None, "finish_reason": finish}
