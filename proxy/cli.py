@@ -34,11 +34,6 @@ def startup_banner(cfg: GatewayConfig, host: str, port: int) -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from .app import build_app
-    from .logs import configure
-
     try:
         cfg = load_config(args.config)
     except ConfigError as err:
@@ -47,13 +42,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or cfg.listen.host
     port = args.port if args.port is not None else cfg.listen.port
     cfg.listen.host, cfg.listen.port = host, port
+    banner = startup_banner(cfg, host, port)
+    if args.workers > 1:
+        from .workers import run_workers
+
+        print(banner + f"\nworkers: {args.workers} (SO_REUSEPORT)", flush=True)
+        return run_workers(args.workers, lambda: _serve_one(cfg, reuse_port=True))
+    print(banner, flush=True)
+    _serve_one(cfg, reuse_port=args.reuse_port)
+    return 0
+
+
+def _serve_one(cfg: GatewayConfig, reuse_port: bool) -> None:
+    # imported here so `--workers` can set PROMETHEUS_MULTIPROC_DIR before prometheus_client loads
+    from aiohttp import web
+
+    from .app import build_app
+    from .logs import configure
+
     configure(cfg.logging)
     _use_uvloop()
-    print(startup_banner(cfg, host, port), flush=True)
-    web.run_app(build_app(cfg), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True,
-                reuse_port=args.reuse_port)
-    return 0
+    web.run_app(build_app(cfg), host=cfg.listen.host, port=cfg.listen.port, print=None, access_log=None,
+                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True, reuse_port=reuse_port)
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
@@ -93,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=None)
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, to run several processes")
+    s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     s.set_defaults(func=cmd_serve)
     mu = sub.add_parser("mock-upstream", help="run the standalone mock upstream")
     mu.add_argument("--host", default="127.0.0.1")

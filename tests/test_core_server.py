@@ -114,3 +114,32 @@ async def test_sigterm_lets_in_flight_stream_finish(tmp_path: Path) -> None:
     assert raw.endswith(b"data: [DONE]\n\n")
     await asyncio.wait_for(proc.wait(), 15)
     assert proc.returncode == 0
+
+
+async def test_workers_share_port_and_aggregate_metrics(tmp_path: Path) -> None:
+    exe = str(Path(__file__).resolve().parent.parent / ".venv/bin/gateway")
+    proc, banner, port = await start(tmp_path, exe, "serve", "--workers", "2")
+    assert "workers: 2" in banner
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-dev"}) as s:
+            body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            for _ in range(5):
+                while True:  # the second worker may still be binding: retry refused connects only
+                    try:
+                        async with aiohttp.ClientSession(headers={"Authorization": "Bearer sk-dev"}) as fresh:
+                            async with fresh.post(base + "/v1/chat/completions", json=body) as r:
+                                assert r.status == 200
+                        break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+            text = ""
+            for _ in range(3):  # whichever worker answers, the counts cover both
+                async with s.get(base + "/metrics") as r:
+                    text = await r.text()
+        line = next(x for x in text.splitlines() if x.startswith('gateway_requests_total{alias="demo"'))
+        assert line.endswith(" 5.0"), line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0
