@@ -7,10 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from . import handlers, logs
+from . import batch, handlers, logs
 from . import metrics as m
 from .admin import add_admin_routes
 from .auth import Authenticator
+from .cache import install_cache
 from .config import GatewayConfig
 from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from .logs import get_logger
@@ -63,7 +64,9 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         executor=Executor(cfg, router, providers),
         meter=Meter(recorder, cfg.logging.requests),
     )
-    return Gateway(cfg, providers, pipeline, recorder)
+    gw = Gateway(cfg, providers, pipeline, recorder)
+    install_cache(gw)  # swaps NoCache for the response cache only when `cache.enabled`
+    return gw
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -73,6 +76,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     handlers.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
+    batch.add_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         gw.extras["log_flusher"] = asyncio.create_task(logs.flush_periodically())

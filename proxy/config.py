@@ -33,6 +33,10 @@ class Timeouts(Strict):
 class BreakerConfig(Strict):
     failure_threshold: int = Field(5, ge=1)
     reset_timeout: Duration = 30.0
+    # sharing through Redis (read from the top-level `breaker:` only; needs `redis:`)
+    shared: bool = True
+    sync_interval: Duration = 0.5
+    redis_prefix: str = "gateway:breaker:"
 
 
 class CachePolicy(Strict):
@@ -78,6 +82,12 @@ class MockBehaviour(Strict):
     error_status: int | None = Field(None, ge=400, le=599)
     error_rate: float = Field(0.0, ge=0, le=1)
     cut_after: int | None = Field(None, ge=0)  # cut a stream after N chunks
+    # fault injection for resilience tests: `fault` replaces the reply when a failure is due
+    fault: Literal["drop", "hang", "malformed_json", "wrong_content_type", "content_filter"] | None = None
+    context_window: int | None = Field(None, ge=1)  # longer prompts (in words) get context_length_exceeded
+    fail_first: int | None = Field(None, ge=0)  # only the first N calls fail, then normal replies
+    retry_after: float | None = Field(None, ge=0)  # Retry-After sent with injected 429 / 503
+    trickle: Duration = 0.0  # pause between 16-byte pieces of a non-stream body (slow trickle)
 
 
 class ProviderConfig(Strict):

@@ -39,6 +39,7 @@ class RequestContext:
     key: KeyInfo | None = None
     traceparent: str | None = None
     trace_id: str | None = None
+    request_headers: Any = None  # the client's request headers (a Mapping): per-request cache control
     # filled by routing / resilience / provider
     provider: str = ""
     upstream_model: str = ""

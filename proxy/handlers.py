@@ -97,6 +97,7 @@ def validate_embeddings(body: dict[str, Any]) -> None:
 
 def new_context(request: web.Request, kind: str) -> RequestContext:
     ctx = RequestContext.new(kind, request.headers.get("x-request-id"), request.remote or "")
+    ctx.request_headers = request.headers
     tp = request.headers.get("traceparent")
     if tp and (m := _TRACEPARENT.match(tp)):
         ctx.trace_id = m.group(1)

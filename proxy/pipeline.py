@@ -92,6 +92,17 @@ class Pipeline:
         completion = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
         return self._respond_json(ctx, completion)
 
+    async def answer(self, ctx: RequestContext) -> Completion:
+        """cache -> routing/resilience for an authorized non-stream chat call, returning the Completion
+        instead of writing HTTP (the batch endpoint runs each item through this after `authorize`)."""
+        c = await self.cache.lookup(ctx)
+        if c is None:
+            c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
+        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
+        if ctx.cache_status != "hit":
+            self.meter.cost(ctx)
+        return c
+
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         await self.authorize(ctx, request)
         hit = await self.cache.lookup(ctx)

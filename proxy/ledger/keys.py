@@ -124,11 +124,12 @@ class KeysMixin:
         except ValueError:
             return None
         k = virtual_keys.c
-        stmt = sa.select(*_PUBLIC, (k.key_sha256 != digest).label("matched_previous")).where(
+        matched_previous = (k.key_sha256 != digest).label("matched_previous")
+        stmt = sa.select(*_PUBLIC, matched_previous).where(
             k.deleted_at.is_(None),
             sa.or_(k.key_sha256 == digest,
                    sa.and_(k.previous_sha256 == digest, k.previous_expires_at > self._now())),
-        )
+        ).order_by(matched_previous).limit(1)  # a current secret wins over another key's old one
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).first()
         if row is None:

@@ -21,11 +21,17 @@ from ..config import DatabaseConfig
 from ..logs import get_logger
 from .rows import UsageRow
 
-# errors caused by the rows themselves (bad value, constraint): retrying the same batch cannot help
-_DATA_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, TypeError, ValueError)
+# the database is unreachable or busy: keep the rows and retry
+_TRANSIENT = (OSError, TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,
+              sa.exc.DisconnectionError)
+# caused by the rows themselves (bad value, constraint): retrying the same batch cannot help
+_DATA_ERRORS = (sa.exc.DataError, sa.exc.IntegrityError, TypeError, ValueError, ArithmeticError)
 
 
 class UsageSink(Protocol):
+    """What the writer needs of a store. An optional `async check() -> str | None` (LedgerStore has
+    one) helps tell a row the database refuses from a database that is down."""
+
     async def insert_usage(self, rows: list[UsageRow]) -> None: ...
 
 
@@ -112,16 +118,22 @@ class LedgerWriter:
     # ------------------------------------------------------------ background loop
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
+            timed_out = False
+            try:
                 await asyncio.wait_for(self._wake.wait(), max(self.flush_interval, 0.01))
+            except TimeoutError:
+                timed_out = True
             self._wake.clear()
-            await self._drain_retrying()
+            # woken by size: write full batches only, the remainder waits for the interval (or joins
+            # the next batch); the interval or close(): write everything
+            await self._drain_retrying(full_only=not (timed_out or self._closing))
             if self._closing and not self._queue:
                 return
 
-    async def _drain_retrying(self) -> None:
-        """Write batches until the queue is empty, sleeping with backoff between failed attempts."""
-        while self._queue:
+    async def _drain_retrying(self, full_only: bool = False) -> None:
+        """Write batches until the queue is empty (or holds less than a batch when `full_only`),
+        sleeping with backoff between failed attempts."""
+        while len(self._queue) >= (self.batch_size if full_only and not self._closing else 1):
             try:
                 async with self._lock:
                     if self._queue:
@@ -132,7 +144,7 @@ class LedgerWriter:
                 m.BACKEND_ERRORS.labels("db", "ledger_write").inc()
                 delay = min(self.retry_backoff_max, self.retry_backoff * 2 ** (self._failures - 1))
                 delay *= random.uniform(0.8, 1.2)  # replicas should not retry in lockstep
-                self.log.warning("ledger_write_failed", error=f"{type(err).__name__}: {err}",
+                self.log.warning("ledger_write_failed", error=_describe(err),
                                  queued=len(self._queue), retry_in_s=round(delay, 2))
                 if self._closing:  # close() has a deadline: keep trying rather than sleeping long
                     await asyncio.sleep(min(delay, 1.0))
@@ -146,11 +158,24 @@ class LedgerWriter:
         batch = list(itertools.islice(self._queue, n))
         try:
             await self.store.insert_usage(batch)
-        except _DATA_ERRORS:
+        except Exception as err:
+            if not await self._rows_at_fault(err):
+                raise
             await self._write_one_by_one(batch)
             return
         self._pop(n)
         self._written(n)
+
+    async def _rows_at_fault(self, err: Exception) -> bool:
+        """Was the insert refused because of the rows rather than the database being unavailable?"""
+        if isinstance(err, _TRANSIENT) or getattr(err, "connection_invalidated", False):
+            return False
+        if isinstance(err, _DATA_ERRORS):
+            return True
+        # drivers classify inconsistently (asyncpg reports a bad parameter as a plain DBAPIError, sqlite3
+        # raises a bare OverflowError): when the database still answers, the rows are the problem
+        check = getattr(self.store, "check", None)
+        return check is not None and await check() is None
 
     async def _write_one_by_one(self, batch: list[UsageRow]) -> None:
         """A row the database refuses would block the queue forever: isolate it and drop only it.
@@ -158,9 +183,10 @@ class LedgerWriter:
         for row in batch:
             try:
                 await self.store.insert_usage([row])
-            except _DATA_ERRORS as err:
-                self.log.error("ledger_row_rejected", request_id=row.request_id,
-                               error=f"{type(err).__name__}: {err}")
+            except Exception as err:
+                if not await self._rows_at_fault(err):
+                    raise
+                self.log.error("ledger_row_rejected", request_id=row.request_id, error=_describe(err))
                 self._pop(1)
                 self._drop(1)
                 continue
@@ -180,3 +206,8 @@ class LedgerWriter:
         self.dropped += n
         m.LEDGER_DROPPED.inc(n)
 
+
+def _describe(err: BaseException) -> str:
+    # SQLAlchemy's message embeds the SQL and every parameter of the batch: log the driver's error only
+    inner = getattr(err, "orig", None) or err
+    return f"{type(inner).__name__}: {str(inner)[:300]}"

@@ -97,10 +97,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     flags = markers(replies.content_text(last_user.get("content")))
     if "content_filter" in flags:
-        return error(400, "content_filter", FILTER_MESSAGE, param="prompt", type=None, status=400,
-                     innererror={"code": "ResponsibleAIPolicyViolation",
-                                 "content_filter_result": {**SAFE, "violence": {"filtered": True,
-                                                                                "severity": "medium"}}})
+        return json_response({"error": {
+            "message": FILTER_MESSAGE, "type": None, "param": "prompt", "code": "content_filter", "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+                **SAFE, "violence": {"filtered": True, "severity": "medium"}}}}}, status=400)
     b = state.behaviour
     p_tokens = replies.prompt_tokens(messages)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")

@@ -9,14 +9,16 @@ import orjson
 from aiohttp import web
 
 from . import replies
-from .server import STATE_KEY, MockState, abort, json_response, read_json
+from .server import STATE_KEY, MockState, abort, fault_response, json_response, read_json, send_json
 
 ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
 def error(status: int, message: str, type: str = "invalid_request_error", code: str | None = None,
-          param: str | None = None) -> web.Response:
+          param: str | None = None, retry_after: float | None = None) -> web.Response:
     headers = {"Retry-After": "1"} if status == 429 else None
+    if retry_after is not None and status in (429, 503):
+        headers = {"Retry-After": f"{retry_after:g}"}
     if status == 429:
         type, code = "rate_limit_error" if type == "invalid_request_error" else type, code or "rate_limit_exceeded"
     elif status >= 500:
@@ -60,20 +62,32 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     validate_chat(body)
     stream = bool(body.get("stream"))
     await state.delay(stream)
-    if (status := state.should_fail()) is not None:
-        return error(status, f"mock upstream error {status}")
     b = state.behaviour
+    if b.context_window is not None and replies.prompt_tokens(body["messages"]) > b.context_window:
+        return error(400, f"This model's maximum context length is {b.context_window} tokens. Please reduce "
+                     "the length of the messages.", code="context_length_exceeded", param="messages")
+    if (fault := state.next_fault()) is not None:
+        return await _fault(request, state, fault, stream)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     words = replies.reply_words(body["messages"], b.reply, b.reply_tokens, max_tokens)
     p_tokens = replies.prompt_tokens(body["messages"])
     finish = "length" if max_tokens is not None and len(words) >= max_tokens else "stop"
     if not stream:
-        return json_response(replies.chat_completion(body["model"], words, p_tokens, finish))
+        return await send_json(request, state, replies.chat_completion(body["model"], words, p_tokens, finish))
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     return await stream_sse(request, state,
                             [orjson.dumps(c) for c in
                              replies.stream_chunks(body["model"], words, p_tokens, include_usage, finish)],
                             done=True)
+
+
+async def _fault(request: web.Request, state: MockState, fault: int | str, stream: bool) -> web.StreamResponse:
+    if fault == "content_filter":
+        return error(400, "The response was filtered due to the prompt triggering the content management "
+                     "policy.", code="content_filter", param="prompt")
+    if isinstance(fault, str):
+        return await fault_response(request, fault, stream)
+    return error(fault, f"mock upstream error {fault}", retry_after=state.behaviour.retry_after)
 
 
 async def stream_sse(request: web.Request, state: MockState, payloads: list[bytes], done: bool,
@@ -108,8 +122,8 @@ async def embeddings(request: web.Request) -> web.Response:
     if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
         return error(400, "'input' must be a string or a non-empty array", param="input")
     await state.delay(False)
-    if (status := state.should_fail()) is not None:
-        return error(status, f"mock upstream error {status}")
+    if (fault := state.next_fault()) is not None:
+        return await _fault(request, state, fault, False)
     return json_response(replies.embeddings(body["model"], inp, int(body.get("dimensions") or 8)))
 
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ..config import MockBehaviour
 
 # wire-format modules in this package; each has `add_routes(app: web.Application, state: MockState)`
-WIRE_FORMATS = ["openai"]
+WIRE_FORMATS = ["openai", "azure", "mistral", "ollama", "bedrock", "anthropic", "gemini"]
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("mock_state")
 
@@ -39,6 +39,8 @@ class MockState:
         self.requests: deque[dict[str, Any]] = deque(maxlen=200)
         self.in_flight = 0
         self.max_in_flight = 0
+        self.faults_served = 0
+        self._fault_behaviour: MockBehaviour | None = None
 
     def record(self, request: web.Request, body: Any) -> None:
         self.calls[request.path] += 1
@@ -46,13 +48,28 @@ class MockState:
                               "headers": {str(k): v for k, v in request.headers.items()}, "body": body})
 
     def should_fail(self) -> int | None:
-        """The error status to inject for this call, if any."""
+        """The error status to inject for this call, if any (a `fault` this format cannot act out
+        becomes a 502, so it still fails)."""
+        fault = self.next_fault()
+        return 502 if isinstance(fault, str) else fault
+
+    def next_fault(self) -> int | str | None:
+        """What goes wrong with this call: an HTTP status, a `fault` name, or None for a normal reply.
+
+        `error_rate` draws at random; `fail_first: N` fails exactly the first N calls (deterministic
+        retry tests); otherwise a configured status / fault applies to every call."""
         b = self.behaviour
-        if b.error_status and (b.error_rate == 0 or random.random() < b.error_rate):
-            return b.error_status
-        if not b.error_status and b.error_rate and random.random() < b.error_rate:
-            return 500
-        return None
+        if b is not self._fault_behaviour:  # a new behaviour restarts the `fail_first` count
+            self._fault_behaviour, self.faults_served = b, 0
+        if not (b.error_status or b.error_rate or b.fault or b.fail_first):
+            return None
+        if b.fail_first is not None:
+            if self.faults_served >= b.fail_first:
+                return None
+        elif b.error_rate and random.random() >= b.error_rate:
+            return None
+        self.faults_served += 1
+        return b.fault or b.error_status or 500
 
     async def delay(self, stream: bool) -> None:
         b = self.behaviour
@@ -68,6 +85,46 @@ class MockState:
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
                         headers=headers)
+
+
+async def send_json(request: web.Request, state: MockState, data: Any) -> web.StreamResponse:
+    """A 200 JSON reply, trickled in 16-byte pieces when `trickle` is set (a slow upstream)."""
+    gap = state.behaviour.trickle
+    if not gap:
+        return json_response(data)
+    body = orjson.dumps(data)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    resp.content_length = len(body)
+    await resp.prepare(request)
+    for i in range(0, len(body), 16):
+        if i:
+            await asyncio.sleep(gap)
+        await resp.write(body[i:i + 16])
+    await resp.write_eof()
+    return resp
+
+
+MALFORMED_JSON = b'{"id": "chatcmpl-broken", "object": "chat.completion", "choices": [{"index": 0, "mess'
+HTML_PAGE = b"<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>"
+
+
+async def fault_response(request: web.Request, fault: str, stream: bool) -> web.StreamResponse:
+    """Act out a transport-level fault, the same for every wire format."""
+    if fault == "drop":  # the connection dies before any response byte
+        assert request.transport is not None
+        request.transport.abort()
+        raise asyncio.CancelledError  # nothing can be sent: end the handler without a response
+    if fault == "hang":  # accept the request and never answer
+        await asyncio.sleep(3600)
+    if fault == "wrong_content_type":  # e.g. an HTML error page from a proxy in front of the API
+        return web.Response(body=HTML_PAGE, status=200, content_type="text/html")
+    if stream:  # malformed_json: a 200 event stream whose first event is broken JSON
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"data: " + MALFORMED_JSON + b"\n\ndata: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
+    return web.Response(body=MALFORMED_JSON, status=200, content_type="application/json")
 
 
 async def read_json(request: web.Request, error: Callable[[int, str], web.Response]) -> Any:
@@ -114,6 +171,7 @@ async def _config(request: web.Request) -> web.Response:
 async def _reset(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     state.behaviour = state.initial
+    state._fault_behaviour = None
     state.calls.clear()
     state.requests.clear()
     state.max_in_flight = state.in_flight

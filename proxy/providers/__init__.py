@@ -22,6 +22,7 @@ TRANSLATORS = {
 RUNTIMES = {
     "mock": "mock:MockProvider",
     "cli": "cli:CLIProvider",
+    "bedrock": "bedrock:BedrockProvider",  # HttpProvider + one Titan call per embeddings input
 }
 
 

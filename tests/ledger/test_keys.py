@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from proxy.config import Budget, CachePolicy, Limits
-from proxy.ledger import DuplicateKeyError, LedgerStore
+from proxy.ledger import DuplicateKeyError, LedgerStore, UsageRow
 
 from .conftest import Clock
 
@@ -224,3 +225,29 @@ async def test_budget_alert_fires_once_per_period(store: LedgerStore, clock: Clo
     assert [a["name"] for a in await store.list_budget_alerts(since=clock.now)] == ["carol"]
     with pytest.raises(ValueError, match="scope"):
         await store.record_budget_alert("org", "x", march, 0.8, 1, 1)
+
+
+async def test_current_secret_wins_over_another_keys_previous(store: LedgerStore) -> None:
+    a = await store.create_key(name="a", key_sha256=sha("s1"))
+    await store.rotate_key(a["id"], sha("s2"), 600)  # s1 is a's previous secret for 10 minutes
+    b = await store.create_key(name="b", key_sha256=sha("s1"))
+    found = await store.find_key_by_hash(sha("s1"))
+    assert found is not None and found["id"] == b["id"] and not found["matched_previous"]
+
+
+async def test_concurrent_writers(store: LedgerStore) -> None:
+    """Writer inserts, key changes and reads at once: SQLite waits for its lock instead of failing."""
+    async def insert(n: int) -> None:
+        await store.insert_usage([UsageRow(request_id=f"{n}-{i}", alias="a", provider="p", upstream_model="m")
+                                  for i in range(50)])
+
+    async def key(n: int) -> None:
+        k = await store.create_key(name=f"k{n}", key_sha256=sha(f"k{n}"))
+        await store.update_key(k["id"], {"disabled": True})
+        await store.add_audit("admin", "key.create", k["id"], None, k)
+
+    await asyncio.gather(*(insert(n) for n in range(10)), *(key(n) for n in range(10)),
+                         *(store.query_usage({}, "day") for _ in range(5)))
+    assert (await store.query_usage())[0]["calls"] == 500
+    assert len(await store.list_keys()) == 10
+    assert len(await store.list_audit()) == 10

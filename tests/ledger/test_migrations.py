@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,8 +137,25 @@ async def test_unconnected_store_says_so() -> None:
         await LedgerStore("sqlite://").query_usage()
 
 
-async def test_connect_fails_fast_on_bad_postgres(tmp_path: Path) -> None:
+async def test_connect_fails_fast_on_bad_postgres() -> None:
     store = LedgerStore("postgresql://nobody@127.0.0.1:1/none")
     with pytest.raises(OSError):
         await store.connect()
     assert store._engine is None
+
+
+def test_alembic_cli(tmp_path: Path) -> None:
+    """The documented CLI path: env.py builds its own engine from `-x url=...`."""
+    ini = Path(__file__).parents[2] / "proxy" / "ledger" / "migrations" / "alembic.ini"
+    db = tmp_path / "cli.db"
+    base = [sys.executable, "-m", "alembic", "-c", str(ini)]
+    done = subprocess.run([*base, "-x", f"url=sqlite:///{db}", "upgrade", "head"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+    # offline mode renders the PostgreSQL DDL without a server
+    sql = subprocess.run([*base, "-x", "url=postgresql://u@h/db", "upgrade", "head", "--sql"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert sql.returncode == 0, sql.stderr
+    assert "CREATE TABLE virtual_keys" in sql.stdout and "JSONB" in sql.stdout

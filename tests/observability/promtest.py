@@ -1,6 +1,6 @@
 """Run a real Prometheus in tests and check the dashboard's and alert rules' PromQL against it.
 
-Reusable by any test (import it as `promtest`; pytest puts this directory on sys.path):
+Reusable by any test (`from tests.observability.promtest import ...`):
 
     prom = start_prometheus(["127.0.0.1:8080"], tmp_path)   # scrapes the targets every second
     try:

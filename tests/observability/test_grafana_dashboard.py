@@ -7,9 +7,17 @@ from typing import Any
 
 import pytest
 import yaml
-from promtest import DASHBOARD, REPO, dashboard_exprs, iter_panels, load_dashboard, referenced_vars
 
 from proxy import metrics as gateway_metrics
+from tests.observability.promtest import (
+    DASHBOARD,
+    REPO,
+    alert_exprs,
+    dashboard_exprs,
+    iter_panels,
+    load_dashboard,
+    referenced_vars,
+)
 
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
 FILTER_VARS = ("provider", "alias", "key", "team")
@@ -154,8 +162,6 @@ def test_dashboard_uses_only_metrics_and_labels_from_proxy_metrics() -> None:
 
 
 def test_alerts_use_only_metrics_and_labels_from_proxy_metrics() -> None:
-    from promtest import alert_exprs
-
     exposed = _exposed_metrics()
     for name, expr in alert_exprs():
         _check_expr(name, expr, exposed)

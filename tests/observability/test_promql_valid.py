@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from promtest import (
+
+from tests.observability.promtest import (
+    ALERTS,
     PromHandle,
     PromQLError,
     alert_base_exprs,
@@ -102,8 +104,6 @@ def test_variable_queries_are_valid(prom: PromHandle) -> None:
 
 
 def test_prometheus_loads_the_alert_rules(tmp_path: Path) -> None:
-    from promtest import ALERTS
-
     with start_prometheus([], tmp_path, rule_files=[ALERTS]) as handle:
         groups = handle.wait_for_rules()
         rules = {r["name"]: r for g in groups for r in g["rules"]}

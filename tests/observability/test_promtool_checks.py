@@ -6,7 +6,8 @@ import shutil
 from pathlib import Path
 
 import yaml
-from promtest import ALERTS, PROMETHEUS_CONFIG, REPO, promtool
+
+from tests.observability.promtest import ALERTS, PROMETHEUS_CONFIG, REPO, promtool
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ _CONTEXT = re.compile(r"too long|too many (input )?tokens|max(imum)?[ _]tokens|c
 
 
 def error_type(headers: Mapping[str, str], body: object) -> str:
-    raw = headers.get("x-amzn-errortype") or headers.get("X-Amzn-ErrorType") or ""
+    raw = next((v for k, v in headers.items() if k.lower() == "x-amzn-errortype"), "")
     if not raw and isinstance(body, dict):
         raw = str(body.get("__type") or body.get("code") or "")
     # "ThrottlingException:http://internal.amazon.com/...", "com.amazon.coral.service#ThrottlingException"

@@ -1,0 +1,282 @@
+"""Stage 2: admission — rate limits (quotas.py) and budgets (budgets.py) checked together, settled after.
+
+`admit(ctx)` runs after auth for every call: keys with no limits, no budget and no team budget/limits
+return at once. Otherwise it checks every window and budget of the call in one all-or-nothing step —
+in-process, or one Lua call on Redis — adds OpenAI's x-ratelimit-* headers to the response, and raises
+429 (rate_limit_exceeded / insufficient_quota) when something is full. The `on_finish` hook settles the
+call off the request path: token windows get the reported usage instead of the estimate, budgets get
+the real cost instead of the reservation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import metrics as m
+from .budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
+from .config import GatewayConfig
+from .logs import get_logger
+from .quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
+from .counters import Counters, Outcome
+
+if TYPE_CHECKING:
+    from .auth import KeyInfo
+    from .context import RequestContext
+    from .ledger import LedgerStore
+    from .pricing import PriceTable
+
+log = get_logger("gateway.admission")
+ZERO_COST = "0.00000000"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What admission reserved for a call, for the finish hook to settle."""
+
+    key: KeyInfo
+    windows: tuple[Window, ...]
+    amounts: list[int]
+    lines: list[BudgetLine]
+    estimate: float  # USD reserved on each budget line
+    provider: str
+
+
+def estimate_tokens(ctx: RequestContext) -> tuple[int, int]:
+    """(prompt, completion) token estimate before the call: ~4 characters a token, plus max_tokens."""
+    body = ctx.body
+    payload = body.get("messages") if ctx.kind == "chat" else body.get("input")
+    prompt = len(orjson.dumps(payload)) // 4 if payload is not None else 0
+    out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    return prompt, out if isinstance(out, int) else 0
+
+
+class AdmissionStage:
+    def __init__(self, cfg: GatewayConfig, prices: PriceTable, counters: Counters, *,
+                 store: LedgerStore | None = None, events: EventBus | None = None,
+                 recorder: m.Recorder | None = None, sweep_interval: float = 10.0) -> None:
+        self.cfg = cfg
+        self.prices = prices
+        self.counters = counters
+        self.store = store
+        self.events = events or EventBus()
+        self.rec = recorder or m.Recorder()
+        self.planner = QuotaPlanner(cfg.teams)
+        self.clock = PeriodClock(cfg.budgets.timezone)
+        self.team_budgets = {name: t.budget for name, t in cfg.teams.items() if t.budget is not None}
+        self.ip_rpm = cfg.ip_limits.rpm
+        self.sweep_interval = sweep_interval
+        self._primary: dict[str, tuple[str, str]] = {}
+        self._ip_windows: dict[str, Window] = {}
+        self._seeded: set[str] = set()
+        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ lifecycle (a Gateway service)
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="admission-sweep")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._tasks:  # settle what finished calls still owe before Redis closes
+            await asyncio.wait(list(self._tasks), timeout=5)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            self.counters.sweep()
+
+    # ------------------------------------------------------------ request path
+    def primary(self, alias: str) -> tuple[str, str]:
+        """(provider, model) the alias will most likely be served by: its first enabled deployment."""
+        found = self._primary.get(alias)
+        if found is None:
+            m_alias = self.cfg.models.get(alias)
+            route = [d for d in (m_alias.route if m_alias else [])
+                     if d.provider in self.cfg.providers and self.cfg.providers[d.provider].enabled]
+            found = (route[0].provider, route[0].model) if route else ("", "")
+            self._primary[alias] = found
+        return found
+
+    def budget_lines(self, key: KeyInfo) -> list[BudgetLine]:
+        lines = []
+        if key.budget is not None:
+            lines.append(BudgetLine("key", key.id, key.name, key.budget, self.clock.current(key.budget.period)))
+        if key.team and (tb := self.team_budgets.get(key.team)) is not None:
+            lines.append(BudgetLine("team", key.team, key.team, tb, self.clock.current(tb.period)))
+        return lines
+
+    async def admit(self, ctx: RequestContext) -> None:
+        key = ctx.key
+        if key is None:
+            return
+        if not ctx.stream:  # a stream's cost is unknown when its headers leave (ledger, /v1/usage have it)
+            ctx.headers["x-gateway-cost-usd"] = ZERO_COST
+        if key.budget is None and not self.planner.limited(key) and (
+                not key.team or key.team not in self.team_budgets):
+            return
+        provider, model = self.primary(ctx.served_alias or ctx.alias)
+        windows = self.planner.windows(key, ctx.alias, provider)
+        lines = self.budget_lines(key)
+        tokens, estimate = 0, 0.0
+        if lines or any(w.kind == "tokens" for w in windows):
+            prompt, out = estimate_tokens(ctx)
+            tokens = ctx.estimated_tokens = prompt + out
+            if lines:
+                estimate = self.prices.estimate(provider, model, prompt, out)
+                await self._seed(lines)
+        amounts = [1 if w.kind == "requests" else tokens for w in windows]
+        outcome = await self.counters.acquire(windows, amounts, lines, estimate)
+        if outcome is None:  # Redis down and fail_open: serve unlimited (counted in backend errors)
+            return
+        if windows:
+            rate_headers(windows, outcome.stats, ctx.headers)
+        self._refuse(ctx, key, windows, amounts, lines, outcome)
+        ctx.notes["admission"] = Ticket(key, windows, amounts, lines, estimate, provider)
+
+    def _refuse(self, ctx: RequestContext, key: KeyInfo, windows: tuple[Window, ...], amounts: list[int],
+                lines: list[BudgetLine], outcome: Outcome) -> None:
+        team = key.team or ""
+        if outcome.failed_window >= 0:
+            w = windows[outcome.failed_window]
+            if self.rec.enabled:
+                m.RATE_LIMITED.labels(w.reason, self.rec.key(key.name), team).inc()
+            raise rate_limited(w, outcome.stats[outcome.failed_window], amounts[outcome.failed_window],
+                               ctx.headers)
+        if outcome.failed_budget >= 0:
+            line = lines[outcome.failed_budget]
+            if self.rec.enabled:
+                m.BUDGET_REJECTED.labels(line.scope, self.rec.key(key.name), team).inc()
+            raise over_budget(line, outcome.spends[outcome.failed_budget])
+
+    async def admit_ip(self, ctx: RequestContext) -> None:
+        """Per-client-IP request rate, before auth (abuse by callers without a valid key)."""
+        if not self.ip_rpm:
+            return
+        w = self._ip_windows.get(ctx.client_ip)
+        if w is None:
+            if len(self._ip_windows) >= 100_000:
+                self._ip_windows.clear()
+            w = self._ip_windows[ctx.client_ip] = ip_window(ctx.client_ip, self.ip_rpm)
+        outcome = await self.counters.acquire((w,), [1], [], 0.0)
+        if outcome is not None and outcome.failed_window == 0:
+            if self.rec.enabled:
+                m.RATE_LIMITED.labels(w.reason, "", "").inc()
+            raise rate_limited(w, outcome.stats[0], 1, {})
+
+    async def _seed(self, lines: list[BudgetLine]) -> None:
+        """Start a period's spend from the ledger the first time this process meets it (restarts, and
+        Redis keys lost mid-period); later calls skip this with one set lookup."""
+        for line in lines:
+            k = line.spend_key
+            if k in self._seeded:
+                continue
+            fut = self._seeding.get(k)
+            if fut is None:
+                fut = self._seeding[k] = asyncio.get_running_loop().create_future()
+                try:
+                    await self._seed_one(line)
+                finally:
+                    self._seeded.add(k)
+                    self._seeding.pop(k, None)
+                    fut.set_result(None)
+            else:
+                await fut
+
+    async def _seed_one(self, line: BudgetLine) -> None:
+        if self.store is None:
+            return
+        try:
+            spent = await asyncio.wait_for(self.store.spend(line.scope, line.name, line.period.start), 3.0)
+        except Exception as err:  # the ledger is an aid here; budgets still work from zero
+            m.BACKEND_ERRORS.labels("db", "budget_seed").inc()
+            log.warning("budget_seed_failed", scope=line.scope, name=line.label, error=f"{type(err).__name__}")
+            return
+        if spent > 0:
+            await self.counters.seed(line, spent)
+
+    # ------------------------------------------------------------ after the call
+    def on_finish(self, ctx: RequestContext) -> None:
+        """Meter hook: queue the settlement; nothing here waits for Redis."""
+        t: Ticket | None = ctx.notes.get("admission")
+        if t is None:
+            return
+        u = ctx.usage
+        actual = 0 if (u is None or ctx.cache_status == "hit") else u.total_tokens
+        moved = bool(ctx.provider) and ctx.provider != t.provider
+        adj_w: list[Window] = []
+        adj_a: list[int] = []
+        for w, a in zip(t.windows, t.amounts, strict=True):
+            final = 1 if w.kind == "requests" else actual
+            if moved and w.sub == "provider":
+                final = 0  # charged to the provider that really served, below
+            if final != a:
+                adj_w.append(w)
+                adj_a.append(final - a)
+        if moved:
+            # a retry or fallback was served by another provider than admission assumed
+            for w in self.planner.windows(t.key, ctx.alias, ctx.provider):
+                if w.sub == "provider":
+                    adj_w.append(w)
+                    adj_a.append(1 if w.kind == "requests" else actual)
+        if not adj_w and not t.lines:
+            return
+        now_lines = self.budget_lines(t.key) if t.lines else []
+        task = asyncio.ensure_future(self._settle(adj_w, adj_a, now_lines, ctx.cost_usd, t))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
+                      t: Ticket) -> None:
+        try:
+            spends = await self.counters.settle(windows, amounts, lines, cost, t.lines, t.estimate)
+        except Exception:
+            log.exception("settle_failed")
+            return
+        if spends is None:
+            return
+        for line, spend in zip(lines, spends, strict=True):
+            if self.rec.enabled:
+                m.BUDGET_SPEND.labels(line.scope, line.label).set(spend)
+                m.BUDGET_LIMIT.labels(line.scope, line.label).set(line.budget.usd)
+            for threshold in crossed(line, spend - cost, spend):
+                await self._alert(line, threshold, spend)
+
+    async def _alert(self, line: BudgetLine, threshold: float, spend: float) -> None:
+        first = True
+        if self.store is not None:
+            try:  # the ledger's unique row decides which replica reports a crossing
+                first = await self.store.record_budget_alert(line.scope, line.name, line.period.start, threshold,
+                                                             spend, line.budget.usd)
+            except Exception as err:
+                m.BACKEND_ERRORS.labels("db", "budget_alert").inc()
+                log.warning("budget_alert_record_failed", error=f"{type(err).__name__}: {err}")
+        if first:
+            log.warning("budget_threshold", scope=line.scope, name=line.label, threshold=threshold,
+                        spend_usd=round(spend, 6), limit_usd=line.budget.usd)
+            self.events.emit(alert_event(line, threshold, spend))
+
+    # ------------------------------------------------------------ status (admin API, /v1/usage)
+    async def budget_status(self, scope: str, name: str, label: str, key_budget: Any) -> dict[str, Any]:
+        line = BudgetLine(scope, name, label, key_budget, self.clock.current(key_budget.period))
+        await self._seed([line])
+        spend = await self.counters.spend(line)
+        return {"scope": scope, "name": label, "id": name, "usd": key_budget.usd, **line.period.as_dict(),
+                "spend_usd": round(spend, 8), "remaining_usd": round(max(0.0, key_budget.usd - spend), 8),
+                "used_fraction": round(spend / key_budget.usd, 6), "alert_thresholds": key_budget.alert_thresholds}
+
+    async def limit_status(self, key: KeyInfo) -> list[dict[str, Any]]:
+        out = []
+        for w in all_windows(key, self.planner.team_limits.get(key.team) if key.team else None):
+            remaining, reset_in = await self.counters.window_stats(w)
+            out.append({"scope": w.scope, "sub": w.sub or None, "name": w.sub_owner or w.owner, "metric": w.metric,
+                        "limit": w.limit, "remaining": remaining, "reset_seconds": round(reset_in, 3)})
+        return out
