@@ -137,8 +137,9 @@ async def test_workers_share_port_and_aggregate_metrics(tmp_path: Path) -> None:
             for _ in range(3):  # whichever worker answers, the counts cover both
                 async with s.get(base + "/metrics") as r:
                     text = await r.text()
-        line = next(x for x in text.splitlines() if x.startswith('gateway_requests_total{alias="demo"'))
-        assert line.endswith(" 5.0"), line
+        total = sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines()
+                    if x.startswith('gateway_requests_total{alias="demo"'))
+        assert total == 5.0, text
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 20)
