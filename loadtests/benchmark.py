@@ -37,6 +37,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def bench_key(**extra: Any) -> dict[str, Any]:
     return {"name": "bench", "key": GATEWAY_KEY, "models": ["*"], **extra}
 
 
-def base_gateway_config(upstream_url: str, workdir: Path) -> dict[str, Any]:
+def base_gateway_config(upstream_url: str, workdir: Path, name: str = "gateway") -> dict[str, Any]:
     """The measured gateway: auth, metrics, one JSON log line per request (to a file); cache off."""
     return {
         "listen": {"host": HOST, "shutdown_timeout": 1},
@@ -96,7 +97,7 @@ def base_gateway_config(upstream_url: str, workdir: Path) -> dict[str, Any]:
         "metrics": {"enabled": True},
         "logging": {"requests": True, "format": "json", "level": "info"},
         "cache": {"enabled": False},
-        "database": {"url": f"sqlite:///{workdir}/ledger.db"},
+        "database": {"url": f"sqlite:///{workdir}/ledger-{name}.db"},
     }
 
 
@@ -310,7 +311,7 @@ def start_baseline(workdir: Path, upstream_url: str, core: int | None, port: int
 
 def start_gateway(workdir: Path, upstream_url: str, variant: Variant, core: int | None) -> tuple[Proc, str]:
     port = free_port()
-    cfg = deep_merge(base_gateway_config(upstream_url, workdir), variant.config)
+    cfg = deep_merge(base_gateway_config(upstream_url, workdir, variant.name), variant.config)
     cfg_path = workdir / f"gateway-{variant.name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     # the per-request JSON log lines go to stdout, i.e. to this log file
@@ -370,6 +371,42 @@ def parse_tagged_json(text: str, tag: str) -> dict[str, Any]:
     raise ValueError(f"no {tag} line in:\n{text[-2000:]}")
 
 
+def listen_overflows() -> int:
+    """TcpExt ListenOverflows: SYNs dropped because an accept queue (listen backlog) was full."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        lines = [ln.split() for ln in Path("/proc/net/netstat").read_text().splitlines() if ln.startswith("TcpExt:")]
+        return int(lines[1][lines[0].index("ListenOverflows")])
+    return 0
+
+
+@dataclass
+class Target:
+    """Somewhere to send the load: the mock itself, the baseline, or a gateway variant."""
+
+    name: str
+    url: str
+    key: str
+    proc: Proc | None  # the proxy process whose CPU and memory are measured (None: direct to the mock)
+    variant: Variant | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def aggregate(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of the interleaved rounds (a burst of someone else's load spoils one round, not the figure)."""
+    out: dict[str, Any] = {"rounds": rounds, "requests": sum(r["requests"] for r in rounds),
+                           "errors": sum(r["errors"] for r in rounds)}
+    for k in ("rps", "p50_ms", "p90_ms", "p99_ms", "cpu_per_req_ms", "mock_cpu_per_req_ms", "proxy_core_busy",
+              "load_core_busy", "proxy_core_other", "connections"):
+        vals = [r[k] for r in rounds if r.get(k) is not None]
+        out[k] = statistics.median(vals) if vals else None
+    out["proxy_core_other_max"] = max((r["proxy_core_other"] for r in rounds
+                                       if r.get("proxy_core_other") is not None), default=None)
+    for k in ("rss_mib", "hwm_mib"):
+        if k in rounds[-1]:
+            out[k] = rounds[-1][k]
+    return out
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
@@ -378,10 +415,15 @@ class Bench:
         self.proxy_core: int | None = 0 if ncpu >= 2 else None
         self.load_core: int | None = 1 if ncpu >= 2 else None
         self.wrk = shutil.which("wrk")
+        self.mock: Proc | None = None
+        self.mock_url = ""
         self._runs = 0
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
+
+    def configure_mock(self, behaviour: dict[str, Any]) -> None:
+        configure_mock(self.mock_url, behaviour)
 
     def run_wrk(self, url: str, key: str, conns: int, duration: int, stream: bool) -> dict[str, Any]:
         if not self.wrk:
@@ -398,86 +440,102 @@ class Bench:
             raise RuntimeError(f"wrk failed ({rc}):\n{proc.tail()}")
         return parse_tagged_json(proc.output(), "WRK_JSON")
 
-    def load(self, url: str, key: str, proxy: Proc | None, mock: Proc, conns: int, duration: int,
-             stream: bool = False) -> dict[str, Any]:
+    def load(self, t: Target, conns: int, duration: int, stream: bool = False) -> dict[str, Any]:
         """One measured wrk run: throughput, latency, the proxy's CPU per request, its memory."""
-        before = Snapshot.take(proxy, mock)
-        w = self.run_wrk(url, key, conns, duration, stream)
-        after = Snapshot.take(proxy, mock)
+        assert self.mock is not None
+        before = Snapshot.take(t.proc, self.mock)
+        w = self.run_wrk(t.url + "/v1/chat/completions", t.key, conns, duration, stream)
+        after = Snapshot.take(t.proc, self.mock)
         n = max(1, w["requests"])
         errors = w["status_errors"] + w["connect_errors"] + w["read_errors"] + w["write_errors"] + w["timeouts"]
-        use = usage_between(before, after, self.proxy_core if proxy else None, self.load_core)
+        use = usage_between(before, after, self.proxy_core if t.proc else None, self.load_core)
         out = {"connections": conns, "duration_s": w["duration_us"] / 1e6, "requests": w["requests"],
                "rps": w["requests"] / (w["duration_us"] / 1e6), "p50_ms": w["p50_us"] / 1000,
                "p90_ms": w["p90_us"] / 1000, "p99_ms": w["p99_us"] / 1000, "errors": errors,
-               "cpu_per_req_ms": use["proxy_cpu_s"] / n * 1000 if proxy else None,
+               "cpu_per_req_ms": use["proxy_cpu_s"] / n * 1000 if t.proc else None,
                "mock_cpu_per_req_ms": use["mock_cpu_s"] / n * 1000, **use}
-        if proxy:
-            out["rss_mib"], out["hwm_mib"] = proxy.memory_mib()
+        if t.proc:
+            out["rss_mib"], out["hwm_mib"] = t.proc.memory_mib()
         return out
 
-    def concurrent_streams(self, url: str, key: str, proxy: Proc | None) -> dict[str, Any]:
+    def rounds(self, section: str, targets: list[Target], conns: int, total: int, stream: bool = False) -> None:
+        """`total` seconds per target, cut into interleaved rounds (t1 t2 t3 t1 t2 t3 ...)."""
+        n = max(1, self.args.rounds)
+        each = max(1, round(total / n))
+        per: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+        for i in range(n):
+            for t in targets:
+                if t.results.get("error"):
+                    continue
+                self.log(f"  {section} round {i + 1}/{n}: {t.name} ({conns} conn, {each}s)")
+                try:
+                    per[t.name].append(self.load(t, conns, each, stream))
+                except RuntimeError as err:
+                    t.results["error"] = f"{section}: {err}"
+                    self.log(f"    failed: {err}")
+        for t in targets:
+            if per[t.name]:
+                t.results[section] = aggregate(per[t.name])
+
+    def prepare(self, targets: list[Target], stream: bool) -> list[Target]:
+        """Probe (must answer 200) and warm up each target; the ones that fail are marked and dropped."""
+        ok = []
+        for t in targets:
+            if t.results.get("error"):
+                continue
+            try:
+                probe(t.url + "/v1/chat/completions", t.key, stream)
+                if self.args.warmup:
+                    self.run_wrk(t.url + "/v1/chat/completions", t.key, 50, self.args.warmup, stream)
+                ok.append(t)
+            except RuntimeError as err:
+                t.results["error"] = str(err)
+                self.log(f"  {t.name} failed: {err}")
+        return ok
+
+    def concurrent_streams(self, t: Target) -> dict[str, Any]:
         a = self.args
+        assert self.mock is not None
         self._runs += 1
-        proc = Proc("streamclient", [PYTHON, str(HERE / "streamclient.py"), "--url", check_local(url), "--key", key,
+        self.log(f"  concurrent: {t.name}: {a.streams} streams (10 tokens at 10/s), ramp {a.ramp}s, 2 rounds")
+        proc = Proc("streamclient", [PYTHON, str(HERE / "streamclient.py"), "--url",
+                                     check_local(t.url + "/v1/chat/completions"), "--key", t.key,
                                      "--model", MODEL, "--streams", str(a.streams), "--ramp", str(a.ramp),
                                      "--rounds", "2"],
                     self.load_core, self.workdir / f"streamclient-{self._runs}.log")
+        before, overflows = Snapshot.take(t.proc, self.mock), listen_overflows()
         with running(proc):
             rc = proc.wait(120)
+        after = Snapshot.take(t.proc, self.mock)
         if rc != 0:
             raise RuntimeError(f"streamclient failed ({rc}):\n{proc.tail()}")
         out = parse_tagged_json(proc.output(), "STREAMS_JSON")
-        if proxy:
-            out["rss_mib"], out["hwm_mib"] = proxy.memory_mib()
+        use = usage_between(before, after, self.proxy_core if t.proc else None, self.load_core)
+        out |= use | {"listen_overflows": listen_overflows() - overflows}
+        if t.proc:
+            out["cpu_per_stream_ms"] = use["proxy_cpu_s"] / (2 * a.streams) * 1000
+            out["rss_mib"], out["hwm_mib"] = t.proc.memory_mib()
         return out
 
-    def target(self, name: str, url: str, key: str, proxy: Proc | None, mock: Proc, mock_url: str,
-               sections: set[str]) -> dict[str, Any]:
-        """Every selected section against one target (direct, baseline or a gateway)."""
-        a, res = self.args, {}
-        chat = url + "/v1/chat/completions"
-        if sections & {"core", "latency"}:
-            configure_mock(mock_url, CORE_MOCK)
-            probe(chat, key)
-            if a.warmup:
-                self.run_wrk(chat, key, 50, a.warmup, stream=False)
-            if "core" in sections:
-                self.log(f"  {name}: non-stream, 50 connections, {a.duration}s")
-                res["core"] = self.load(chat, key, proxy, mock, 50, a.duration)
-            if "latency" in sections:
-                self.log(f"  {name}: non-stream, 1 connection, {a.latency_duration}s")
-                res["latency"] = self.load(chat, key, proxy, mock, 1, a.latency_duration)
-            # after the load: what a warmed-up gateway answers (e.g. cache headers)
-            res["probe_headers"] = {k: v for k, v in probe(chat, key).items() if k.lower().startswith("x-")}
-        if "streams" in sections:
-            configure_mock(mock_url, STREAM_MOCK)
-            probe(chat, key, stream=True)
-            if a.warmup:
-                self.run_wrk(chat, key, 50, a.warmup, stream=True)
-            self.log(f"  {name}: streams (20 chunks), 50 connections, {a.stream_duration}s")
-            res["streams"] = self.load(chat, key, proxy, mock, 50, a.stream_duration, stream=True)
-        if "concurrent" in sections:
-            configure_mock(mock_url, CONCURRENT_MOCK)
-            self.log(f"  {name}: {a.streams} concurrent streams (10 tokens at 10/s), ramp {a.ramp}s, 2 rounds")
-            res["concurrent"] = self.concurrent_streams(chat, key, proxy)
-        return res
-
-    def profile(self, url: str, proxy: Proc, mock_url: str, stream: bool) -> dict[str, Any]:
+    def profile(self, t: Target, stream: bool) -> dict[str, Any]:
         """An extra, unmeasured load run with py-spy attached; collapsed stacks + a top list."""
+        assert t.proc is not None
         pyspy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
         if not Path(pyspy).exists():
             raise RuntimeError("py-spy not found: .venv/bin/pip install py-spy")
-        configure_mock(mock_url, STREAM_MOCK if stream else CORE_MOCK)
+        self.configure_mock(STREAM_MOCK if stream else CORE_MOCK)
         RESULTS.mkdir(exist_ok=True)
         kind = "stream" if stream else "nonstream"
-        raw = RESULTS / f"profile-gateway-{kind}.txt"
-        duration = max(3, self.args.duration)
-        spy = Proc("py-spy", [pyspy, "record", "-p", str(proxy.pid), "-d", str(duration + 1), "-r", "250",
-                              "-f", "raw", "-o", str(raw)], self.load_core, self.workdir / f"pyspy-{kind}.log")
+        raw = RESULTS / f"profile-{t.name}-{kind}.txt"
+        duration = max(3, self.args.duration // 2)
+        # --gil: only samples of the thread holding the GIL (idle waits and helper threads blocked
+        # in a queue are left out, so the shares are of the interpreter's busy time)
+        spy = Proc("py-spy", [pyspy, "record", "-p", str(t.proc.pid), "-d", str(duration + 1), "-r", "250",
+                              "--gil", "-f", "raw", "-o", str(raw)], self.load_core,
+                   self.workdir / f"pyspy-{kind}.log")
         with running(spy):
             time.sleep(0.5)
-            self.run_wrk(url + "/v1/chat/completions", GATEWAY_KEY, 50, duration, stream)
+            self.run_wrk(t.url + "/v1/chat/completions", t.key, 50, duration, stream)
             spy.wait(30)
         return {"file": str(raw.relative_to(ROOT)), **summarize_profile(raw.read_text())}
 
@@ -494,7 +552,7 @@ def summarize_profile(collapsed: str, top: int = 25) -> dict[str, Any]:
         frames = stack.split(";")
         self_all[frames[-1]] += n
         for f in set(frames):
-            if "/proxy/" in f:
+            if "(proxy/" in f or "/proxy/" in f:
                 incl_proxy[f] += n
 
     def pct(c: Counter[str]) -> list[tuple[str, float]]:
@@ -510,9 +568,12 @@ class Check:
     value: str
     limit: str
     ok: bool | None  # None: could not be evaluated
+    info: bool = False  # context for the reader, not a target
 
     @property
     def verdict(self) -> str:
+        if self.info:
+            return "info"
         return "n/a" if self.ok is None else ("PASS" if self.ok else "FAIL")
 
 
@@ -558,6 +619,12 @@ def evaluate(r: dict[str, Any]) -> list[Check]:
             added = gc["measured"]["ttfc_p99_ms"] - direct["concurrent"]["measured"]["ttfc_p99_ms"]
             checks.append(Check(f"{r['args']['streams']} concurrent streams: added TTFC p99 vs direct",
                                 f"{added:.1f} ms", f"< {TTFC_ADDED_MAX_MS:.0f} ms", added < TTFC_ADDED_MAX_MS))
+            bcon = base.get("concurrent", {}).get("measured", {})
+            if bcon.get("ttfc_p99_ms") is not None:  # context: what the ceiling itself adds under this load
+                b_added = bcon["ttfc_p99_ms"] - direct["concurrent"]["measured"]["ttfc_p99_ms"]
+                checks.append(Check(f"{r['args']['streams']} concurrent streams: baseline's own added TTFC p99",
+                                    f"{b_added:.1f} ms (gateway {added - b_added:+.1f} ms beyond it)",
+                                    "(context)", None, info=True))
         checks.append(Check(f"{r['args']['streams']} concurrent streams: gateway RSS after the run",
                             f"{gc['rss_mib']:.1f} MiB (peak {gc['hwm_mib']:.1f})", f"< {RSS_MAX_MIB:.0f} MiB",
                             gc["rss_mib"] < RSS_MAX_MIB))
@@ -631,11 +698,11 @@ def report_tables(r: dict[str, Any]) -> list[tuple[str, str]]:
         if s:
             body.append([name, f"{s['rps']:.0f}", f"{s['p50_ms']:.2f}", f"{s['p99_ms']:.2f}",
                          _f(s.get("cpu_per_req_ms"), ".3f"), _f(s.get("rss_mib"), ".1f"), str(s["errors"]),
-                         _pct(s.get("proxy_core_other"))])
+                         _pct(s.get("proxy_core_other")), _pct(s.get("load_core_busy"))])
     if body:
         tables.append(("Streams, 20 chunks each, 50 connections (wrk)", md_table(
             ["target", "streams/s", "p50 ms (whole stream)", "p99 ms", "CPU ms/stream", "RSS MiB", "errors",
-             "other load on proxy core"], body)))
+             "other load on proxy core", "load core busy"], body)))
     body = []
     d_ttfc = r.get("direct", {}).get("concurrent", {}).get("measured", {}).get("ttfc_p99_ms")
     for name, t in rows(r):
@@ -646,11 +713,14 @@ def report_tables(r: dict[str, Any]) -> list[tuple[str, str]]:
                      else m["ttfc_p99_ms"] - d_ttfc)
             body.append([name, str(c["errors"]), str(m["peak_concurrency"]), _f(m["ttfc_p50_ms"], ".1f"),
                          _f(m["ttfc_p99_ms"], ".1f"), _f(added, ".1f"), _f(cold["ttfc_p99_ms"], ".1f"),
-                         _f(m["total_p99_ms"], ".0f"), _f(c.get("rss_mib"), ".1f"), _f(c.get("hwm_mib"), ".1f")])
+                         _f(m["total_p99_ms"], ".0f"), _f(c.get("cpu_per_stream_ms"), ".2f"),
+                         _f(c.get("rss_mib"), ".1f"), _f(c.get("hwm_mib"), ".1f"), _pct(c.get("proxy_core_busy")),
+                         _pct(c.get("load_core_busy")), str(c.get("listen_overflows", "-"))])
     if body:
         tables.append((f"{r['args']['streams']} concurrent streams, 10 tokens at 10 tokens/s (asyncio client)",
                        md_table(["target", "errors", "peak open", "TTFC p50 ms", "TTFC p99 ms", "added TTFC p99 ms",
-                                 "cold-round TTFC p99 ms", "stream p99 ms", "RSS MiB after", "peak RSS MiB"],
+                                 "cold-round TTFC p99 ms", "stream p99 ms", "CPU ms/stream", "RSS MiB after",
+                                 "peak RSS MiB", "proxy core busy", "load core busy", "listen overflows"],
                                 body)))
     checks = r.get("checks", [])
     if checks:
@@ -690,16 +760,19 @@ def render_markdown(r: dict[str, Any]) -> str:
         "_Written by `make bench` (`loadtests/benchmark.py`); rerun it to refresh this section._", "",
         f"Date: {m['date']} · machine: {m['nproc']} CPUs, {m['cpu_model']}, Linux {m['kernel']} · "
         f"Python {m['python']}, aiohttp {m['aiohttp']}, uvloop {m['uvloop']} · commit {m['commit']} · "
-        f"mode: {'quick' if a['quick'] else 'full'} (runs of {a['duration']}s; 1-connection "
-        f"{a['latency_duration']}s; streams {a['stream_duration']}s).", "",
-        "Setup: the proxy under test (the bare aiohttp pass-through `loadtests/baseline_passthrough.py`, "
-        "then each gateway configuration, one at a time) runs alone on core 0; the mock upstream "
-        "(`gateway mock-upstream`, 20-token lorem replies) and the load generator (wrk, or "
-        "`loadtests/streamclient.py`) share core 1. CPU is the proxy process's utime+stime per request. "
-        "The gateway runs with key auth, Prometheus metrics and one JSON log line per request (to a file) "
-        "unless the row says otherwise. Targets are ratios to the baseline measured in the same run, "
-        "because the machine is shared and absolute figures move from run to run; "
-        "\"other load on proxy core\" is CPU used on core 0 by anything but the proxy during the run.", "",
+        f"mode: {'quick' if a['quick'] else 'full'}: per target {a['duration']}s at 50 connections, "
+        f"{a['latency_duration']}s at 1 connection, {a['stream_duration']}s of streams, each cut into "
+        f"{a['rounds']} interleaved rounds; figures are the medians of the rounds.", "",
+        "Setup: the proxies under test (the bare aiohttp pass-through `loadtests/baseline_passthrough.py` and "
+        "each gateway configuration) are pinned to core 0 and take the load one at a time, round-robin; "
+        "the mock upstream (`gateway mock-upstream`, 20-token lorem replies) and the load generator (wrk, "
+        "or `loadtests/streamclient.py` for the concurrent streams) share core 1. CPU is the proxy "
+        "process's utime+stime from /proc divided by the requests served. The gateway runs with key auth, "
+        "Prometheus metrics and one JSON log line per request (to a file) unless the row says otherwise. "
+        "Targets are ratios to the baseline measured in the same run, because the machine is shared and "
+        "absolute figures move from run to run; \"other load on proxy core\" is CPU used on core 0 by "
+        "anything but the proxy (other people's tests, the kernel) and \"load core busy\" shows whether "
+        "the mock + load generator core was saturated.", "",
     ]
     for title, table in report_tables(r):
         lines += [f"### {title}", "", table, ""]
@@ -742,41 +815,67 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     variants = [v for v in VARIANTS if args.variants is None or v.name in args.variants]
     r: dict[str, Any] = {"machine": machine_info(), "args": vars(args) | {"only": sorted(sections)},
                          "gateways": {}}
-    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gw-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
         bench = Bench(args, workdir)
         if bench.proxy_core is None:
             bench.log("warning: fewer than 2 CPUs available; nothing is pinned and figures mean little")
-        mock, mock_url = start_mock(workdir, bench.load_core)
-        with running(mock):
-            bench.log("direct to the mock upstream")
-            r["direct"] = bench.target("direct", mock_url, UPSTREAM_KEY, None, mock, mock_url,
-                                       sections & {"core", "latency", "streams", "concurrent"})
-            bench.log("baseline pass-through")
+        bench.mock, bench.mock_url = start_mock(workdir, bench.load_core)
+        stack.enter_context(running(bench.mock))
+        direct = Target("direct to mock", bench.mock_url, UPSTREAM_KEY, None)
+        # every proxy is started up front, each pinned to the proxy core; only one is under load at a time
+        proxies: list[Target] = []
+        try:
+            proc, url = start_baseline(workdir, bench.mock_url, bench.proxy_core)
+            stack.enter_context(running(proc))
+            baseline = Target("baseline pass-through", url, GATEWAY_KEY, proc)
+        except RuntimeError as err:
+            baseline = Target("baseline pass-through", "", GATEWAY_KEY, None, results={"error": str(err)})
+        proxies.append(baseline)
+        gateways: list[Target] = []
+        for v in variants:
             try:
-                proc, url = start_baseline(workdir, mock_url, bench.proxy_core)
-                with running(proc):
-                    r["baseline"] = bench.target("baseline", url, GATEWAY_KEY, proc, mock, mock_url, sections)
+                proc, url = start_gateway(workdir, bench.mock_url, v, bench.proxy_core)
+                stack.enter_context(running(proc))
+                gateways.append(Target(v.name, url, GATEWAY_KEY, proc, v))
             except RuntimeError as err:
-                r["baseline"] = {"error": str(err)}
-                bench.log(f"  baseline failed: {err}")
-            for i, v in enumerate(variants):
-                bench.log(f"gateway: {v.name}")
-                main = v.name == VARIANTS[0].name
-                try:
-                    proc, url = start_gateway(workdir, mock_url, v, bench.proxy_core)
-                    with running(proc):
-                        g = bench.target(v.name, url, GATEWAY_KEY, proc, mock, mock_url,
-                                         sections if main else sections & {"core"})
-                        if main and args.profile:
-                            bench.log("  profiling (py-spy, not measured)")
-                            g["profile"] = {"nonstream": bench.profile(url, proc, mock_url, stream=False),
-                                            "stream": bench.profile(url, proc, mock_url, stream=True)}
-                except RuntimeError as err:
-                    g = {"error": str(err)}
-                    bench.log(f"  {v.name} failed: {err}")
-                if g.get("error") or g.get("core") or g.get("streams") or g.get("concurrent") or i == 0:
-                    r["gateways"][v.name] = g
+                bench.log(f"gateway {v.name} did not start: {err}")
+                gateways.append(Target(v.name, "", GATEWAY_KEY, None, v, {"error": str(err)}))
+        proxies += gateways
+        main_gw = gateways[:1]
+        everyone = [direct, *proxies]
+        if sections & {"core", "latency"}:
+            bench.configure_mock(CORE_MOCK)
+            bench.log("non-stream: probe + warm-up")
+            ready = bench.prepare(everyone, stream=False)
+            if "core" in sections:
+                bench.rounds("core", ready, 50, args.duration)
+            if "latency" in sections:
+                bench.rounds("latency", [t for t in ready if t in (direct, baseline, *main_gw)], 1,
+                             args.latency_duration)
+            for t in ready:  # what a warmed-up proxy answers (e.g. cache headers)
+                with contextlib.suppress(RuntimeError, OSError):
+                    t.results["probe_headers"] = {k: v for k, v in probe(t.url + "/v1/chat/completions",
+                                                                         t.key).items() if k.lower().startswith("x-")}
+        if "streams" in sections:
+            bench.configure_mock(STREAM_MOCK)
+            bench.log("streams: probe + warm-up")
+            ready = bench.prepare([direct, baseline, *main_gw], stream=True)
+            bench.rounds("streams", ready, 50, args.stream_duration, stream=True)
+        if "concurrent" in sections:
+            bench.configure_mock(CONCURRENT_MOCK)
+            for t in (direct, baseline, *main_gw):
+                if not t.results.get("error"):
+                    try:
+                        t.results["concurrent"] = bench.concurrent_streams(t)
+                    except RuntimeError as err:
+                        t.results["error"] = f"concurrent: {err}"
+        if args.profile and main_gw and main_gw[0].proc and not main_gw[0].results.get("error"):
+            bench.log("profiling the gateway with py-spy (extra runs, not measured)")
+            main_gw[0].results["profile"] = {"nonstream": bench.profile(main_gw[0], stream=False),
+                                             "stream": bench.profile(main_gw[0], stream=True)}
+        r["direct"], r["baseline"] = direct.results, baseline.results
+        r["gateways"] = {g.name: g.results for g in gateways}
     r["checks"] = [c.__dict__ | {"verdict": c.verdict} for c in evaluate(r)]
     return r
 
@@ -803,7 +902,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections, comma-separated: {','.join(SECTIONS)}")
     p.add_argument("--variants", default=None,
                    help="gateway variants, comma-separated (default all): " + ",".join(v.name for v in VARIANTS))
-    p.add_argument("--duration", type=int, default=None, help="seconds per 50-connection run (default 10; quick 3)")
+    p.add_argument("--duration", type=int, default=None,
+                   help="seconds of 50-connection load per target, split over the rounds (default 12; quick 4)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="interleaved rounds per section; figures are their medians (default 3; quick 2)")
     p.add_argument("--streams", type=int, default=2000, help="concurrent streams in the `concurrent` section")
     p.add_argument("--ramp", type=float, default=1.0, help="seconds over which those streams start")
     p.add_argument("--profile", action="store_true",
@@ -818,9 +920,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.variants = [s.strip() for s in args.variants.split(",") if s.strip()]
         if unknown := set(args.variants) - {v.name for v in VARIANTS}:
             p.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    args.duration = args.duration or (3 if args.quick else 10)
-    args.latency_duration = 2 if args.quick else 5
-    args.stream_duration = 3 if args.quick else 8
+    args.duration = args.duration or (4 if args.quick else 12)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.latency_duration = 2 if args.quick else 6
+    args.stream_duration = 2 if args.quick else 9
     args.warmup = 1 if args.quick else 2
     return args
 

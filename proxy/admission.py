@@ -20,9 +20,9 @@ import orjson
 from . import metrics as m
 from .budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
 from .config import GatewayConfig
+from .counters import Counters, Outcome
 from .logs import get_logger
 from .quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
-from .counters import Counters, Outcome
 
 if TYPE_CHECKING:
     from .auth import KeyInfo

@@ -7,13 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from . import batch, handlers, logs
+from . import accounting, batch, handlers, logs
 from . import metrics as m
 from .admin import add_admin_routes
 from .auth import Authenticator
 from .cache import install_cache
 from .config import GatewayConfig
 from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
+from .health import add_health_routes
 from .logs import get_logger
 from .metering import Meter
 from .pipeline import NoAdmission, NoCache, Pipeline
@@ -66,6 +67,8 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     )
     gw = Gateway(cfg, providers, pipeline, recorder)
     install_cache(gw)  # swaps NoCache for the response cache only when `cache.enabled`
+    accounting.install(gw)  # keys from the database, quotas, budgets, pricing, usage ledger
+    router.attach(gw)  # breaker state shared through Redis when `redis:` is configured
     return gw
 
 
@@ -77,6 +80,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
     batch.add_routes(app)
+    add_health_routes(app)
 
     async def on_startup(_: web.Application) -> None:
         gw.extras["log_flusher"] = asyncio.create_task(logs.flush_periodically())

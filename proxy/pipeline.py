@@ -73,9 +73,13 @@ class Pipeline:
         self.router = router
         self.executor = executor
         self.meter = meter
+        # checks before auth (the per-client-IP limit): raise a GatewayError to refuse
+        self.pre_auth: list[Callable[[RequestContext], Awaitable[None]]] = []
 
     async def authorize(self, ctx: RequestContext, request: web.Request) -> None:
         """auth -> routing resolve -> admission; shared by every endpoint that reaches an upstream."""
+        for check in self.pre_auth:
+            await check(ctx)
         ctx.key = await self.auth.authenticate(request)
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)

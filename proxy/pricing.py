@@ -120,7 +120,7 @@ class PriceTable:
                 entry = name.split("/", 1)[1] if "/" in name and name.split("/", 1)[0] == provider else name
                 if "/" in entry:
                     continue  # another provider's entry
-                if (bare == entry or bare.startswith(entry) and bare[len(entry)] in _SEPARATORS) and (
+                if (bare == entry or (bare.startswith(entry) and bare[len(entry)] in _SEPARATORS)) and (
                         best is None or len(entry) > len(best)):
                     best = entry
                     found = table[name]

@@ -22,7 +22,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
-from .config import LimitSet, Limits, TeamConfig
+from .config import Limits, LimitSet, TeamConfig
 from .errors import GatewayError
 
 if TYPE_CHECKING:

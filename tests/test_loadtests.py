@@ -60,7 +60,7 @@ def test_variant_configs_are_valid_gateway_configs(tmp_path: Path) -> None:
 
 def test_parse_args_sections() -> None:
     args = bm.parse_args(["--quick", "--only", "core,streams", "--variants", "gateway"])
-    assert args.only == ["core", "streams"] and args.variants == ["gateway"] and args.duration == 3
+    assert args.only == ["core", "streams"] and args.variants == ["gateway"] and args.duration == 4 and args.rounds == 2
     with pytest.raises(SystemExit):
         bm.parse_args(["--only", "nope"])
 
@@ -100,7 +100,8 @@ def _streams(p99: float) -> dict[str, Any]:
 def test_report_renders_and_evaluates(tmp_path: Path) -> None:
     r: dict[str, Any] = {
         "machine": bm.machine_info(),
-        "args": {"quick": True, "duration": 3, "latency_duration": 2, "stream_duration": 3, "streams": 10},
+        "args": {"quick": True, "duration": 4, "rounds": 2, "latency_duration": 2, "stream_duration": 2,
+                 "streams": 10},
         "direct": {"core": _load(8000, None), "latency": _load(2000, None, 0.4),
                    "streams": _load(2000, None), "concurrent": _streams(20.0)},
         "baseline": {"core": _load(5000, 0.2), "latency": _load(1500, 0.3, 0.6),

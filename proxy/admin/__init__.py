@@ -16,7 +16,7 @@ from ..errors import AUTHENTICATION, PERMISSION, GatewayError
 from ..state import GATEWAY
 
 # modules (in this package) that add admin routes; each concern registers itself here
-ADMIN_MODULES: list[str] = ["cache"]
+ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit"]
 
 
 def require_admin(request: web.Request) -> str:

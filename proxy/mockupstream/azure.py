@@ -1,8 +1,9 @@
 """Azure OpenAI wire format: /openai/deployments/{deployment}/chat/completions|embeddings, /openai/models.
 
 Validated like Azure: `api-version` is required (missing -> 404 "Resource not found", malformed ->
-400 "API version not supported"); the key goes in `api-key` (or `Authorization: Bearer` for an
-Entra token; the mock accepts its api_key as either); a deployment named `missing*` does not exist.
+400 "API version not supported"; before 2024-09-01 `stream_options` is an unrecognized argument);
+the key goes in `api-key` (or `Authorization: Bearer` for an Entra token; the mock accepts its
+api_key as either); a deployment named `missing*` does not exist.
 Streams open with Azure's annotation-only chunk (`prompt_filter_results`, no choices, model "").
 Markers in the last user message: `[[content_filter]]` -> Azure's 400 content-filter error,
 `[[output_filter]]` -> the answer is cut with `finish_reason: content_filter`.
@@ -89,6 +90,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     if isinstance(body, dict) and "model" not in body:
         body = {**body, "model": deployment}  # Azure does not need it; the shared validator does
     validate_chat(body)
+    if "stream_options" in body and request.query["api-version"][:10] < "2024-09-01":
+        return json_response({"error": {"message": "Unrecognized request argument supplied: stream_options",
+                                        "type": "invalid_request_error", "param": None, "code": None}},
+                             status=400)
     stream = bool(body.get("stream"))
     await state.delay(stream)
     if (failed := injected_failure(state)) is not None:

@@ -53,6 +53,7 @@ class Checker:
         for k in body:
             if k not in TOP_LEVEL:
                 raise self.bad(f'Invalid JSON payload received. Unknown name "{k}": Cannot find field.')
+        self.contents(body.get("contents"))
         for field, model in SDK_MODEL.items():
             if field in body:
                 items = body[field] if field in ("contents", "tools", "safetySettings") else [body[field]]
@@ -60,7 +61,6 @@ class Checker:
                     raise self.bad(f"Invalid value at '{field}': expected a list")
                 for i, item in enumerate(items):
                     self.sdk(item, model, f"{field}[{i}]" if field in ("contents", "tools") else field)
-        self.contents(body.get("contents"))
         if "systemInstruction" in body:
             system = body["systemInstruction"]
             self.parts(system.get("parts") if isinstance(system, dict) else None, "system_instruction")
@@ -117,6 +117,8 @@ class Checker:
                 raise self.bad(f"* GenerateContentRequest.{path}.parts[{j}].data: required oneof field 'data' "
                                "must have one initialized field")
             value = p[data[0]]
+            if data[0] != "text" and not isinstance(value, dict):
+                raise self.bad(f"Invalid value at '{path}.parts[{j}].{data[0]}': expected an object")
             if data[0] == "inlineData":
                 try:
                     base64.b64decode(value.get("data") or "", validate=True)

@@ -9,7 +9,9 @@ Azure-specific pieces handled here:
   become the gateway's `content_filter` kind, so `content_policy_fallbacks` can act on them;
 * its numeric error codes (`"401"`, `"404"`) are not OpenAI codes and are replaced;
 * its first stream chunk, which carries only `prompt_filter_results` and no choices, is dropped:
-  OpenAI never sends such a chunk and many clients index `choices[0]` unconditionally.
+  OpenAI never sends such a chunk and many clients index `choices[0]` unconditionally;
+* `api-version`s older than 2024-09-01 reject `stream_options`: it is not sent to them (stream
+  usage is then unknown).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import orjson
 from ..errors import INVALID_REQUEST, NOT_FOUND, UpstreamError, upstream_error_from_status
 from .base import JSON, StreamTranslator, UpstreamRequest, parse_retry_after
 from .openai import OpenAIStream, OpenAITranslator, openai_error
+
+STREAM_OPTIONS_SINCE = "2024-09-01"  # first api-version accepting `stream_options` (-preview, then GA 2024-10-21)
 
 
 class AzureStream(OpenAIStream):
@@ -46,6 +50,12 @@ class AzureTranslator(OpenAITranslator):
             h["api-key"] = self.cfg.api_key
         h.update(self.cfg.headers)
         return h
+
+    def prepare_body(self, body: JSON, model: str, stream: bool) -> JSON:
+        out = super().prepare_body(body, model, stream)
+        if self.cfg.api_version[:10] < STREAM_OPTIONS_SINCE:
+            out.pop("stream_options", None)
+        return out
 
     def _query(self) -> str:
         return "?api-version=" + quote(self.cfg.api_version, safe="")

@@ -12,6 +12,7 @@ for the usual line-buffered CLI). Trailing newlines are not part of the answer.
 * A non-zero exit is a 502 carrying the tail of stderr (with secret-looking values masked);
   a missing binary is a 503 `cli_not_found` (also reported by the health probe).
 * CLIs report no usage: it is estimated at ~4 characters per token.
+* The process inherits the gateway's environment (CLIs usually read their own keys from it).
 """
 
 from __future__ import annotations
@@ -106,11 +107,21 @@ class _Recorded(StreamTranslator):
 class _Run:
     """One running process: holds a concurrency slot until closed; closing kills it if still alive."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, gate: asyncio.Semaphore, deadline: float) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, gate: asyncio.Semaphore, deadline: float,
+                 prompt: bytes) -> None:
         self.proc, self.gate, self.deadline = proc, gate, deadline
         self.stderr = b""
-        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
+        # stdin is fed concurrently: a CLI that writes a lot before reading its input must not deadlock
+        self._tasks = [asyncio.ensure_future(self._feed_stdin(prompt)),
+                       asyncio.ensure_future(self._drain_stderr())]
         self._closed = False
+
+    async def _feed_stdin(self, prompt: bytes) -> None:
+        assert self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the CLI may not read stdin
+            self.proc.stdin.write(prompt)
+            await self.proc.stdin.drain()
+            self.proc.stdin.close()
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -133,7 +144,7 @@ class _Run:
         try:
             async with asyncio.timeout(self._left()):
                 code = await self.proc.wait()
-                await self._stderr_task
+                await self._tasks[1]  # the whole stderr tail
                 return code
         except TimeoutError:
             raise timeout_error("CLI model exceeded its total timeout") from None
@@ -147,7 +158,8 @@ class _Run:
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
-            self._stderr_task.cancel()
+            for task in self._tasks:
+                task.cancel()
         finally:
             self.gate.release()
 
@@ -180,17 +192,7 @@ class CLIProvider(Provider):
         except BaseException:
             self.gate.release()
             raise
-        run = _Run(proc, self.gate, deadline)
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(prompt.encode())
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the CLI may not read stdin
-                await proc.stdin.drain()
-            proc.stdin.close()
-        except BaseException:
-            await run.close()
-            raise
-        return run, prompt
+        return _Run(proc, self.gate, deadline, prompt.encode()), prompt
 
     async def complete(self, body: JSON, model: str, opts: CallOptions) -> Completion:
         run, prompt = await self._start(body, model, opts)
@@ -234,14 +236,13 @@ class CLIProvider(Provider):
                 yield out({"role": "assistant", "content": ""})
                 if first:
                     yield out({"content": first})
-                while data:
-                    data_now = await run.read()
-                    piece = text.feed(data_now, final=not data_now)
-                    if piece:
+                ended = not data  # the first read may already have hit the end of stdout
+                while not ended:
+                    more = await run.read()
+                    ended = not more
+                    if piece := text.feed(more, final=ended):
                         answer.append(piece)
                         yield out({"content": piece})
-                    if not data_now:
-                        break
                 code = await run.wait()
                 if code != 0:
                     raise stream_cut(exit_error(self._program(), code, run.stderr).message)

@@ -34,7 +34,7 @@ STRATEGIES = {"priority": PRIORITY, "weighted": WEIGHTED, "least-busy": LEAST_BU
 class DeploymentState:
     """What the gateway knows about one (provider, model): load, latency, capacity use, last error."""
 
-    __slots__ = ("_i", "_lat", "_lat_at", "_p95", "_p95_at", "_prev_req", "_prev_tok", "_req", "_tok",
+    __slots__ = ("_i", "_lat", "_lat_at", "_n", "_p95", "_p95_at", "_p95_n", "_prev_req", "_prev_tok", "_req", "_tok",
                  "_win", "breaker", "ewma", "ewma_at", "failures", "in_flight", "last_error", "model",
                  "provider", "requests")
 
@@ -46,8 +46,10 @@ class DeploymentState:
         self._lat = [0.0] * RING
         self._lat_at = [0.0] * RING
         self._i = 0
+        self._n = 0  # samples observed so far
         self._p95: float | None = None
         self._p95_at = -1e9
+        self._p95_n = -1
         self._win = 0
         self._req = self._tok = self._prev_req = self._prev_tok = 0
         self.requests = 0
@@ -64,6 +66,7 @@ class DeploymentState:
         i = self._i
         self._lat[i], self._lat_at[i] = seconds, now
         self._i = (i + 1) % RING
+        self._n += 1
 
     def latency_estimate(self, now: float) -> float:
         """EWMA latency, 0 when unknown or stale (so unknown deployments get explored first)."""
@@ -71,12 +74,13 @@ class DeploymentState:
 
     def p95(self, now: float) -> float | None:
         """p95 latency (seconds) of the last minute, None with fewer than 5 samples."""
-        if now - self._p95_at < P95_REFRESH:
+        # cached for P95_REFRESH; while there were too few samples, every new sample may change that
+        if now - self._p95_at < P95_REFRESH and (self._p95 is not None or self._p95_n == self._n):
             return self._p95
         recent = sorted(v for v, t in zip(self._lat, self._lat_at, strict=True) if t and now - t <= P95_WINDOW)
         n = len(recent)
         self._p95 = recent[max(0, -(-95 * n // 100) - 1)] if n >= P95_MIN_SAMPLES else None
-        self._p95_at = now
+        self._p95_at, self._p95_n = now, self._n
         return self._p95
 
     # --- rpm / tpm capacity (sliding minute approximated from this and the previous minute bucket)

@@ -43,6 +43,7 @@ class Executor:
         self.metrics = cfg.metrics.enabled
         router.bind(providers)
         self.plans: dict[str, AliasPlan] = router.plans
+        self._opts = _OptionsCache(router)
 
     # ------------------------------------------------------------------ public (pipeline.py)
     async def complete(self, ctx: RequestContext) -> Completion:
@@ -110,7 +111,7 @@ class Executor:
         last_idx = -1
         retry_no = 0
         for attempt in range(plan.attempts):
-            idx = self._choose(ctx, slots, start, tried, excluded)
+            idx = self._choose(ctx, slots, start, last_idx + 1, tried, excluded)
             if idx < 0:
                 break
             slot = slots[idx]
@@ -148,13 +149,16 @@ class Executor:
         raise AliasFailed(GENERIC, last)
 
     @staticmethod
-    def _choose(ctx: RequestContext, slots: tuple[Slot, ...], start: int, tried: int, excluded: int) -> int:
-        """The next slot: untried ones first (in strategy order), then the tried ones again (a retry).
-        Breaker `allow()` is only asked of the slot returned, as it may hand out a half-open probe."""
+    def _choose(ctx: RequestContext, slots: tuple[Slot, ...], start: int, retry_from: int, tried: int,
+                excluded: int) -> int:
+        """The next slot: untried ones first (in strategy order from `start`), then tried ones again
+        (a retry, round-robin from the one after the last failure). Breaker `allow()` is only asked of
+        the slot returned, as it may hand out a half-open probe."""
         n = len(slots)
         for second_round in (False, True):
+            first = retry_from % n if second_round else start
             for k in range(n):
-                i = start + k
+                i = first + k
                 if i >= n:
                     i -= n
                 bit = 1 << i
@@ -241,6 +245,17 @@ class Executor:
                 return await client.embed(ctx.body, slot.model, opts)
         except TimeoutError:
             raise timeout_error("no first token in time" if op == STREAM else "the alias deadline passed") from None
+
+
+class _OptionsCache:
+    """Compatibility for code that cleared the old per-(alias, provider) options cache after changing
+    timeouts in the config: clearing now recomputes the precomputed plans' options."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    def clear(self) -> None:
+        self.router.refresh_options()
 
 
 def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:

@@ -50,9 +50,7 @@ _SECRETS = re.compile(
 
 
 def sanitize(message: str, kind: str | None = None) -> str:
-    """An upstream message made safe to show: no credentials, bounded length."""
-    if kind == "auth":
-        return "the upstream rejected the gateway's credentials"
+    """An upstream message made safe to show: anything credential-like redacted, bounded length."""
     return _SECRETS.sub("[redacted]", message)[:300]
 
 

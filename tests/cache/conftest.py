@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import random
-from urllib.parse import urlsplit
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -78,7 +78,7 @@ def redis_db() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_url(redis_db: str) -> AsyncIterator[str]:
+def redis_url(redis_db: str) -> Iterator[str]:
     """The run's database, emptied after each test."""
     yield redis_db
     c = redis.Redis.from_url(redis_db)

@@ -266,7 +266,7 @@ async def test_stream_flight_error_and_open_failure() -> None:
         return s, await anext(s.chunks)
 
     flight, _ = flights.stream("k", broken, None)
-    s, first = await flight.join()
+    s, _ = await flight.join()
     with pytest.raises(RuntimeError):
         _ = [c async for c in s.chunks]
 

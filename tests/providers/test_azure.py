@@ -70,3 +70,11 @@ def test_content_filter_finish_passes_through() -> None:
         "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}}
     c = translator().chat_response(orjson.dumps(data), "d")
     assert c.finish_reason == "content_filter" and c.body == orjson.dumps(data)
+
+
+def test_old_api_version_gets_no_stream_options() -> None:
+    body = {"messages": [], "stream": True, "stream_options": {"include_usage": True}}
+    old = translator(api_version="2024-06-01").chat_request(body, "d", stream=True)
+    assert "stream_options" not in orjson.loads(old.body or b"")
+    new = translator(api_version="2024-09-01-preview").chat_request(body, "d", stream=True)
+    assert orjson.loads(new.body or b"")["stream_options"] == {"include_usage": True}

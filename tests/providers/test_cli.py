@@ -146,3 +146,10 @@ async def test_client_going_away_mid_stream_kills_and_frees_the_slot(tmp_path: P
     assert not alive(pid)
     c = await asyncio.wait_for(waiting, 5)
     assert orjson.loads(c.body)["choices"][0]["message"]["content"].endswith("second")
+
+
+async def test_large_prompt_does_not_block() -> None:
+    body = {"messages": [{"role": "system", "content": "x " * 400_000}, {"role": "user", "content": "hi"}]}
+    c = await provider().complete(body, "m", OPTS)
+    assert orjson.loads(c.body)["choices"][0]["message"]["content"] == "model=m\nhi"
+    assert c.usage.prompt_tokens > 200_000

@@ -22,6 +22,9 @@ FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT",
                       "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
 TOOL_CHOICE = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
+# A function call's thoughtSignature must come back with it (Gemini 3 rejects history without it);
+# OpenAI clients only keep the tool call id, so the signature rides in the id after this separator.
+THOUGHT_SEP = "__thought__"
 
 
 def invalid(message: str, param: str | None = None) -> UpstreamError:
@@ -113,9 +116,12 @@ def convert_messages(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
                 fn = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(fn, dict) or not fn.get("name"):
                     raise invalid(f"messages[{i}].tool_calls[{j}] needs function.name", f"messages[{i}]")
-                names[str(call.get("id"))] = fn["name"]
-                parts.append({"functionCall": {"name": fn["name"],
-                                               "args": parse_arguments(fn.get("arguments"), i, j)}})
+                call_id = str(call.get("id"))
+                names[call_id] = fn["name"]
+                part: JSON = {"functionCall": {"name": fn["name"], "args": parse_arguments(fn.get("arguments"), i, j)}}
+                if THOUGHT_SEP in call_id:
+                    part["thoughtSignature"] = call_id.split(THOUGHT_SEP, 1)[1]
+                parts.append(part)
             _append(contents, "model", parts)
         elif role == "tool":
             name = names.get(str(m.get("tool_call_id")))
@@ -249,7 +255,10 @@ def read_parts(candidate: JSON, first_call: int) -> tuple[str, list[JSON]]:
             texts.append(part["text"])
         elif isinstance(part.get("functionCall"), dict):
             fc = part["functionCall"]
-            calls.append({"id": fc.get("id") or f"call_{first_call + len(calls)}", "type": "function",
+            call_id = fc.get("id") or f"call_{first_call + len(calls)}"
+            if part.get("thoughtSignature"):
+                call_id += THOUGHT_SEP + part["thoughtSignature"]
+            calls.append({"id": call_id, "type": "function",
                           "function": {"name": fc.get("name") or "",
                                        "arguments": orjson.dumps(fc.get("args") or {}).decode()}})
     return "".join(texts), calls
