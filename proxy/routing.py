@@ -76,9 +76,12 @@ class Router:
 
     def bind(self, providers: dict[str, Provider]) -> None:
         """Attach the runtime Provider objects to every slot (called once by the Executor)."""
+        from .providers.transport import HttpProvider
+
         for plan in self.plans.values():
             for s in plan.slots:
                 s.client = providers[s.provider]
+                s.self_timed = isinstance(s.client, HttpProvider)
 
     def attach(self, gw: Gateway) -> None:
         """Register background services: breaker state mirrored through Redis when configured."""

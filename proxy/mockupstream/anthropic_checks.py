@@ -84,6 +84,8 @@ class Checker:
         stops = body.get("stop_sequences")
         if stops is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
             raise self.bad("stop_sequences: Input should be a valid list of strings")
+        if stops and not all(s.strip() for s in stops):
+            raise self.bad("stop_sequences: each stop sequence must contain non-whitespace")
         if "metadata" in body:
             self.keys(body["metadata"], "MetadataParam", "metadata")
         self.system(body.get("system"))

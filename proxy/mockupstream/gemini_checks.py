@@ -122,7 +122,7 @@ class Checker:
             if data[0] == "inlineData":
                 try:
                     base64.b64decode(value.get("data") or "", validate=True)
-                except (binascii.Error, ValueError, TypeError, AttributeError):
+                except (binascii.Error, ValueError, TypeError):
                     raise self.bad(f"Invalid value at '{path}.parts[{j}].inline_data.data' (TYPE_BYTES), "
                                    "Base64 decoding failed") from None
                 if not value.get("mimeType"):

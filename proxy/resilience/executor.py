@@ -238,7 +238,11 @@ class Executor:
                         await stream.aclose()
                         raise
                 return stream, first
-            # in-process providers do not read opts: the alias deadline is enforced here for all
+            if slot.self_timed:  # opts.total_timeout already bounded by the alias deadline
+                if op == COMPLETE:
+                    return await client.complete(ctx.body, slot.model, opts)
+                return await client.embed(ctx.body, slot.model, opts)
+            # in-process providers may not read opts: enforce the alias deadline here
             async with asyncio.timeout(remaining):
                 if op == COMPLETE:
                     return await client.complete(ctx.body, slot.model, opts)

@@ -123,6 +123,8 @@ def test_sampling_stop_user_and_dropped_fields() -> None:
     assert out["metadata"] == {"user_id": "u1"}
     assert set(out) == {"model", "max_tokens", "messages", "stop_sequences", "temperature", "top_p", "metadata"}
     assert request({"messages": [user("x")], "temperature": 2})["temperature"] == 1.0
+    assert request({"messages": [user("x")], "stop": ["\n", "END"]})["stop_sequences"] == ["END"]
+    assert "stop_sequences" not in request({"messages": [user("x")], "stop": "\n\n"})
     assert "top_p" not in request({"messages": [user("x")], "top_p": 1})
     assert request({"messages": [user("x")]}, stream=True)["stream"] is True
 

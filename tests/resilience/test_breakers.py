@@ -160,6 +160,12 @@ async def test_breaker_state_is_shared_across_replicas(gateway_factory: GatewayF
             break
         await asyncio.sleep(0.05)
     assert breaker(one, "a") == "closed"
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    async for key in client.scan_iter(prefix + "*"):
+        await client.delete(key)
+    await client.aclose()
 
 
 async def test_unreachable_redis_leaves_breakers_local(gateway_factory: GatewayFactory, upstreams) -> None:  # type: ignore[no-untyped-def]

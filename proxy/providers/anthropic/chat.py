@@ -41,8 +41,9 @@ def build_request(body: JSON, model: str, stream: bool, default_max_tokens: int)
     if system:
         out["system"] = system
     stop = body.get("stop")
-    if stop:
-        out["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    stops = [s for s in ([stop] if isinstance(stop, str) else stop or ()) if s.strip()]
+    if stops:  # Anthropic rejects whitespace-only stop sequences (OpenAI clients often send "\n")
+        out["stop_sequences"] = stops
     if body.get("temperature") is not None:
         out["temperature"] = min(float(body["temperature"]), 1.0)  # OpenAI's range is 0-2, Anthropic's 0-1
     if body.get("top_p") is not None and body["top_p"] < 1:
