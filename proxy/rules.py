@@ -43,11 +43,17 @@ def estimate_prompt_tokens(ctx: RequestContext) -> int:
     return ctx.estimated_tokens
 
 
-class CompiledRule:
-    __slots__ = ("checks", "index", "scoped", "use")
+# ctx.notes key set when a latency rule re-routed the request: the alias it was meant for. The cache
+# stage may serve a fresh entry of that alias instead of calling the other route.
+REROUTED_FROM = "rerouted_from"
 
-    def __init__(self, index: int, use: str, checks: list[Check], scoped: bool) -> None:
+
+class CompiledRule:
+    __slots__ = ("checks", "index", "latency", "scoped", "use")
+
+    def __init__(self, index: int, use: str, checks: list[Check], scoped: bool, latency: bool = False) -> None:
         self.index, self.use, self.checks, self.scoped = index, use, tuple(checks), scoped
+        self.latency = latency
 
     def matches(self, ctx: RequestContext) -> bool:
         if not self.scoped and ctx.kind != "chat":
@@ -101,7 +107,7 @@ def compile_rule(index: int, rule: RoutingRule, p95: P95Lookup) -> CompiledRule:
     if w.prompt_tokens_gt is not None:
         over = w.prompt_tokens_gt
         checks.append(lambda ctx: estimate_prompt_tokens(ctx) > over)
-    return CompiledRule(index, rule.use, checks, scoped=alias is not None)
+    return CompiledRule(index, rule.use, checks, scoped=alias is not None, latency=p95_cond is not None)
 
 
 class RuleSet:
@@ -115,6 +121,8 @@ class RuleSet:
         for rule in self.rules:
             if rule.matches(ctx):
                 ctx.route_rule = rule.index
+                if rule.latency:
+                    ctx.notes[REROUTED_FROM] = ctx.served_alias
                 ctx.served_alias = rule.use
                 if self.metrics:
                     m.ROUTE_RULES.labels(str(rule.index), rule.use).inc()

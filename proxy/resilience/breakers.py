@@ -18,7 +18,7 @@ changed; a background task mirrors that to Redis and adopts what other replicas 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -243,5 +243,5 @@ class BreakerBoard:
             b = self.breakers[(provider, model)] = Breaker(provider, model, cfg, self.metrics)
         return b
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Breaker]:
         return iter(self.breakers.values())

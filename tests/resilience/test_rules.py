@@ -77,10 +77,13 @@ async def test_p95_latency_rule_routes_away_from_a_slow_alias(gateway_factory: G
     gw, ups = await rules_gateway(gateway_factory, upstreams,
                                   [{"when": {"p95_latency_ms_gt": {"alias": "smart", "value": 30}}, "use": "cheap"}])
     ups["smart"].configure(latency=0.05)
+    seen: list[RequestContext] = []
+    gw.gateway.pipeline.meter.on_finish(seen.append)
     served = [(await chat(gw, "smart")).json["model"] for _ in range(8)]
     # 5 samples are needed before the p95 counts; then smart's 50 ms p95 > 30 ms sends it to cheap
     assert served[:5] == ["smart-model"] * 5
     assert served[5:] == ["cheap-model"] * 3
+    assert seen[-1].notes["rerouted_from"] == "smart" and "rerouted_from" not in seen[0].notes
     # the rule is scoped to requests for smart
     assert (await chat(gw, "long")).json["model"] == "long-model"
 
