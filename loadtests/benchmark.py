@@ -14,6 +14,9 @@ the same run, so a noisy machine moves both sides. Sections:
   streams     wrk, 50 connections, SSE with 20 chunks per stream: CPU per stream
   concurrent  2,000 concurrent streams (10 tokens at 10 tokens/s): errors, added TTFC p99, RSS
 
+Each section runs in interleaved rounds (baseline, gateway, variants, baseline, ...) and reports the
+best round of each target: other work on a shared machine only ever makes a round worse.
+
 Gateway variants are `Variant(name, gateway.yaml overrides)` in VARIANTS; add yours there. The
 first one ("gateway") runs every section, the others run `core` only.
 
@@ -80,6 +83,7 @@ STREAM_CPU_MS, STREAM_CPU_REF_MS = 2.0, 1.1  # gateway CPU/stream <= 2 ms * (bas
 TTFC_ADDED_MAX_MS = 50.0
 RSS_MAX_MIB = 100.0
 MAX_ERROR_RATE = 0.001
+NOISY = 0.15  # a round is noisy when something else used more than 15% of the proxy's core meanwhile
 
 
 # ------------------------------------------------------------------ gateway configs and variants
@@ -462,20 +466,35 @@ class Bench:
         return out
 
     def rounds(self, section: str, targets: list[Target], conns: int, total: int, stream: bool = False) -> None:
-        """`total` seconds per target, cut into interleaved rounds (t1 t2 t3 t1 t2 t3 ...)."""
+        """`total` seconds per target, cut into interleaved rounds (t1 t2 t3 t1 t2 t3 ...). A proxy none
+        of whose rounds was quiet (other load on its core above NOISY) gets extra rounds, within a bounded
+        time budget, so that its best round is a clean one when the machine allows."""
         n = max(1, self.args.rounds)
         each = max(1, round(total / n))
         per: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+
+        def one(t: Target, label: str) -> None:
+            self.log(f"  {section} {label}: {t.name} ({conns} conn, {each}s)")
+            try:
+                per[t.name].append(self.load(t, conns, each, stream))
+            except RuntimeError as err:
+                t.results["error"] = f"{section}: {err}"
+                self.log(f"    failed: {err}")
+
         for i in range(n):
             for t in targets:
-                if t.results.get("error"):
-                    continue
-                self.log(f"  {section} round {i + 1}/{n}: {t.name} ({conns} conn, {each}s)")
-                try:
-                    per[t.name].append(self.load(t, conns, each, stream))
-                except RuntimeError as err:
-                    t.results["error"] = f"{section}: {err}"
-                    self.log(f"    failed: {err}")
+                if not t.results.get("error"):
+                    one(t, f"round {i + 1}/{n}")
+        budget = self.args.retry_budget  # seconds of extra rounds for this section
+        for _ in range(n):
+            noisy = [t for t in targets if t.proc and per[t.name] and not t.results.get("error")
+                     and min(r["proxy_core_other"] or 0.0 for r in per[t.name]) > NOISY]
+            if not noisy or budget < each:
+                break
+            for t in noisy:
+                if budget >= each:
+                    budget -= each
+                    one(t, "extra round (the others were noisy)")
         for t in targets:
             if per[t.name]:
                 t.results[section] = aggregate(per[t.name])
@@ -543,6 +562,9 @@ class Bench:
         return {"file": str(raw.relative_to(ROOT)), **summarize_profile(raw.read_text())}
 
 
+_LINE = re.compile(r":\d+\)$")
+
+
 def summarize_profile(collapsed: str, top: int = 25) -> dict[str, Any]:
     """Inclusive share of samples per function, for the gateway's own code and for everything."""
     total, incl_proxy, self_all = 0, Counter[str](), Counter[str]()
@@ -552,7 +574,7 @@ def summarize_profile(collapsed: str, top: int = 25) -> dict[str, Any]:
             continue
         n = int(count)
         total += n
-        frames = stack.split(";")
+        frames = [_LINE.sub(")", f) for f in stack.split(";")]  # per function, not per line
         self_all[frames[-1]] += n
         for f in set(frames):
             if "(proxy/" in f or "/proxy/" in f:
@@ -580,6 +602,12 @@ class Check:
         return "n/a" if self.ok is None else ("PASS" if self.ok else "FAIL")
 
 
+def _noisy(*loads: dict[str, Any]) -> str:
+    """A warning when a compared figure only had noisy rounds (req/s suffers most; CPU/request less)."""
+    worst = max((x.get("proxy_core_other") or 0.0 for x in loads), default=0.0)
+    return f" [noisy: {worst:.0%} of the proxy core used by other work]" if worst > NOISY else ""
+
+
 def evaluate(r: dict[str, Any]) -> list[Check]:
     checks: list[Check] = []
     base, direct = r.get("baseline", {}), r.get("direct", {})
@@ -592,11 +620,12 @@ def evaluate(r: dict[str, Any]) -> list[Check]:
         err_rate = gc["errors"] / max(1, gc["requests"])
         checks.append(Check(f"{v.name}: req/s at 50 conns vs baseline",
                             f"{gc['rps']:.0f} / {bc['rps']:.0f} = {ratio:.0%}"
-                            + (f" ({gc['errors']} errors)" if gc["errors"] else ""),
+                            + (f" ({gc['errors']} errors)" if gc["errors"] else "") + _noisy(gc, bc),
                             f">= {RPS_MIN_RATIO:.0%}", ratio >= RPS_MIN_RATIO and err_rate <= MAX_ERROR_RATE))
         cr = gc["cpu_per_req_ms"] / bc["cpu_per_req_ms"]
         checks.append(Check(f"{v.name}: CPU per request vs baseline",
-                            f"{gc['cpu_per_req_ms'] * 1000:.0f} / {bc['cpu_per_req_ms'] * 1000:.0f} us = {cr:.2f}x",
+                            f"{gc['cpu_per_req_ms'] * 1000:.0f} / {bc['cpu_per_req_ms'] * 1000:.0f} us = {cr:.2f}x"
+                            + _noisy(gc, bc),
                             f"<= {CPU_MAX_RATIO:.1f}x", cr <= CPU_MAX_RATIO))
     g = r.get("gateways", {}).get(VARIANTS[0].name, {})
     if "latency" in g and "latency" in base and "latency" in direct:
@@ -611,7 +640,7 @@ def evaluate(r: dict[str, Any]) -> list[Check]:
         limit = STREAM_CPU_MS * bs["cpu_per_req_ms"] / STREAM_CPU_REF_MS
         checks.append(Check("CPU per stream (20 chunks)",
                             f"{gs['cpu_per_req_ms']:.3f} ms (baseline {bs['cpu_per_req_ms']:.3f} ms)"
-                            + (f" ({gs['errors']} errors)" if gs["errors"] else ""),
+                            + (f" ({gs['errors']} errors)" if gs["errors"] else "") + _noisy(gs, bs),
                             f"<= {limit:.3f} ms (2 ms x baseline/1.1 ms)",
                             gs["cpu_per_req_ms"] <= limit and gs["errors"] / max(1, gs["requests"]) <= MAX_ERROR_RATE))
     if "concurrent" in g:
@@ -773,7 +802,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         f"{a['latency_duration']}s at 1 connection, {a['stream_duration']}s of streams, each cut into "
         f"{a['rounds']} interleaved rounds (baseline, gateway, variants, baseline, ...); each figure is "
         f"the best round (most req/s, least CPU per request, lowest latency), because other work on this "
-        f"shared machine only ever makes a round worse. The raw rounds are in loadtests/results/*.json.", "",
+        f"shared machine only ever makes a round worse; a proxy whose rounds were all noisy (more than "
+        f"{NOISY:.0%} of its core used by other work) gets a few extra rounds, and a target compared on "
+        f"noisy rounds only is marked [noisy]. The raw rounds are in loadtests/results/*.json.", "",
         "Setup: the proxies under test (the bare aiohttp pass-through `loadtests/baseline_passthrough.py` and "
         "each gateway configuration) are pinned to core 0 and take the load one at a time, round-robin; "
         "the mock upstream (`gateway mock-upstream`, 20-token lorem replies) and the load generator (wrk, "
@@ -787,6 +818,18 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     for title, table in report_tables(r):
         lines += [f"### {title}", "", table, ""]
+    d = r.get("direct", {}).get("concurrent", {}).get("measured", {})
+    b = r.get("baseline", {}).get("concurrent", {})
+    if d.get("ttfc_p99_ms") is not None and b.get("measured", {}).get("ttfc_p99_ms") is not None:
+        b_added = b["measured"]["ttfc_p99_ms"] - d["ttfc_p99_ms"]
+        if b_added >= TTFC_ADDED_MAX_MS:
+            lines += [f"Note on the concurrent streams: the bare pass-through itself adds {b_added:.0f} ms to the "
+                      f"TTFC p99 (its core {_pct(b.get('proxy_core_busy'))} busy over the run): "
+                      f"{r['args']['streams']} streams of 12 events within about a second is more SSE traffic "
+                      "than one Python process relays on this machine, so the absolute 50 ms target measures "
+                      "saturation here; compare the gateway with the baseline row. The cold round also pays for "
+                      "SYNs dropped by full accept queues (\"listen overflows\": aiohttp's default backlog is "
+                      "128); the measured round reuses keep-alive connections.", ""]
     notes = []
     for v in VARIANTS:
         g = r.get("gateways", {}).get(v.name)
@@ -914,9 +957,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variants", default=None,
                    help="gateway variants, comma-separated (default all): " + ",".join(v.name for v in VARIANTS))
     p.add_argument("--duration", type=int, default=None,
-                   help="seconds of 50-connection load per target, split over the rounds (default 12; quick 4)")
+                   help="seconds of 50-connection load per target, split over the rounds (default 12; quick 2)")
     p.add_argument("--rounds", type=int, default=None,
-                   help="interleaved rounds per section; figures are their medians (default 3; quick 2)")
+                   help="interleaved rounds per section; each figure is the best round (default 3; quick 2)")
     p.add_argument("--streams", type=int, default=2000, help="concurrent streams in the `concurrent` section")
     p.add_argument("--ramp", type=float, default=1.0, help="seconds over which those streams start")
     p.add_argument("--profile", action="store_true",
@@ -931,11 +974,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.variants = [s.strip() for s in args.variants.split(",") if s.strip()]
         if unknown := set(args.variants) - {v.name for v in VARIANTS}:
             p.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    args.duration = args.duration or (4 if args.quick else 12)
+    args.duration = args.duration or (2 if args.quick else 12)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.latency_duration = 2 if args.quick else 6
     args.stream_duration = 2 if args.quick else 9
     args.warmup = 1 if args.quick else 2
+    args.retry_budget = 8 if args.quick else 30
     return args
 
 

@@ -114,19 +114,20 @@ class PriceTable:
         for prefix in _VENDOR_PREFIXES:
             if bare.startswith(prefix):
                 bare = bare[len(prefix):]
-        for table in (self.overrides, self.defaults):
-            best: str | None = None
-            for name in table:
-                entry = name.split("/", 1)[1] if "/" in name and name.split("/", 1)[0] == provider else name
-                if "/" in entry:
+        # the longest entry the name starts with, over both tables (an override of `gpt-4o` must not
+        # capture `gpt-4o-mini-...`); on a tie the override wins
+        best: tuple[int, int] | None = None
+        found: Price | None = None
+        for rank, table in enumerate((self.overrides, self.defaults)):
+            for name, price in table.items():
+                owner, _, entry = name.rpartition("/")
+                if owner and owner != provider:
                     continue  # another provider's entry
-                if (bare == entry or (bare.startswith(entry) and bare[len(entry)] in _SEPARATORS)) and (
-                        best is None or len(entry) > len(best)):
-                    best = entry
-                    found = table[name]
-            if best is not None:
-                return found
-        return None
+                if bare == entry or (bare.startswith(entry) and bare[len(entry)] in _SEPARATORS):
+                    score = (len(entry), -rank)
+                    if best is None or score > best:
+                        best, found = score, price
+        return found
 
     def cost(self, provider: str, model: str, usage: Usage) -> float:
         price = self.lookup(provider, model)

@@ -131,6 +131,7 @@ class RedisClient:
         Down or failing: fail_open returns `default` (the caller serves without the feature),
         fail_closed raises a 503 GatewayError."""
         if not self.up:
+            m.BACKEND_ERRORS.labels("redis", op).inc()  # each request served (or refused) without Redis
             if self.fail_closed:
                 raise self.unavailable()
             return default

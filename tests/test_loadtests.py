@@ -60,7 +60,7 @@ def test_variant_configs_are_valid_gateway_configs(tmp_path: Path) -> None:
 
 def test_parse_args_sections() -> None:
     args = bm.parse_args(["--quick", "--only", "core,streams", "--variants", "gateway"])
-    assert args.only == ["core", "streams"] and args.variants == ["gateway"] and args.duration == 4 and args.rounds == 2
+    assert args.only == ["core", "streams"] and args.variants == ["gateway"] and args.duration == 2 and args.rounds == 2
     with pytest.raises(SystemExit):
         bm.parse_args(["--only", "nope"])
 
@@ -82,7 +82,8 @@ def test_parse_tagged_json_and_profile_summary() -> None:
                  "run (aiohttp/web.py:1);_serve (/w/proxy/handlers.py:120) 1\n")
     s = bm.summarize_profile(collapsed)
     assert s["samples"] == 4
-    assert s["inclusive_proxy"][0] == ("_serve (/w/proxy/handlers.py:120)", 100.0)
+    assert s["inclusive_proxy"][0] == ("_serve (/w/proxy/handlers.py)", 100.0)
+    assert s["self"][0] == ("finish (/w/proxy/metering.py)", 75.0)
 
 
 def _load(rps: float, cpu_ms: float | None, p50: float = 1.0) -> dict[str, Any]:

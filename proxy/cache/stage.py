@@ -76,6 +76,7 @@ class ResponseCache:
         self.pipeline = pipeline
         self.rec = recorder
         self.flights = Flights()
+        self._children: dict[tuple[Any, str], Any] = {}
         self.aliases: dict[str, AliasPolicy] = {}
         for name, alias in cfg.models.items():
             pol = alias.cache or CachePolicy()
@@ -103,13 +104,14 @@ class ResponseCache:
     # ------------------------------------------------------------------ CacheStage
     async def lookup(self, ctx: RequestContext) -> Completion | None:
         served = ctx.served_alias or ctx.alias
-        ttl = self._policy_ttl(ctx, served)
-        if ttl is None:
+        pol = self.aliases.get(served)
+        ttl = self._policy_ttl(ctx, served) if pol is not None else None
+        if ttl is None or pol is None:
             return self._bypass(ctx)
         ctl = controls.parse(ctx.request_headers)
         if ctl.warnings:
             ctx.headers["x-gateway-warning"] = "; ".join(ctl.warnings)
-        key = cache_key(ctx.kind, ctx.alias, served, self.aliases[served].fingerprint, ctx.body)
+        key = cache_key(ctx.kind, ctx.alias, served, pol.fingerprint, ctx.body)
         if key is None:
             return self._bypass(ctx)
         if ctl.ttl is not None:
@@ -126,7 +128,7 @@ class ResponseCache:
             ctx.cache_status = "miss"
             ctx.headers["x-gateway-cache"] = "miss"
             if self.rec.enabled:
-                m.CACHE_MISSES.labels(ctx.alias).inc()
+                self._counter(m.CACHE_MISSES, ctx.alias).inc()
             return None
         ctx.cache_status = "hit"
         ctx.headers["x-gateway-cache"] = "hit"
@@ -135,7 +137,7 @@ class ResponseCache:
         ctx.saved_usd = price_as(self.meter, ctx, c.usage, entry.provider, entry.upstream_model)
         ctx.notes["cache_provider"] = entry.provider
         if self.rec.enabled:
-            m.CACHE_HITS.labels(ctx.alias).inc()
+            self._counter(m.CACHE_HITS, ctx.alias).inc()
             count_saved(ctx, self.rec)
         return c
 
@@ -193,6 +195,13 @@ class ResponseCache:
         return await self.backend.clear()
 
     # ------------------------------------------------------------------ internals
+    def _counter(self, metric: Any, alias: str) -> Any:
+        """`.labels()` validates and locks on every call; aliases are few (checked by routing): keep them."""
+        child = self._children.get((metric, alias))
+        if child is None:
+            child = self._children[(metric, alias)] = metric.labels(alias)
+        return child
+
     def _policy_ttl(self, ctx: RequestContext, served: str) -> float | None:
         """The TTL the alias and key policies allow, or None when either disables caching.
 

@@ -181,3 +181,20 @@ async def test_unreachable_redis_leaves_breakers_local(gateway_factory: GatewayF
         assert r.status == 200
     await asyncio.sleep(0.1)
     assert breaker(gw, "a") == "open" and bad.calls == 2
+
+
+def test_provider_breaker_overrides_the_default() -> None:
+    from proxy.config import parse_config
+    from proxy.routing import Router
+
+    cfg = parse_config({
+        "providers": {"strict": {"type": "mock", "breaker": {"failure_threshold": 1, "reset_timeout": "5s"}},
+                      "lax": {"type": "mock"}},
+        "models": {"m": {"route": [{"provider": "strict", "model": "x"}, {"provider": "lax", "model": "x"}]}},
+        "breaker": {"failure_threshold": 7, "reset_timeout": "1m"},
+    }, env={})
+    board = Router(cfg).breakers
+    strict, lax = board.get("strict", "x"), board.get("lax", "x")
+    assert (strict.cb.fail_max, strict.reset_timeout) == (1, 5.0)
+    assert (lax.cb.fail_max, lax.reset_timeout) == (7, 60.0)
+    assert len(list(board)) == 2

@@ -83,6 +83,9 @@ async def test_p95_latency_rule_routes_away_from_a_slow_alias(gateway_factory: G
     # 5 samples are needed before the p95 counts; then smart's 50 ms p95 > 30 ms sends it to cheap
     assert served[:5] == ["smart-model"] * 5
     assert served[5:] == ["cheap-model"] * 3
+    from prometheus_client import REGISTRY
+
+    assert REGISTRY.get_sample_value("gateway_route_rule_matches_total", {"rule": "0", "alias": "cheap"}) >= 3
     assert seen[-1].notes["rerouted_from"] == "smart" and "rerouted_from" not in seen[0].notes
     # the rule is scoped to requests for smart
     assert (await chat(gw, "long")).json["model"] == "long-model"
