@@ -71,6 +71,8 @@ class LedgerService:
             self._retry.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry
+        if not self.ready:  # never connected: a short last try, not the full drain timeout
+            self.writer.close_timeout = min(self.writer.close_timeout, 2.0)
         await self.writer.close()  # drains the queue (bounded by its close_timeout)
         await self.store.close()
 

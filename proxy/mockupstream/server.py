@@ -7,6 +7,12 @@ Behaviour (reply, latency, faults) is shared and can be changed at runtime throu
   POST /_mock/reset     back to the start-up behaviour, counters cleared
   GET  /_mock/stats     {"calls": {"/v1/chat/completions": 3}, "total": 3}
   GET  /_mock/requests  the last requests received (path, headers, JSON body) for assertions
+
+Fault injection (MockBehaviour): `error_status` (+ `retry_after`), `error_rate`, `fail_first: N`
+(only the first N calls fail), `fault`: drop (connection closed before any byte), hang (never
+answers), malformed_json, wrong_content_type (a 200 HTML page), content_filter; `context_window`
+(longer prompts get context_length_exceeded), `cut_after` (streams), `tokens_per_s` / `trickle`
+(slow streams / slow non-stream bodies). Formats that cannot act out a `fault` answer 502.
 """
 
 from __future__ import annotations
