@@ -43,7 +43,6 @@ class Executor:
         self.metrics = cfg.metrics.enabled
         router.bind(providers)
         self.plans: dict[str, AliasPlan] = router.plans
-        self._opts = _OptionsCache(router)
 
     # ------------------------------------------------------------------ public (pipeline.py)
     async def complete(self, ctx: RequestContext) -> Completion:
@@ -249,17 +248,6 @@ class Executor:
                 return await client.embed(ctx.body, slot.model, opts)
         except TimeoutError:
             raise timeout_error("no first token in time" if op == STREAM else "the alias deadline passed") from None
-
-
-class _OptionsCache:
-    """Compatibility for code that cleared the old per-(alias, provider) options cache after changing
-    timeouts in the config: clearing now recomputes the precomputed plans' options."""
-
-    def __init__(self, router: Router) -> None:
-        self.router = router
-
-    def clear(self) -> None:
-        self.router.refresh_options()
 
 
 def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:

@@ -16,7 +16,7 @@ CLIENT = 4  # the request itself is wrong: no retry, no fallback, the client get
 _BY_KIND = {
     "connect": RETRY, "timeout": RETRY, "rate_limit": RETRY, "server": RETRY, "overloaded": RETRY,
     "bad_response": RETRY, "stream_cut": RETRY,
-    "auth": SKIP, "not_found": SKIP,
+    "auth": SKIP, "not_found": SKIP, "config": SKIP,  # config: provider misconfigured (no creds, no CLI binary)
     "context_length": CONTEXT,
     "content_filter": CONTENT,
     "bad_request": CLIENT,
