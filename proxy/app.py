@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from aiohttp import web
@@ -85,6 +86,12 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     async def on_startup(_: web.Application) -> None:
         gw.extras["log_flusher"] = asyncio.create_task(logs.flush_periodically())
         await gw.start()
+        # Everything allocated so far lives for the whole process: move it out of the collector's view
+        # so full collections stop walking ~200k startup objects (60-80 ms pauses under load), and
+        # collect the young generation less often (request garbage is freed by refcounting anyway).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()

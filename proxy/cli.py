@@ -63,7 +63,8 @@ def _serve_one(cfg: GatewayConfig, reuse_port: bool) -> None:
     configure(cfg.logging)
     _use_uvloop()
     web.run_app(build_app(cfg), host=cfg.listen.host, port=cfg.listen.port, print=None, access_log=None,
-                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True, reuse_port=reuse_port)
+                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True, reuse_port=reuse_port,
+                backlog=4096)
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> int:

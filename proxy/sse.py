@@ -7,7 +7,7 @@ The client-facing response is aiohttp-sse's `EventSourceResponse` (headers, keep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import orjson
 from aiohttp import web
@@ -49,15 +49,6 @@ class SSEParser:
         """Flush an event the upstream did not terminate with a blank line."""
         out = self.feed(b"\n\n") if self._buf or self._data else []
         return out
-
-
-async def iter_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]]:
-    parser = SSEParser()
-    async for chunk in chunks:
-        for ev in parser.feed(chunk):
-            yield ev
-    for ev in parser.close():
-        yield ev
 
 
 def frame(payload: bytes) -> bytes:

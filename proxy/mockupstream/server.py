@@ -215,4 +215,4 @@ def run_mock_upstream(host: str, port: int, behaviour: MockBehaviour, api_key: s
     except ImportError:  # pragma: no cover
         pass
     print(f"mock upstream listening on http://{host}:{port}", flush=True)
-    web.run_app(build_mock_app(behaviour, api_key), host=host, port=port, print=None, access_log=None)
+    web.run_app(build_mock_app(behaviour, api_key), host=host, port=port, print=None, access_log=None, backlog=4096)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -10,7 +9,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import TIMEOUT, UpstreamError
-from ..sse import iter_sse
+from ..sse import SSEParser
 from .base import JSON, CallOptions, ChunkStream, Completion, Provider, Translator, UpstreamRequest
 
 
@@ -59,18 +58,19 @@ class HttpProvider(Provider):
             await self.start()
         assert self.session is not None
         headers = {**req.headers, **opts.extra_headers} if opts.extra_headers else req.headers
-        timeout = aiohttp.ClientTimeout(total=opts.total_timeout, sock_connect=opts.connect_timeout,
-                                        sock_read=opts.idle_timeout)
         try:
-            async with asyncio.timeout(opts.first_token_timeout):
-                resp = await self.session.request(req.method, req.url, data=req.body, headers=headers,
-                                                  timeout=timeout)
+            # sock_read bounds the wait for the response headers (time to first token); once they are in,
+            # the same per-read timer is switched to the idle timeout for the body. No extra asyncio timer.
+            resp = await self.session.request(req.method, req.url, data=req.body, headers=headers,
+                                              timeout=_client_timeout(opts))
         except TimeoutError:
             raise timeout_error("no response headers in time") from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as err:
             raise connect_error(err) from None
         except aiohttp.ClientError as err:
             raise bad_response(type(err).__name__) from None
+        if opts.idle_timeout != opts.first_token_timeout and resp.connection is not None:
+            resp.connection.protocol.read_timeout = opts.idle_timeout  # type: ignore[union-attr]
         if resp.status >= 400:
             try:
                 data = await resp.read()
@@ -114,18 +114,29 @@ class HttpProvider(Provider):
         req = self.translator.chat_request(body, model, stream=True)
         resp = await self._send(req, opts)
         translator = self.translator.stream_translator(body, model)
+        raw = resp.content.iter_any()
         if self.translator.stream_framing == "eventstream":
             from .eventstream import iter_eventstream  # optional extra [bedrock]
 
-            events = iter_eventstream(resp.content.iter_any())
+            events = iter_eventstream(raw)
         else:
-            events = iter_sse(resp.content.iter_any())
+            events = None
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for event, data in events:
-                    for out in translator.feed(event, data):
-                        yield out
+                if events is None:  # SSE parsed inline: one generator layer less per event
+                    parser = SSEParser()
+                    async for data in raw:
+                        for event, payload in parser.feed(data):
+                            for out in translator.feed(event, payload):
+                                yield out
+                    for event, payload in parser.close():
+                        for out in translator.feed(event, payload):
+                            yield out
+                else:
+                    async for event, payload in events:
+                        for out in translator.feed(event, payload):
+                            yield out
                 for out in translator.finish():
                     yield out
             except TimeoutError:
@@ -150,3 +161,15 @@ class HttpProvider(Provider):
         resp = await self._send(req, opts)
         await self._read(resp)
 
+
+_TIMEOUTS: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
+
+
+def _client_timeout(opts: CallOptions) -> aiohttp.ClientTimeout:
+    """One immutable ClientTimeout per distinct setting, shared by every request."""
+    key = (opts.total_timeout, opts.connect_timeout, opts.first_token_timeout)
+    t = _TIMEOUTS.get(key)
+    if t is None:
+        t = _TIMEOUTS[key] = aiohttp.ClientTimeout(total=opts.total_timeout, sock_connect=opts.connect_timeout,
+                                                   sock_read=opts.first_token_timeout)
+    return t
