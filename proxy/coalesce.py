@@ -208,6 +208,15 @@ class Flights:
         self._streams[key] = flight
         return flight, False
 
+    def cancel_all(self) -> None:
+        """Shutdown: stop calls that would otherwise outlive the event loop."""
+        for call in list(self._calls.values()):
+            call.task.cancel()
+        for flight in list(self._streams.values()):
+            flight.task.cancel()
+        self._calls.clear()
+        self._streams.clear()
+
     def _forget_call(self, key: Hashable, call: _Call[Any]) -> None:
         if self._calls.get(key) is call:
             del self._calls[key]

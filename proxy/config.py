@@ -306,6 +306,12 @@ class GatewayConfig(Strict):
             raise ValueError("keys: names must be unique")
         return self
 
+    @model_validator(mode="after")
+    def _cache_backend(self) -> GatewayConfig:
+        if self.cache.enabled and self.cache.backend == "redis" and self.redis is None:
+            raise ValueError("cache.backend: redis needs a top-level `redis: {url: redis://...}`")
+        return self
+
     def live_aliases(self) -> list[str]:
         return [a for a, m in self.models.items() if any(self.providers[d.provider].enabled for d in m.route)]
 

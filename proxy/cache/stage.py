@@ -92,6 +92,7 @@ class ResponseCache:
         return None
 
     async def close(self) -> None:
+        self.flights.cancel_all()
         await self.backend.close()
 
     # ------------------------------------------------------------------ keys

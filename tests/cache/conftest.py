@@ -24,6 +24,14 @@ def cache_config(upstream_url: str, **cache: Any) -> dict[str, Any]:
     return cfg
 
 
+def with_redis(cfg: dict[str, Any], url: str, **redis_cfg: Any) -> dict[str, Any]:
+    cfg["redis"] = {"url": url, **redis_cfg}
+    # breaker sharing (on by default with `redis:`) is not under test here; its background sync task
+    # can miss a cancellation on Python 3.11 (wait_for) and hang the gateway's shutdown
+    cfg["breaker"] = {"shared": False}
+    return cfg
+
+
 def chat_body(text: str = "hello cache", **extra: Any) -> dict[str, Any]:
     return {"model": "up", "messages": [{"role": "user", "content": text}], **extra}
 

@@ -11,7 +11,7 @@ from proxy.cache.backend import BackendUnavailable
 from proxy.cache.redis_backend import RedisBackend
 from proxy.config import RedisConfig
 from proxy.redis_client import RedisClient
-from tests.cache.conftest import admin, cache_config, chat_body, post
+from tests.cache.conftest import admin, cache_config, chat_body, post, with_redis
 from tests.conftest import GatewayFactory, GatewayServer, MockUpstream, free_port
 
 
@@ -21,7 +21,7 @@ async def gw(request: Any, gateway_factory: GatewayFactory, mock_upstream: MockU
         return await gateway_factory(cache_config(mock_upstream.url))
     url = request.getfixturevalue("redis_url")
     cfg = cache_config(mock_upstream.url, backend="redis")
-    cfg["redis"] = {"url": url}
+    with_redis(cfg, url)
     return await gateway_factory(cfg)
 
 
@@ -133,7 +133,7 @@ def redis_errors() -> float:
 async def test_redis_down_degrades_to_no_caching(gateway_factory: GatewayFactory, mock_upstream: MockUpstream,
                                                  http: Any) -> None:
     cfg = cache_config(mock_upstream.url, backend="redis")
-    cfg["redis"] = {"url": f"redis://127.0.0.1:{free_port()}/0", "failure_mode": "fail_closed"}
+    with_redis(cfg, f"redis://127.0.0.1:{free_port()}/0", failure_mode="fail_closed")
     before = redis_errors()
     gw = await gateway_factory(cfg)
     for _ in range(3):
@@ -175,7 +175,7 @@ async def test_redis_backend_really_stores_in_redis(gateway_factory: GatewayFact
     import redis.asyncio as aioredis
 
     cfg = cache_config(mock_upstream.url, backend="redis", ttl="1h")
-    cfg["redis"] = {"url": redis_url}
+    with_redis(cfg, redis_url)
     gw = await gateway_factory(cfg)
     assert gw.gateway.extras["cache"].backend.name == "redis"
     _, h, _ = await post(http, gw, chat_body("in redis", temperature=0))

@@ -288,6 +288,20 @@ async def test_hit_costs_nothing_and_records_the_saving(cached_gw: GatewayServer
     assert m.CACHE_HITS.labels("up")._value.get() - hits_before == 1
 
 
+async def test_hit_saving_with_the_configured_price_table(gateway_factory: GatewayFactory,
+                                                         mock_upstream: MockUpstream, http: Any) -> None:
+    cfg = cache_config(mock_upstream.url)
+    cfg["pricing"] = {"mock-1": {"input": 1000.0, "output": 2000.0}}
+    gw = await gateway_factory(cfg)
+    seen = finished(gw)
+    await post(http, gw, chat_body("priced by the table"))
+    _, h, _ = await post(http, gw, chat_body("priced by the table"))
+    miss, hit = seen
+    assert miss.cost_usd == pytest.approx((4 * 1000 + 4 * 2000) / 1e6)
+    assert hit.cost_usd == 0 and hit.saved_usd == pytest.approx(miss.cost_usd)
+    assert float(h["x-gateway-cost-usd"]) == 0
+
+
 async def test_hits_still_pass_admission(cached_gw: GatewayServer, http: Any) -> None:
     admitted: list[str] = []
 

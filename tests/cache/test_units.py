@@ -276,3 +276,24 @@ async def test_stream_flight_error_and_open_failure() -> None:
     flight, _ = flights.stream("k2", refused, None)
     with pytest.raises(ValueError):
         await flight.join()
+
+
+async def test_cancel_all_stops_pending_calls() -> None:
+    flights = Flights()
+
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "never"
+
+    async def open_slow() -> tuple[ChunkStream, bytes | None]:
+        await asyncio.sleep(10)
+        raise AssertionError
+
+    call = asyncio.ensure_future(flights.run("k", slow))
+    flight, _ = flights.stream("s", open_slow, None)
+    await asyncio.sleep(0)
+    flights.cancel_all()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.sleep(0)
+    assert flight.task.cancelled() and len(flights) == 0
