@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from .. import metrics as m
+from ..asyncutil import wait_event
 from ..config import DatabaseConfig
 from ..logs import get_logger
 from .rows import UsageRow
@@ -118,11 +119,7 @@ class LedgerWriter:
     # ------------------------------------------------------------ background loop
     async def _run(self) -> None:
         while True:
-            timed_out = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(self.flush_interval, 0.01))
-            except TimeoutError:
-                timed_out = True
+            timed_out = not await wait_event(self._wake, max(self.flush_interval, 0.01))
             self._wake.clear()
             # woken by size: write full batches only, the remainder waits for the interval (or joins
             # the next batch); the interval or close(): write everything
@@ -149,8 +146,7 @@ class LedgerWriter:
                 if self._closing:  # close() has a deadline: keep trying rather than sleeping long
                     await asyncio.sleep(min(delay, 1.0))
                 else:  # a long backoff ends early when close() is called
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+                    await wait_event(self._stop, delay)
 
     async def _write_batch(self) -> None:
         # rows stay queued until the insert succeeds, so a failed batch is retried, never lost

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
+from ..asyncutil import wait_event
 from ..logs import get_logger
 from .breakers import CLOSED, OPEN, Breaker
 
@@ -75,8 +76,7 @@ class BreakerSync:
                 await self.sync_once()
             except Exception:  # a bug here must not end the mirror
                 log.exception("breaker_sync_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+            await wait_event(self._wake, self.interval)
             self._wake.clear()
 
     async def sync_once(self) -> bool:
