@@ -140,16 +140,27 @@ class Pipeline:
                               first: bytes | None) -> web.StreamResponse:
         resp = await sse.open_stream(request, ctx.response_headers())
         ctx.mark_first_token()
+        pending: list[bytes] = []
         try:
             if first is not None:
                 await resp.write(sse.frame(first))
+            has_more = stream.has_more
             async for chunk in stream.chunks:
-                await resp.write(sse.frame(chunk))
-            await resp.write(sse.DONE)
+                # chunks that arrived in the same upstream read leave in one socket write
+                if has_more is not None and has_more():
+                    pending.append(sse.frame(chunk))
+                    continue
+                if pending:
+                    pending.append(sse.frame(chunk))
+                    await resp.write(b"".join(pending))
+                    pending.clear()
+                else:
+                    await resp.write(sse.frame(chunk))
+            await resp.write(b"".join(pending) + sse.DONE if pending else sse.DONE)
         except UpstreamError as err:
             # headers are gone already: end the stream with an error event rather than hang or 200-lie
             ctx.fail(err)
-            await _write_quietly(resp, sse.error_event(err.message, err.type, err.code))
+            await _write_quietly(resp, b"".join(pending) + sse.error_event(err.message, err.type, err.code))
         except (ConnectionResetError, asyncio.CancelledError):
             ctx.client_disconnected = True
             ctx.status = 499

@@ -149,3 +149,15 @@ async def test_embeddings_passthrough(gw, mock_upstream) -> None:  # type: ignor
     resp = await gw.openai().embeddings.create(model="up", input="hello there")
     assert resp.data[0].embedding
     assert mock_upstream.state.requests[-1]["body"]["model"] == "upstream-model-x"
+
+
+def test_chunks_of_one_read_come_out_before_its_error() -> None:
+    from proxy.providers.openai import OpenAIStream
+    from proxy.providers.transport import _translate
+    from proxy.sse import SSEParser
+
+    raw = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
+           b'data: {"error":{"message":"boom","code":"x"}}\n\n')
+    out, err = _translate(SSEParser().feed(raw), OpenAIStream({}, "m"))
+    assert len(out) == 1 and b'"content":"a"' in out[0]
+    assert err is not None and "boom" in str(err)

@@ -13,7 +13,7 @@ Two layers, as in Envoy AI Gateway's translator:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -164,6 +164,9 @@ class ChunkStream:
     chunks: AsyncIterator[bytes]
     translator: StreamTranslator
     close: Any = None  # async callable releasing the upstream connection
+    # True while the chunk just yielded is followed by more already-received ones: the response
+    # writer then batches them into one socket write. None: unknown (write each chunk at once).
+    has_more: Callable[[], bool] | None = None
 
     @property
     def usage(self) -> Usage | None:

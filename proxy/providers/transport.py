@@ -10,7 +10,7 @@ import orjson
 from ..config import ProviderConfig
 from ..errors import TIMEOUT, UpstreamError
 from ..sse import SSEParser
-from .base import JSON, CallOptions, ChunkStream, Completion, Provider, Translator, UpstreamRequest
+from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Translator, UpstreamRequest
 
 
 def connect_error(err: Exception) -> UpstreamError:
@@ -122,14 +122,21 @@ class HttpProvider(Provider):
         else:
             events = None
 
+        remaining = [0]  # chunks of the current upstream read not yet yielded
+
         async def chunks() -> AsyncIterator[bytes]:
             try:
                 if events is None:  # SSE parsed inline: one generator layer less per event
                     parser = SSEParser()
                     async for data in raw:
-                        for event, payload in parser.feed(data):
-                            for out in translator.feed(event, payload):
-                                yield out
+                        batch, err = _translate(parser.feed(data), translator)
+                        last = len(batch) - 1
+                        for i, out in enumerate(batch):
+                            remaining[0] = last - i
+                            yield out
+                        if err is not None:
+                            raise err
+                    remaining[0] = 0
                     for event, payload in parser.close():
                         for out in translator.feed(event, payload):
                             yield out
@@ -151,7 +158,7 @@ class HttpProvider(Provider):
         async def close() -> None:
             resp.close()
 
-        return ChunkStream(chunks(), translator, close)
+        return ChunkStream(chunks(), translator, close, has_more=lambda: remaining[0] > 0)
 
     async def probe(self) -> None:
         req = self.translator.probe_request()
@@ -173,3 +180,15 @@ def _client_timeout(opts: CallOptions) -> aiohttp.ClientTimeout:
         t = _TIMEOUTS[key] = aiohttp.ClientTimeout(total=opts.total_timeout, sock_connect=opts.connect_timeout,
                                                    sock_read=opts.first_token_timeout)
     return t
+
+
+def _translate(events: list[tuple[str | None, bytes]],
+               translator: StreamTranslator) -> tuple[list[bytes], Exception | None]:
+    """All chunks of one upstream read; an error is returned after the chunks that preceded it."""
+    out: list[bytes] = []
+    try:
+        for event, payload in events:
+            out.extend(translator.feed(event, payload))
+    except Exception as err:  # re-raised by the caller once the earlier chunks are out
+        return out, err
+    return out, None

@@ -286,4 +286,4 @@ def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:
         if close is not None:
             await close()
 
-    return ChunkStream(chunks(), stream.translator, close_watched)
+    return ChunkStream(chunks(), stream.translator, close_watched, has_more=stream.has_more)  # 1:1 pass-through
