@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from . import metrics as m
 from .budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
-from .config import GatewayConfig
-from .counters import Counters, Outcome
+from .config import Budget, GatewayConfig, Limits, Price
+from .counters import Counters, LocalCounters, Outcome
 from .logs import get_logger
 from .quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 
@@ -35,15 +36,33 @@ ZERO_COST = "0.00000000"
 
 
 @dataclass(slots=True)
+class Plan:
+    """What applies to one (key, alias): windows, budgets, the likely provider and its price. Cached; a key
+    edited through the admin API carries new Limits/Budget objects, which invalidates it."""
+
+    limits: Limits | None
+    budget: Budget | None
+    team: str | None
+    windows: tuple[Window, ...]
+    has_tokens: bool
+    provider: str
+    price: Price | None
+    budgets: tuple[tuple[str, str, str, Budget], ...]  # (scope, id, label, budget)
+    lines: list[BudgetLine] = field(default_factory=list)
+    lines_until: float = 0.0  # when the first of the lines' periods ends
+    seeded: bool = False  # the current lines' spend was loaded from the ledger
+    token_windows: tuple[int, ...] = ()  # indexes of the token windows
+
+
+@dataclass(slots=True)
 class Ticket:
     """What admission reserved for a call, for the finish hook to settle."""
 
     key: KeyInfo
-    windows: tuple[Window, ...]
+    plan: Plan
     amounts: list[int]
     lines: list[BudgetLine]
     estimate: float  # USD reserved on each budget line
-    provider: str
 
 
 def estimate_tokens(ctx: RequestContext) -> tuple[int, int]:
@@ -62,6 +81,8 @@ class AdmissionStage:
         self.cfg = cfg
         self.prices = prices
         self.counters = counters
+        counters.on_spend = self._spent
+        self._local = counters if isinstance(counters, LocalCounters) else None
         self.store = store
         self.events = events or EventBus()
         self.rec = recorder or m.Recorder()
@@ -71,10 +92,12 @@ class AdmissionStage:
         self.ip_rpm = cfg.ip_limits.rpm
         self.sweep_interval = sweep_interval
         self._primary: dict[str, tuple[str, str]] = {}
+        self._plans: dict[tuple[str, str], Plan] = {}
         self._ip_windows: dict[str, Window] = {}
         self._seeded: set[str] = set()
         self._seeding: dict[str, asyncio.Future[None]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._spend_now: dict[tuple[str, str], tuple[float, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle (a Gateway service)
@@ -86,13 +109,19 @@ class AdmissionStage:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
-        if self._tasks:  # settle what finished calls still owe before Redis closes
+        await self.counters.drain()  # settle what finished calls still owe before Redis closes
+        if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5)
+        self._publish_gauges()
 
     async def _sweep(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(self.sweep_interval)
-            self.counters.sweep()
+            await asyncio.sleep(1.0)
+            self._publish_gauges()
+            ticks += 1
+            if ticks % max(1, int(self.sweep_interval)) == 0:
+                self.counters.sweep()
 
     # ------------------------------------------------------------ request path
     def primary(self, alias: str) -> tuple[str, str]:
@@ -106,13 +135,34 @@ class AdmissionStage:
             self._primary[alias] = found
         return found
 
-    def budget_lines(self, key: KeyInfo) -> list[BudgetLine]:
-        lines = []
+    def plan(self, key: KeyInfo, alias: str) -> Plan:
+        ck = (key.id, alias)
+        p = self._plans.get(ck)
+        if p is not None and p.limits is key.limits and p.budget is key.budget and p.team == key.team:
+            return p
+        provider, model = self.primary(alias)
+        windows = self.planner.windows(key, alias, provider)
+        budgets: list[tuple[str, str, str, Budget]] = []
         if key.budget is not None:
-            lines.append(BudgetLine("key", key.id, key.name, key.budget, self.clock.current(key.budget.period)))
+            budgets.append(("key", key.id, key.name, key.budget))
         if key.team and (tb := self.team_budgets.get(key.team)) is not None:
-            lines.append(BudgetLine("team", key.team, key.team, tb, self.clock.current(tb.period)))
-        return lines
+            budgets.append(("team", key.team, key.team, tb))
+        tokens = tuple(i for i, w in enumerate(windows) if w.kind == "tokens")
+        p = Plan(key.limits, key.budget, key.team, windows, bool(tokens), provider,
+                 self.prices.lookup(provider, model) if provider else None, tuple(budgets), token_windows=tokens)
+        if len(self._plans) >= 100_000:
+            self._plans.clear()
+        self._plans[ck] = p
+        return p
+
+    def lines(self, p: Plan) -> list[BudgetLine]:
+        """The plan's budget lines in the current periods (rebuilt only when a period rolls over)."""
+        if time.time() >= p.lines_until:
+            current = self.clock.current
+            p.lines = [BudgetLine(sc, bid, label, b, current(b.period)) for sc, bid, label, b in p.budgets]
+            p.lines_until = min((ln.period.end_ts for ln in p.lines), default=float("inf"))
+            p.seeded = False
+        return p.lines
 
     async def admit(self, ctx: RequestContext) -> None:
         key = ctx.key
@@ -120,27 +170,40 @@ class AdmissionStage:
             return
         if not ctx.stream:  # a stream's cost is unknown when its headers leave (ledger, /v1/usage have it)
             ctx.headers["x-gateway-cost-usd"] = ZERO_COST
-        if key.budget is None and not self.planner.limited(key) and (
-                not key.team or key.team not in self.team_budgets):
+        if key.limits is None and key.budget is None and not key.team:
+            return  # the common unlimited key: no further work at all
+        p = self.plan(key, ctx.alias)
+        if not p.windows and not p.budgets:
             return
-        provider, model = self.primary(ctx.served_alias or ctx.alias)
-        windows = self.planner.windows(key, ctx.alias, provider)
-        lines = self.budget_lines(key)
+        lines = self.lines(p) if p.budgets else []
         tokens, estimate = 0, 0.0
-        if lines or any(w.kind == "tokens" for w in windows):
+        if lines or p.has_tokens:
             prompt, out = estimate_tokens(ctx)
             tokens = ctx.estimated_tokens = prompt + out
             if lines:
-                estimate = self.prices.estimate(provider, model, prompt, out)
-                await self._seed(lines)
-        amounts = [1 if w.kind == "requests" else tokens for w in windows]
-        outcome = await self.counters.acquire(windows, amounts, lines, estimate)
+                if p.price is not None:
+                    estimate = (prompt * p.price.input + out * p.price.output) / 1_000_000
+                if not p.seeded:
+                    await self._seed(lines)
+                    p.seeded = True
+        windows = p.windows
+        amounts = [1] * len(windows)
+        for i in p.token_windows:
+            amounts[i] = tokens
+        if self._local is not None:
+            if self._local.admit(windows, amounts, lines, estimate, ctx.headers):
+                ctx.notes["admission"] = Ticket(key, p, amounts, lines, estimate)
+                return
+            outcome: Outcome | None = self._local.acquire_now(windows, amounts, lines, estimate)  # the details
+        else:
+            outcome = await self.counters.acquire(windows, amounts, lines, estimate)
         if outcome is None:  # Redis down and fail_open: serve unlimited (counted in backend errors)
             return
         if windows:
             rate_headers(windows, outcome.stats, ctx.headers)
-        self._refuse(ctx, key, windows, amounts, lines, outcome)
-        ctx.notes["admission"] = Ticket(key, windows, amounts, lines, estimate, provider)
+        if outcome.failed_window >= 0 or outcome.failed_budget >= 0:
+            self._refuse(ctx, key, windows, amounts, lines, outcome)
+        ctx.notes["admission"] = Ticket(key, p, amounts, lines, estimate)
 
     def _refuse(self, ctx: RequestContext, key: KeyInfo, windows: tuple[Window, ...], amounts: list[int],
                 lines: list[BudgetLine], outcome: Outcome) -> None:
@@ -205,50 +268,55 @@ class AdmissionStage:
 
     # ------------------------------------------------------------ after the call
     def on_finish(self, ctx: RequestContext) -> None:
-        """Meter hook: queue the settlement; nothing here waits for Redis."""
+        """Meter hook: settle the call — in-process at once, with Redis queued for the next batch."""
         t: Ticket | None = ctx.notes.get("admission")
         if t is None:
             return
-        u = ctx.usage
-        actual = 0 if (u is None or ctx.cache_status == "hit") else u.total_tokens
-        moved = bool(ctx.provider) and ctx.provider != t.provider
+        p = t.plan
+        moved = bool(ctx.provider) and ctx.provider != p.provider
         adj_w: list[Window] = []
         adj_a: list[int] = []
-        for w, a in zip(t.windows, t.amounts, strict=True):
-            final = 1 if w.kind == "requests" else actual
-            if moved and w.sub == "provider":
-                final = 0  # charged to the provider that really served, below
-            if final != a:
-                adj_w.append(w)
-                adj_a.append(final - a)
-        if moved:
-            # a retry or fallback was served by another provider than admission assumed
-            for w in self.planner.windows(t.key, ctx.alias, ctx.provider):
-                if w.sub == "provider":
+        if p.has_tokens or moved:
+            u = ctx.usage
+            actual = 0 if (u is None or ctx.cache_status == "hit") else u.total_tokens
+            windows, amounts = p.windows, t.amounts
+            for i in (range(len(windows)) if moved else p.token_windows):
+                w = windows[i]
+                final = 1 if w.kind == "requests" else actual
+                if moved and w.sub == "provider":
+                    final = 0  # charged to the provider that really served, below
+                if final != amounts[i]:
                     adj_w.append(w)
-                    adj_a.append(1 if w.kind == "requests" else actual)
+                    adj_a.append(final - amounts[i])
+            if moved:
+                # a retry or fallback was served by another provider than admission assumed
+                for w in self.planner.windows(t.key, ctx.alias, ctx.provider):
+                    if w.sub == "provider":
+                        adj_w.append(w)
+                        adj_a.append(1 if w.kind == "requests" else actual)
         if not adj_w and not t.lines:
             return
-        now_lines = self.budget_lines(t.key) if t.lines else []
-        task = asyncio.ensure_future(self._settle(adj_w, adj_a, now_lines, ctx.cost_usd, t))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.counters.settle(adj_w, adj_a, self.lines(p) if t.lines else [], ctx.cost_usd, t.lines, t.estimate)
 
-    async def _settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
-                      t: Ticket) -> None:
-        try:
-            spends = await self.counters.settle(windows, amounts, lines, cost, t.lines, t.estimate)
-        except Exception:
-            log.exception("settle_failed")
+    def _spent(self, line: BudgetLine, spend: float, cost: float) -> None:
+        """Counters' on_spend: a budget's spend after a settlement that added `cost`."""
+        # gauges are scraped every few seconds: remember the value, the ticker sets them once a second
+        self._spend_now[(line.scope, line.label)] = (spend, line.budget.usd)
+        if spend < line.first_alert:
             return
-        if spends is None:
+        for threshold in crossed(line, spend - cost, spend):
+            task = asyncio.ensure_future(self._alert(line, threshold, spend))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _publish_gauges(self) -> None:
+        if not self._spend_now or not self.rec.enabled:
+            self._spend_now.clear()
             return
-        for line, spend in zip(lines, spends, strict=True):
-            if self.rec.enabled:
-                m.BUDGET_SPEND.labels(line.scope, line.label).set(spend)
-                m.BUDGET_LIMIT.labels(line.scope, line.label).set(line.budget.usd)
-            for threshold in crossed(line, spend - cost, spend):
-                await self._alert(line, threshold, spend)
+        for (scope, label), (spend, usd) in self._spend_now.items():
+            m.BUDGET_SPEND.labels(scope, label).set(spend)
+            m.BUDGET_LIMIT.labels(scope, label).set(usd)
+        self._spend_now.clear()
 
     async def _alert(self, line: BudgetLine, threshold: float, spend: float) -> None:
         first = True

@@ -15,6 +15,7 @@ unique constraint decides who reports it — and the admin API lists the alerts.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -82,23 +83,21 @@ class PeriodClock:
         return p
 
 
-@dataclass(frozen=True, slots=True)
 class BudgetLine:
-    """One budget a call is charged to."""
+    """One budget a call is charged to, in one period (storage keys precomputed: hot-path reads)."""
 
-    scope: str  # key | team
-    name: str  # key id or team name: the storage identity
-    label: str  # key name or team name: what people read (metrics, messages)
-    budget: Budget
-    period: Period
+    __slots__ = ("budget", "first_alert", "label", "name", "period", "reserved_key", "scope", "spend_key")
 
-    @property
-    def spend_key(self) -> str:
-        return f"gw:budget:{self.scope}:{self.name}:{self.period.id}"
-
-    @property
-    def reserved_key(self) -> str:
-        return self.spend_key + ":reserved"
+    def __init__(self, scope: str, name: str, label: str, budget: Budget, period: Period) -> None:
+        self.scope = scope  # key | team
+        self.name = name  # key id or team name: the storage identity
+        self.label = label  # key name or team name: what people read (metrics, messages)
+        self.budget = budget
+        self.period = period
+        self.spend_key = f"gw:budget:{scope}:{name}:{period.id}"
+        self.reserved_key = self.spend_key + ":reserved"
+        # below this spend no alert threshold can have been crossed (thresholds are sorted)
+        self.first_alert = budget.usd * budget.alert_thresholds[0] if budget.alert_thresholds else math.inf
 
     @property
     def ttl(self) -> int:
@@ -160,9 +159,10 @@ class MemoryBook:
         out = []
         for ln in lines:
             k = ln.spend_key
-            self.spend[k] = self.spend.get(k, 0.0) + actual
-            self._ends[k] = ln.period.end_ts
-            out.append(self.spend[k])
+            spend = self.spend[k] = self.spend.get(k, 0.0) + actual
+            if k not in self._ends:
+                self._ends[k] = ln.period.end_ts
+            out.append(spend)
         return out
 
     def sweep(self) -> None:

@@ -1,25 +1,31 @@
 """Where admission keeps its counters: in-process (`LocalCounters`) or shared in Redis (`RedisCounters`).
 
 Both answer the same calls: `acquire` checks all of a call's rate windows and budgets and charges all of
-them or none; `settle` corrects them after the call. With Redis each is one EVALSHA of `SCRIPT`, so a
-request costs one round trip whatever number of windows and budgets it has, and concurrent replicas
-cannot both take the last slot. The window half of the script is limits' sliding-window-counter Lua
-(acquire_sliding_window.lua) generalised to several windows, on the same keys, so `limits`' own
-RedisStorage reads what it writes.
+them or none; `settle` corrects them after the call. With Redis all of a call's counters go in one
+atomic Lua call (`SCRIPT`), so concurrent replicas cannot both take the last slot; and the calls of one
+event-loop turn share one EVALSHA, so a busy replica pays far less than a round trip per request.
+The window half of the script is limits' sliding-window-counter Lua (acquire_sliding_window.lua)
+generalised to several windows, on the same keys, so `limits`' own RedisStorage reads what it writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
+from . import metrics as m
 from .budgets import RESERVATION_TTL, BudgetLine, MemoryBook
+from .logs import get_logger
 from .quotas import MemoryWindows, Stats, Window
-from .redis_client import RedisClient
+from .redis_client import REDIS_ERRORS, RedisClient
+
+log = get_logger("gateway.counters")
 
 
 @dataclass(slots=True)
@@ -30,12 +36,18 @@ class Outcome:
     spends: list[float] = field(default_factory=list)  # per budget line, before this call
 
 
-class Counters(Protocol):
-    async def acquire(self, windows: tuple[Window, ...] | list[Window], amounts: list[int],
-                      lines: list[BudgetLine], estimate: float) -> Outcome | None: ...
+# (line, spend after the settlement, cost it added): threshold alerts and gauges
+OnSpend = Callable[[BudgetLine, float, float], None]
 
-    async def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
-                     reserved: list[BudgetLine], release: float) -> list[float] | None: ...
+
+class Counters(Protocol):
+    async def acquire(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine],
+                      estimate: float) -> Outcome | None: ...
+
+    on_spend: OnSpend | None
+
+    def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
+               reserved: list[BudgetLine], release: float) -> None: ...
 
     async def seed(self, line: BudgetLine, spend: float) -> None: ...
 
@@ -45,37 +57,66 @@ class Counters(Protocol):
 
     def sweep(self) -> None: ...
 
+    async def drain(self) -> None: ...
 
-def _pairs(lines: list[BudgetLine], reserved: list[BudgetLine]) -> list[tuple[BudgetLine, BudgetLine | None]]:
-    """Match each budget now (spend goes to the current period) with its admission-time reservation."""
+
+def pairs(lines: list[BudgetLine], reserved: list[BudgetLine]) -> list[tuple[BudgetLine, BudgetLine | None, bool]]:
+    """Match each budget now (spend goes to the current period) with its admission-time reservation:
+    (line, reservation or None, charge the cost?). A reservation whose budget went away meanwhile is
+    only released."""
     by_who = {(r.scope, r.name): r for r in reserved}
-    out: list[tuple[BudgetLine, BudgetLine | None]] = [(ln, by_who.pop((ln.scope, ln.name), None)) for ln in lines]
-    return out + [(r, r) for r in by_who.values()]  # budget removed meanwhile: only release it
+    out = [(ln, by_who.pop((ln.scope, ln.name), None), True) for ln in lines]
+    return out + [(r, r, False) for r in by_who.values()]
 
 
 class LocalCounters:
+    """In-process: limits' MemoryStorage for windows, MemoryBook for budgets; nothing here awaits, so each
+    call's check-and-charge is atomic in the event loop."""
+
     def __init__(self) -> None:
         self.windows = MemoryWindows()
         self.book = MemoryBook()
+        self.on_spend: OnSpend | None = None
 
-    async def acquire(self, windows: tuple[Window, ...] | list[Window], amounts: list[int],
-                      lines: list[BudgetLine], estimate: float) -> Outcome:
-        # nothing below suspends (LeanMemoryStorage), so check-then-charge is atomic in the event loop
+    async def acquire(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine],
+                      estimate: float) -> Outcome:
+        return self.acquire_now(windows, amounts, lines, estimate)
+
+    def admit(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine], estimate: float,
+              headers: dict[str, str]) -> bool:
+        """Admission's hot path: charge everything and write the rate-limit headers, or return False
+        having changed nothing (then `acquire_now` says what is full)."""
+        book = self.book
+        for ln in lines:
+            if book.spend.get(ln.spend_key, 0.0) + book.reserved.get(ln.reserved_key, 0.0) >= ln.budget.usd:
+                return False
+        if windows and not self.windows.admit(windows, amounts, headers):
+            return False
+        if lines and estimate > 0:
+            book.reserve(lines, estimate)
+        return True
+
+    def acquire_now(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine],
+                    estimate: float) -> Outcome:
+        """`acquire` without a coroutine: admission calls this directly on its hot path."""
         fb, spends = self.book.check(lines) if lines else (-1, [])
         if fb >= 0:
-            return Outcome(-1, fb, [await self.windows.stats(w) for w in windows], spends)
-        fw, stats = await self.windows.acquire(windows, amounts) if windows else (-1, [])
+            now = time.time()
+            return Outcome(-1, fb, [self.windows.stats(w, now)[0] for w in windows], spends)
+        fw, stats = self.windows.acquire(windows, amounts) if windows else (-1, [])
         if fw < 0 and lines:
             self.book.reserve(lines, estimate)
         return Outcome(fw, -1, stats, spends)
 
-    async def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
-                     reserved: list[BudgetLine], release: float) -> list[float]:
+    def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
+               reserved: list[BudgetLine], release: float) -> None:
         if windows:
-            await self.windows.adjust(windows, amounts)
-        if not lines and not reserved:
-            return []
-        return self.book.settle(lines, cost, release, reserved)
+            self.windows.adjust(windows, amounts)
+        if lines or reserved:
+            spends = self.book.settle(lines, cost, release, reserved)
+            if self.on_spend is not None:
+                for line, spend in zip(lines, spends, strict=True):
+                    self.on_spend(line, spend, cost)
 
     async def seed(self, line: BudgetLine, spend: float) -> None:
         self.book.seed(line, spend)
@@ -91,143 +132,274 @@ class LocalCounters:
         self.windows.storage.sweep()
         self.book.sweep()
 
+    async def drain(self) -> None:
+        return None
 
-# ARGV: mode ('acquire' | 'settle'), n windows, b budgets, then 3 values per window and per budget.
-# window i: KEYS previous, current; ARGV limit, expiry seconds, amount (settle: signed correction)
-# budget j: KEYS spend, reserved; acquire ARGV: limit, estimate, reservation ttl
-#                                  settle ARGV: cost, release, spend ttl
-# returns {failed (0 or 1-based index: windows first, then budgets), per window: previous count,
-#          previous ttl ms, current count, current ttl ms (before charging), per budget: spend}
+
+# One EVALSHA runs a batch of entries (the admissions and settlements queued during one event-loop turn),
+# each all-or-nothing. Entry spec (ARGV, space separated): mode (a = acquire, s = settle), n windows,
+# b budgets, then 3 numbers per window (limit, expiry seconds, amount; settle: signed correction) and per
+# budget (acquire: limit, estimate, reservation ttl; settle: cost, release, spend ttl).
+# KEYS per entry: each window's current key (limits' `LIMITS:{key}`, previous = current .. '/-1'), then
+# each budget's spend key (+ its reserved key for settlements; acquire uses spend .. ':reserved').
+# Returns one line per entry: failed (0, or 1-based: windows then budgets); per window "pc,pttl,cc,cttl"
+# (ms, before charging); per budget the spend — fields separated by ';'.
 SCRIPT = """
-local mode, n, b = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local a, failed, out = 4, 0, {0}
-local cur_keys, amounts, expiries = {}, {}, {}
-for i = 1, n do
-  local prev, cur = KEYS[2 * i - 1], KEYS[2 * i]
-  local limit, expiry, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1]) * 1000, tonumber(ARGV[a + 2])
-  a = a + 3
-  local cttl = redis.call('pttl', cur)
-  if cttl > 0 and cttl < expiry then
-    redis.call('rename', cur, prev)
-    redis.call('set', cur, 0, 'PX', cttl + expiry)
-  end
-  local pc = tonumber(redis.call('get', prev)) or 0
-  local pttl = math.max(redis.call('pttl', prev), 0)
-  local cc = tonumber(redis.call('get', cur)) or 0
-  cttl = math.max(redis.call('pttl', cur), 0)
-  if mode == 'acquire' and failed == 0 and math.floor(pc * pttl / expiry) + cc + math.max(amount, 1) > limit then
-    failed = i
-  end
-  cur_keys[i], amounts[i], expiries[i] = cur, amount, expiry
-  out[#out + 1] = pc
-  out[#out + 1] = pttl
-  out[#out + 1] = cc
-  out[#out + 1] = cttl
-end
-local bk = {}
-for j = 1, b do
-  local sk, rk = KEYS[2 * n + 2 * j - 1], KEYS[2 * n + 2 * j]
-  local x, y, ttl = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
-  a = a + 3
-  local spend = redis.call('get', sk) or '0'
-  if mode == 'acquire' then
-    local reserved = tonumber(redis.call('get', rk)) or 0
-    if failed == 0 and tonumber(spend) + reserved >= tonumber(x) then failed = n + j end
-    bk[j] = {rk, y, ttl}
-  else
-    if tonumber(x) ~= 0 then
-      spend = redis.call('incrbyfloat', sk, x)
-      redis.call('expire', sk, ttl)
+local out, k = {}, 0
+for e = 1, #ARGV do
+  local f = {}
+  for tok in string.gmatch(ARGV[e], '%S+') do f[#f + 1] = tok end
+  local mode, n, b, p = f[1], tonumber(f[2]), tonumber(f[3]), 4
+  local failed, res, curs, amts, exps, bks = 0, {}, {}, {}, {}, {}
+  for i = 1, n do
+    k = k + 1
+    local cur = KEYS[k]
+    local prev = cur .. '/-1'
+    local limit, expiry, amount = tonumber(f[p]), tonumber(f[p + 1]) * 1000, tonumber(f[p + 2])
+    p = p + 3
+    local cttl = redis.call('pttl', cur)
+    if cttl > 0 and cttl < expiry then
+      redis.call('rename', cur, prev)
+      redis.call('set', cur, 0, 'PX', cttl + expiry)
     end
-    if tonumber(y) > 0 and redis.call('exists', rk) == 1 then
-      if tonumber(redis.call('incrbyfloat', rk, '-' .. y)) <= 1e-9 then redis.call('del', rk) end
+    local pc = tonumber(redis.call('get', prev)) or 0
+    local pttl = math.max(redis.call('pttl', prev), 0)
+    local cc = tonumber(redis.call('get', cur)) or 0
+    cttl = math.max(redis.call('pttl', cur), 0)
+    if mode == 'a' and failed == 0 and math.floor(pc * pttl / expiry) + cc + math.max(amount, 1) > limit then
+      failed = i
     end
+    curs[i], amts[i], exps[i] = cur, amount, expiry
+    res[#res + 1] = pc .. ',' .. pttl .. ',' .. cc .. ',' .. cttl
   end
-  out[#out + 1] = spend
-end
-if mode == 'acquire' and failed > 0 then
-  out[1] = failed
-  return out
-end
-for i = 1, n do
-  local cur, amt = cur_keys[i], amounts[i]
-  if amt > 0 then
-    if redis.call('exists', cur) == 1 then
-      redis.call('incrby', cur, amt)
-    else
-      redis.call('set', cur, amt, 'PX', expiries[i] * 2)
-    end
-  elseif amt < 0 and redis.call('exists', cur) == 1 then
-    if redis.call('incrby', cur, amt) < 0 then redis.call('set', cur, 0, 'KEEPTTL') end
-  end
-end
-if mode == 'acquire' then
   for j = 1, b do
-    if tonumber(bk[j][2]) > 0 then
-      redis.call('incrbyfloat', bk[j][1], bk[j][2])
-      redis.call('expire', bk[j][1], bk[j][3])
+    k = k + 1
+    local sk = KEYS[k]
+    local rk = sk .. ':reserved'
+    if mode == 's' then
+      k = k + 1
+      rk = KEYS[k]
+    end
+    local x, y, ttl = f[p], f[p + 1], tonumber(f[p + 2])
+    p = p + 3
+    local spend = redis.call('get', sk) or '0'
+    if mode == 'a' then
+      if failed == 0 and tonumber(spend) + (tonumber(redis.call('get', rk)) or 0) >= tonumber(x) then
+        failed = n + j
+      end
+      bks[j] = {rk, y, ttl}
+    else
+      if tonumber(x) ~= 0 then
+        spend = redis.call('incrbyfloat', sk, x)
+        redis.call('expire', sk, ttl)
+      end
+      if tonumber(y) > 0 and redis.call('exists', rk) == 1 then
+        if tonumber(redis.call('incrbyfloat', rk, '-' .. y)) <= 1e-9 then redis.call('del', rk) end
+      end
+    end
+    res[#res + 1] = spend
+  end
+  if failed == 0 then
+    for i = 1, n do
+      local cur, amt = curs[i], amts[i]
+      if amt > 0 then
+        if redis.call('exists', cur) == 1 then
+          redis.call('incrby', cur, amt)
+        else
+          redis.call('set', cur, amt, 'PX', exps[i] * 2)
+        end
+      elseif amt < 0 and redis.call('exists', cur) == 1 then
+        if redis.call('incrby', cur, amt) < 0 then redis.call('set', cur, 0, 'KEEPTTL') end
+      end
+    end
+    if mode == 'a' then
+      for j = 1, b do
+        if tonumber(bks[j][2]) > 0 then
+          redis.call('incrbyfloat', bks[j][1], bks[j][2])
+          redis.call('expire', bks[j][1], bks[j][3])
+        end
+      end
     end
   end
+  res[#res + 1] = ''
+  out[#out + 1] = failed .. ';' .. table.concat(res, ';')
 end
-return out
+return table.concat(out, '\\n')
 """
 
 
-def _num(value: float) -> str:
-    return repr(float(value))  # exponent notation is fine for INCRBYFLOAT
+@dataclass(slots=True)
+class _Entry:
+    keys: list[str]
+    spec: str
+    windows: Sequence[Window]
+    amounts: list[int]
+    nbudgets: int
+    future: asyncio.Future[Outcome | None] | None = None  # acquisitions
+    done: Callable[[list[float]], None] | None = None  # settlements: the spends, in budget order
+
+
+def _parse(entry: _Entry, line: bytes) -> tuple[Outcome, list[float]]:
+    parts = line.split(b";")
+    failed = int(parts[0])
+    n = len(entry.windows)
+    stats = []
+    for i, (w, amt) in enumerate(zip(entry.windows, entry.amounts, strict=True)):
+        pc, pttl, cc, cttl = (int(float(v)) for v in parts[1 + i].split(b","))
+        if failed == 0 and amt > 0:
+            cc += amt
+            cttl = cttl or 2000 * w.expiry  # a window this charge created
+        stats.append(Stats(pc, pttl / 1000, cc, cttl / 1000))
+    spends = [float(v) for v in parts[1 + n: 1 + n + entry.nbudgets]]
+    if failed == 0:
+        return Outcome(-1, -1, stats, spends), spends
+    if failed <= n:
+        return Outcome(failed - 1, -1, stats, spends), spends
+    return Outcome(-1, failed - 1 - n, stats, spends), spends
 
 
 class RedisCounters:
-    def __init__(self, redis: RedisClient) -> None:
+    """Counters in Redis, shared by every replica; see SCRIPT. Calls queue up and go out together: one
+    round trip per event-loop turn (at most `max_inflight` batches on the wire), not one per call."""
+
+    def __init__(self, redis: RedisClient, *, max_batch: int = 512, max_inflight: int = 2,
+                 settle_interval: float = 0.05) -> None:
         self.redis = redis
         self.script = redis.client.register_script(SCRIPT)
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self.settle_interval = settle_interval
+        self.on_spend: OnSpend | None = None
+        self._agg_windows: dict[str, list[Any]] = {}  # redis key -> [window, summed correction]
+        self._agg_budgets: dict[tuple[str, str], list[Any]] = {}  # (spend, reserved) -> [line, cost, release]
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._pending: list[_Entry] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._scheduled = False
         self._limiter: SlidingWindowCounterRateLimiter | None = None
 
-    async def _run(self, op: str, mode: str, windows: Any, amounts: list[int],
-                   budgets: list[tuple[str, str, str, str, int]], quiet: bool) -> list[Any] | None:
-        keys: list[str] = []
-        args: list[Any] = [mode, len(windows), len(budgets)]
-        for w, amt in zip(windows, amounts, strict=True):
-            keys.extend(w.redis_keys())
-            args.extend((w.limit, w.expiry, amt))
-        for sk, rk, x, y, ttl in budgets:
-            keys.extend((sk, rk))
-            args.extend((x, y, ttl))
+    # ------------------------------------------------------------ batching
+    def _submit(self, entry: _Entry) -> None:
+        self._pending.append(entry)
+        if not self._scheduled and len(self._inflight) < self.max_inflight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._kick)
 
-        async def call() -> list[Any]:
-            return await self.script(keys=keys, args=args)  # type: ignore[no-any-return]
+    def _kick(self) -> None:
+        self._scheduled = False
+        while self._pending and len(self._inflight) < self.max_inflight:
+            batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
+            task = asyncio.get_running_loop().create_task(self._flush(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._done)
 
-        if quiet:
-            return await self.redis.quietly(op, call, None)
-        return await self.redis.call(op, call, None)
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._inflight.discard(task)
+        if self._pending and not self._scheduled:
+            self._kick()
 
-    async def acquire(self, windows: tuple[Window, ...] | list[Window], amounts: list[int],
-                      lines: list[BudgetLine], estimate: float) -> Outcome | None:
-        budgets = [(ln.spend_key, ln.reserved_key, _num(ln.budget.usd), _num(estimate), RESERVATION_TTL)
-                   for ln in lines]
-        res = await self._run("admit", "acquire", windows, amounts, budgets, quiet=False)
-        if res is None:
-            return None
-        failed = int(res[0])
-        stats = []
-        for i, (w, amt) in enumerate(zip(windows, amounts, strict=True)):
-            pc, pttl, cc, cttl = (int(v) for v in res[1 + 4 * i: 5 + 4 * i])
-            stats.append(Stats(pc, pttl / 1000, cc + (amt if failed == 0 else 0), cttl / 1000 or 2 * w.expiry))
-        spends = [float(v) for v in res[1 + 4 * len(windows):]]
-        n = len(windows)
-        if failed == 0:
-            return Outcome(-1, -1, stats, spends)
-        return Outcome(failed - 1, -1, stats, spends) if failed <= n else Outcome(-1, failed - 1 - n, stats, spends)
+    async def _flush(self, batch: list[_Entry]) -> None:
+        keys = [k for e in batch for k in e.keys]
+        args = [e.spec for e in batch]
+        acquiring = any(e.future is not None for e in batch)
+        try:
+            raw = await self.script(keys=keys, args=args)
+        except REDIS_ERRORS as err:
+            self.redis.failed("admit" if acquiring else "settle", err)
+            for e in batch:
+                if e.future is not None and not e.future.done():
+                    if self.redis.fail_closed:
+                        e.future.set_exception(self.redis.unavailable())
+                    else:
+                        e.future.set_result(None)
+            return
+        for e, line in zip(batch, raw.split(b"\n"), strict=True):
+            outcome, spends = _parse(e, line)
+            if e.future is not None:
+                if not e.future.done():
+                    e.future.set_result(outcome)
+            elif e.done is not None:
+                try:
+                    e.done(spends)
+                except Exception:  # a hook's bug must not lose the rest of the batch
+                    log.exception("settle_callback_failed")
 
-    async def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
-                     reserved: list[BudgetLine], release: float) -> list[float] | None:
-        pairs = _pairs(lines, reserved)
-        budgets = [(ln.spend_key, (r or ln).reserved_key, _num(cost if ln is not r else 0.0),
-                    _num(release if r is not None else 0.0), ln.ttl) for ln, r in pairs]
-        res = await self._run("settle", "settle", windows, amounts, budgets, quiet=True)
-        if res is None:
-            return None
-        return [float(v) for v in res[1 + 4 * len(windows): 1 + 4 * len(windows) + len(lines)]]
+    async def drain(self) -> None:
+        """Send what is queued and wait for it (shutdown: settlements owed by finished calls)."""
+        if self._settle_timer is not None:
+            self._settle_timer.cancel()
+        self._flush_settles()
+        for _ in range(100):
+            if not self._pending and not self._inflight:
+                return
+            if self._pending and not self._scheduled:
+                self._kick()
+            if self._inflight:
+                await asyncio.wait(list(self._inflight), timeout=5)
+
+    # ------------------------------------------------------------ calls
+    async def acquire(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine],
+                      estimate: float) -> Outcome | None:
+        if not self.redis.up:  # down: the failure mode decides at once, no queueing behind a dead socket
+            return await self.redis.call("admit", _never, None)
+        spec = [f"a {len(windows)} {len(lines)}"]
+        spec += [f"{w.limit} {w.expiry} {a}" for w, a in zip(windows, amounts, strict=True)]
+        spec += [f"{_num(ln.budget.usd)} {_num(estimate)} {RESERVATION_TTL}" for ln in lines]
+        keys = [w.redis_key for w in windows] + [ln.spend_key for ln in lines]
+        fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        self._submit(_Entry(keys, " ".join(spec), windows, amounts, len(lines), future=fut))
+        return await fut
+
+    def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
+               reserved: list[BudgetLine], release: float) -> None:
+        """Add to this replica's pending corrections; they go out summed per counter every
+        `settle_interval`: under load thousands of settlements become a few increments. Reservations are
+        held until then, so a late settlement can only make admission stricter, never looser."""
+        if not self.redis.up:
+            m.BACKEND_ERRORS.labels("redis", "settle").inc()
+            return
+        aw = self._agg_windows
+        for w, a in zip(windows, amounts, strict=True):
+            slot = aw.get(w.redis_key)
+            if slot is None:
+                aw[w.redis_key] = [w, a]
+            else:
+                slot[1] += a
+        ab = self._agg_budgets
+        for ln, r, charged in pairs(lines, reserved):
+            k = (ln.spend_key, (r or ln).reserved_key)
+            c = cost if charged else 0.0
+            rel = release if r is not None else 0.0
+            bslot = ab.get(k)
+            if bslot is None:
+                ab[k] = [ln, c, rel]
+            else:
+                bslot[1] += c
+                bslot[2] += rel
+        if self._settle_timer is None:
+            self._settle_timer = asyncio.get_running_loop().call_later(self.settle_interval, self._flush_settles)
+
+    def _flush_settles(self) -> None:
+        self._settle_timer = None
+        if not self._agg_windows and not self._agg_budgets:
+            return
+        wins = [slot for slot in self._agg_windows.values() if slot[1]]
+        buds = list(self._agg_budgets.items())
+        self._agg_windows, self._agg_budgets = {}, {}
+        spec = [f"s {len(wins)} {len(buds)}"] + [f"{w.limit} {w.expiry} {a}" for w, a in wins]
+        keys = [w.redis_key for w, _ in wins]
+        for (spend_key, reserved_key), (ln, c, rel) in buds:
+            spec.append(f"{_num(c)} {_num(rel)} {ln.ttl}")
+            keys += [spend_key, reserved_key]
+
+        def done(spends: list[float]) -> None:
+            if self.on_spend is not None:
+                for (_, (ln, c, _rel)), spend in zip(buds, spends, strict=True):
+                    if c:
+                        self.on_spend(ln, spend, c)
+
+        self._submit(_Entry(keys, " ".join(spec), [w for w, _ in wins], [a for _, a in wins], len(buds),
+                            done=done))
 
     async def seed(self, line: BudgetLine, spend: float) -> None:
         # NX: only when no replica has counted this period yet (fresh Redis, lost keys)
@@ -239,12 +411,11 @@ class RedisCounters:
         return float(raw) if raw is not None else 0.0
 
     def limiter(self) -> SlidingWindowCounterRateLimiter:
-        """limits' own view of the same windows (sharing our connection pool)."""
+        """limits' own view of the same windows (through our connection pool)."""
         if self._limiter is None:
             from limits.aio.storage import RedisStorage
 
-            url = self.redis.url if "://" in self.redis.url else "redis://" + self.redis.url
-            storage = RedisStorage("async+" + url, implementation="redispy",
+            storage = RedisStorage("async+redis://", implementation="redispy",
                                    connection_pool=self.redis.client.connection_pool)
             self._limiter = SlidingWindowCounterRateLimiter(storage)
         return self._limiter
@@ -258,3 +429,11 @@ class RedisCounters:
 
     def sweep(self) -> None:
         return None  # Redis expires its own keys
+
+
+async def _never() -> None:  # pragma: no cover - only reached through RedisClient.call while down
+    return None
+
+
+def _num(value: float) -> str:
+    return repr(float(value))  # exponent notation is fine for INCRBYFLOAT

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,8 @@ _LIMIT_NAMES = {"rpm": "requests per minute (RPM)", "rpd": "requests per day (RP
 @dataclass(frozen=True, slots=True)
 class Window:
     """One sliding-window counter: what it limits (`metric`), for whom (`scope`/`owner`, narrowed by
-    `sub`/`sub_owner` to one provider or alias)."""
+    `sub`/`sub_owner` to one provider or alias). `limit`, `expiry` and the Redis key are precomputed:
+    the hot path reads plain attributes."""
 
     item: RateLimitItem
     ids: tuple[str, ...]  # limits identifiers; key = item.key_for(*ids)
@@ -48,14 +50,17 @@ class Window:
     owner: str  # key name, team name or IP, for messages
     sub: str = ""  # "" | provider | alias
     sub_owner: str = ""
+    limit: int = 0
+    expiry: int = 0
+    redis_key: str = ""  # limits' RedisStorage current-window key; the previous one is this + "/-1"
+    limit_text: str = ""
 
-    @property
-    def limit(self) -> int:
-        return int(self.item.amount)
-
-    @property
-    def expiry(self) -> int:
-        return int(self.item.get_expiry())
+    @classmethod
+    def make(cls, item: RateLimitItem, ids: tuple[str, ...], kind: str, metric: str, scope: str, owner: str,
+             sub: str = "", sub_owner: str = "") -> Window:
+        key = item.key_for(*ids)
+        return cls(item, ids, key, kind, metric, scope, owner, sub, sub_owner, int(item.amount),
+                   int(item.get_expiry()), f"{REDIS_PREFIX}:{{{key}}}", str(int(item.amount)))
 
     @property
     def reason(self) -> str:
@@ -69,11 +74,6 @@ class Window:
         if self.sub:
             out += f", {'model' if self.sub == 'alias' else 'provider'} {self.sub_owner!r}"
         return out
-
-    def redis_keys(self) -> tuple[str, str]:
-        """(previous, current) window keys exactly as limits' RedisStorage names them."""
-        cur = f"{REDIS_PREFIX}:{{{self.key}}}"
-        return f"{cur}/-1", cur
 
 
 @dataclass(slots=True)
@@ -102,7 +102,8 @@ class Stats:
         return 0.0 if best == math.inf else best
 
     def retry_after(self, w: Window, amount: int) -> float:
-        """Seconds until `amount` more fits in the window."""
+        """Seconds until `amount` more fits: floor(prev * weight) + cur + amount <= limit, the weight
+        falling linearly to 0 at the end of the current window."""
         e, limit = w.expiry, w.limit
         if amount > limit:
             return float(e)  # never fits: say "a window", the message explains
@@ -111,10 +112,10 @@ class Stats:
             # only the previous window's decaying share is in the way
             if not self.prev_count:
                 return 0.0
-            return max(0.0, self.prev_ttl - room * e / self.prev_count)
+            return max(0.0, self.prev_ttl - (room + 1) * e / self.prev_count)
         # the current window alone is too full: wait for it to end, then for its share to decay
         cur_end = max(0.0, self.cur_ttl - e)
-        return cur_end + e * (1 - (limit - amount) / self.cur_count)
+        return cur_end + max(0.0, e * (1 - (limit - amount + 1) / self.cur_count))
 
 
 def _limit_sets(limits: Limits | None, alias: str, provider: str) -> list[tuple[str, str, LimitSet]]:
@@ -140,7 +141,7 @@ def _windows(scope: str, owner_id: str, owner_name: str, limits: Limits | None, 
             item = cls(value, namespace=NAMESPACE)
             # the metric is in the identifiers: an rpm and a tpm of equal size must not share a counter
             ids = (scope, owner_id, sub or "all", sub_owner or "-", metric)
-            out.append(Window(item, ids, item.key_for(*ids), kind, metric, scope, owner_name, sub, sub_owner))
+            out.append(Window.make(item, ids, kind, metric, scope, owner_name, sub, sub_owner))
     return out
 
 
@@ -160,8 +161,7 @@ def all_windows(key: KeyInfo, team_limits: Limits | None) -> list[Window]:
 
 def ip_window(ip: str, rpm: int) -> Window:
     item = RateLimitItemPerMinute(rpm, namespace=NAMESPACE)
-    ids = ("ip", ip, "all", "-", "rpm")
-    return Window(item, ids, item.key_for(*ids), "requests", "rpm", "ip", ip)
+    return Window.make(item, ("ip", ip, "all", "-", "rpm"), "requests", "rpm", "ip", ip)
 
 
 class QuotaPlanner:
@@ -194,23 +194,14 @@ class QuotaPlanner:
 
 
 class LeanMemoryStorage(MemoryStorage):
-    """limits' MemoryStorage without its per-call expiry task.
-
-    Upstream schedules a task after each incr that scans every counter: O(counters) per request. Here
-    nothing in incr/decr awaits (so a check-then-increment over several windows stays atomic in the
-    event loop) and `sweep()` drops expired counters from a timer instead."""
+    """limits' MemoryStorage without its per-call expiry task (upstream schedules one after each incr, and
+    it scans every counter); `sweep()` drops expired counters from a timer instead."""
 
     async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        if self.expirations.get(key, 0) <= time.time():
-            self.storage.pop(key, None)
-            self.expirations[key] = time.time() + expiry
-        self.storage[key] += amount
-        return self.storage[key]
+        return charge(self, key, expiry, amount, time.time())
 
     async def decr(self, key: str, amount: int = 1) -> int:
-        if key in self.storage:
-            self.storage[key] = max(self.storage[key] - amount, 0)
-        return self.storage.get(key, 0)
+        return charge(self, key, 0, -amount, time.time())
 
     def sweep(self) -> int:
         now = time.time()
@@ -222,72 +213,171 @@ class LeanMemoryStorage(MemoryStorage):
         return len(dead)
 
 
+def charge(st: MemoryStorage, key: str, expiry: float, amount: int, now: float) -> int:
+    """Add `amount` (negative: refund, floored at 0) to a counter of limits' MemoryStorage."""
+    if st.expirations.get(key, 0) <= now:  # absent or expired: a fresh counter
+        if amount <= 0:
+            return 0
+        st.expirations[key] = now + expiry
+        st.storage[key] = amount
+        return amount
+    value = max(0, st.storage[key] + amount)
+    st.storage[key] = value
+    return value
+
+
 class MemoryWindows:
-    """In-process windows (one process's view; use Redis to share limits between replicas)."""
+    """In-process windows: one process's view (Redis shares them between replicas).
+
+    The counters live in limits' MemoryStorage under the keys and arithmetic of its sliding window counter
+    (`<key>/<int(now / expiry)>`), so `limiter` (limits' SlidingWindowCounterRateLimiter) reads them for
+    status views. The request path updates them synchronously in one pass rather than through limits'
+    async per-window API (several awaited, error-wrapped calls per window): a call's check-then-charge
+    over all its windows is then atomic in the event loop, and costs about a microsecond per window."""
 
     def __init__(self) -> None:
         self.storage = LeanMemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
+        self._names: dict[str, tuple[int, str, str]] = {}
 
-    async def stats(self, w: Window) -> Stats:
-        return Stats(*await self.storage.get_sliding_window(w.key, w.expiry))
+    def names(self, w: Window, now: float) -> tuple[int, str, str]:
+        """(window index, current key, previous key): limits' `<key>/<int(now / expiry)>` scheme."""
+        idx = int(now / w.expiry)
+        names = self._names.get(w.key)
+        if names is None or names[0] != idx:  # the key strings change once per window
+            if len(self._names) >= 200_000:
+                self._names.clear()
+            names = self._names[w.key] = (idx, f"{w.key}/{idx}", f"{w.key}/{idx - 1}")
+        return names
 
-    async def acquire(self, windows: tuple[Window, ...] | list[Window], amounts: list[int]) -> tuple[int, list[Stats]]:
+    def stats(self, w: Window, now: float) -> tuple[Stats, str]:
+        e = w.expiry
+        _, cur, prev = self.names(w, now)
+        st, exps = self.storage.storage, self.storage.expirations
+        pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
+        cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
+        left = (1 - (now / e) % 1) * e  # until the current window ends
+        return Stats(pc, left if pc else 0.0, cc, left + e), cur
+
+    def acquire(self, windows: Sequence[Window], amounts: list[int]) -> tuple[int, list[Stats]]:
         """Check all windows, then charge all of them; nothing is charged when one is full.
         Returns (index of the first full window or -1, stats after charging)."""
-        stats = [await self.stats(w) for w in windows]
-        for i, (w, a, s) in enumerate(zip(windows, amounts, stats, strict=True)):
-            if s.used(w.expiry) + max(a, 1) > w.limit:
-                return i, stats
         now = time.time()
-        for w, a, s in zip(windows, amounts, stats, strict=True):
+        st, exps, names = self.storage.storage, self.storage.expirations, self._names
+        stats: list[Stats] = []
+        curs: list[str] = []
+        failed = -1
+        for i, w in enumerate(windows):
+            e = w.expiry
+            nm = names.get(w.key)
+            if nm is None or nm[0] != int(now / e):
+                nm = self.names(w, now)
+            cur, prev = nm[1], nm[2]
+            pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
+            cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
+            left = (1 - (now / e) % 1) * e  # until the current window ends
+            stats.append(Stats(pc, left if pc else 0.0, cc, left + e))
+            curs.append(cur)
+            a = amounts[i]
+            if failed < 0 and (int(pc * left / e) if pc else 0) + cc + (a if a > 0 else 1) > w.limit:
+                failed = i
+        if failed >= 0:
+            return failed, stats
+        for w, a, s, cur in zip(windows, amounts, stats, curs, strict=True):
             if a > 0:
-                cur = self.storage.sliding_window_keys(w.key, w.expiry, now)[1]
-                await self.storage.incr(cur, 2 * w.expiry, a)
-                s.cur_count += a
+                s.cur_count = charge(self.storage, cur, 2 * w.expiry, a, now)
         return -1, stats
 
-    async def adjust(self, windows: list[Window], amounts: list[int]) -> None:
-        """Force-charge (or refund, negative) without a limit check: usage already happened."""
+    def admit(self, windows: Sequence[Window], amounts: list[int], headers: dict[str, str]) -> bool:
+        """The hot path of `acquire`: check and charge all windows and write the rate-limit headers, with
+        no intermediate objects. False when a window is full (nothing charged: call `acquire` for the
+        details the 429 needs)."""
+        now = time.time()
+        st, exps, names = self.storage.storage, self.storage.expirations, self._names
+        curs = []
+        req = tok = None  # (remaining, window, reset seconds) of the tightest window of each kind
+        for i, w in enumerate(windows):
+            e = w.expiry
+            nm = names.get(w.key)
+            if nm is None or nm[0] != int(now / e):
+                nm = self.names(w, now)
+            cur, prev = nm[1], nm[2]
+            pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
+            cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
+            left = (1 - (now / e) % 1) * e  # until the current window ends
+            a = amounts[i]
+            rem = w.limit - (int(pc * left / e) if pc else 0) - cc - (a if a > 0 else 1)
+            if rem < 0:
+                return False
+            curs.append(cur)
+            if a <= 0:
+                rem += 1
+            if w.kind == "requests":
+                if req is None or rem < req[0]:
+                    req = (rem, w, pc, left, cc + a)
+            elif tok is None or rem < tok[0]:
+                tok = (rem, w, pc, left, cc + a)
+        for w, a, cur in zip(windows, amounts, curs, strict=True):
+            if a > 0:
+                charge(self.storage, cur, 2 * w.expiry, a, now)
+        for kind, best in (("requests", req), ("tokens", tok)):
+            if best is not None:
+                rem, w, pc, left, cc = best
+                e = w.expiry
+                reset = min(left % (e / pc) if pc else math.inf, (left + e) % e if cc else math.inf)
+                headers[f"x-ratelimit-limit-{kind}"] = w.limit_text
+                headers[f"x-ratelimit-remaining-{kind}"] = str(rem)
+                headers[f"x-ratelimit-reset-{kind}"] = fmt_duration(0.0 if reset == math.inf else reset)
+        return True
+
+    def adjust(self, windows: list[Window], amounts: list[int]) -> None:
+        """Force-charge (or refund, negative) without a limit check: the usage already happened."""
         now = time.time()
         for w, a in zip(windows, amounts, strict=True):
-            cur = self.storage.sliding_window_keys(w.key, w.expiry, now)[1]
-            if a > 0:
-                await self.storage.incr(cur, 2 * w.expiry, a)
-            elif a < 0:
-                await self.storage.decr(cur, -a)
+            charge(self.storage, self.names(w, now)[1], 2 * w.expiry, a, now)
 
 
 # ---------------------------------------------------------------- responses
+_DURATIONS: dict[int, str] = {}
+
+
 def fmt_duration(seconds: float) -> str:
     """OpenAI's reset format: 20ms, 6s, 1m30s, 2h5m0s."""
     if seconds < 1:
         return f"{max(0, round(seconds * 1000))}ms"
     s = math.ceil(seconds)
-    h, rem = divmod(s, 3600)
-    mi, sec = divmod(rem, 60)
-    if h:
-        return f"{h}h{mi}m{sec}s"
-    if mi:
-        return f"{mi}m{sec}s"
-    return f"{sec}s"
+    text = _DURATIONS.get(s)
+    if text is None:
+        h, rem = divmod(s, 3600)
+        mi, sec = divmod(rem, 60)
+        text = f"{h}h{mi}m{sec}s" if h else f"{mi}m{sec}s" if mi else f"{sec}s"
+        if len(_DURATIONS) < 200_000:  # at most two days of distinct values
+            _DURATIONS[s] = text
+    return text
 
 
-def rate_headers(windows: tuple[Window, ...] | list[Window], stats: list[Stats], headers: dict[str, str]) -> None:
+def rate_headers(windows: Sequence[Window], stats: list[Stats], headers: dict[str, str]) -> None:
     """OpenAI's x-ratelimit-{limit,remaining,reset}-{requests,tokens}, from the tightest window of each
     kind (fewest remaining)."""
-    best: dict[str, tuple[int, Window, Stats]] = {}
+    req = tok = None
+    req_rem = tok_rem = 0
     for w, s in zip(windows, stats, strict=True):
-        if w.scope == "ip":
-            continue
-        rem = s.remaining(w)
-        cur = best.get(w.kind)
-        if cur is None or rem < cur[0]:
-            best[w.kind] = (rem, w, s)
-    for kind, (rem, w, s) in best.items():
-        headers[f"x-ratelimit-limit-{kind}"] = str(w.limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(rem)
-        headers[f"x-ratelimit-reset-{kind}"] = fmt_duration(s.reset_in(w.expiry))
+        rem = w.limit - ((int(s.prev_count * s.prev_ttl / w.expiry) if s.prev_count else 0) + s.cur_count)
+        if w.kind == "requests":
+            if req is None or rem < req_rem:
+                req, req_rem = (w, s), rem
+        elif tok is None or rem < tok_rem:
+            tok, tok_rem = (w, s), rem
+    if req is not None:
+        w, s = req
+        headers["x-ratelimit-limit-requests"] = w.limit_text
+        headers["x-ratelimit-remaining-requests"] = str(req_rem if req_rem > 0 else 0)
+        headers["x-ratelimit-reset-requests"] = fmt_duration(s.reset_in(w.expiry))
+    if tok is not None:
+        w, s = tok
+        headers["x-ratelimit-limit-tokens"] = w.limit_text
+        headers["x-ratelimit-remaining-tokens"] = str(tok_rem if tok_rem > 0 else 0)
+        headers["x-ratelimit-reset-tokens"] = fmt_duration(s.reset_in(w.expiry))
 
 
 def rate_limited(w: Window, s: Stats, amount: int, headers: dict[str, str]) -> GatewayError:

@@ -45,7 +45,7 @@ async def test_two_replicas_admit_exactly_the_limit(gateway_factory: GatewayFact
     await counters.redis.client.delete(*[k async for k in counters.redis.client.scan_iter(match="*minute*")])
     statuses = await burst(http, [a, b], 10)
     assert statuses.count(200) == 10
-    status, h, body = await post_chat(http, b)
+    status, h, _ = await post_chat(http, b)
     assert status == 429 and h["x-ratelimit-limit-requests"] in ("10", "25")
 
 
