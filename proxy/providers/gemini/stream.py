@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from ..base import JSON, StreamTranslator
+from ..base import JSON, StreamTranslator, Usage
 from ..transport import stream_cut
 from .chat import check_blocked, completion_id, finish_reason, read_parts, usage_from, usage_json
 from .errors import error_from_body
@@ -28,6 +28,17 @@ class GeminiStream(StreamTranslator):
         self._calls = 0  # tool calls so far, for `call_<n>` ids unique within the response
         self._per_choice: dict[int, int] = {}  # OpenAI tool_calls indexes count per choice
         self._usage: JSON | None = None
+        self._usage_seen: JSON | None = None
+
+    @property  # type: ignore[override]
+    def usage(self) -> Usage | None:
+        if self._usage is not None and self._usage is not self._usage_seen:
+            self._usage_seen, self._usage_value = self._usage, usage_from(self._usage)
+        return self._usage_value
+
+    @usage.setter
+    def usage(self, value: Usage | None) -> None:
+        self._usage_value = value
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         d = orjson.loads(data)
@@ -37,8 +48,7 @@ class GeminiStream(StreamTranslator):
         self.id = self.id or completion_id(d)
         self.model = d.get("modelVersion") or self.model
         if d.get("usageMetadata"):
-            self._usage = d["usageMetadata"]
-            self.usage = usage_from(self._usage)
+            self._usage = d["usageMetadata"]  # converted only when read: Gemini repeats it in every chunk
         out = []
         for pos, cand in enumerate(d.get("candidates") or ()):
             idx = cand.get("index", pos)
