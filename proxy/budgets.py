@@ -94,7 +94,9 @@ class BudgetLine:
         self.label = label  # key name or team name: what people read (metrics, messages)
         self.budget = budget
         self.period = period
-        self.spend_key = f"gw:budget:{scope}:{name}:{period.id}"
+        key = f"gw:budget:{scope}:{name}:{period.id}"
+        # control characters separate the fields of a Redis batch (counters.py): never in a key
+        self.spend_key = "".join(ch if ch >= " " else "?" for ch in key) if any(ch < " " for ch in key) else key
         self.reserved_key = self.spend_key + ":reserved"
         # below this spend no alert threshold can have been crossed (thresholds are sorted)
         self.first_alert = budget.usd * budget.alert_thresholds[0] if budget.alert_thresholds else math.inf

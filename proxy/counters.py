@@ -137,58 +137,62 @@ class LocalCounters:
 
 
 # One EVALSHA runs a batch of entries (the admissions and settlements queued during one event-loop turn),
-# each all-or-nothing. Entry spec (ARGV, space separated): mode (a = acquire, s = settle), n windows,
-# b budgets, then 3 numbers per window (limit, expiry seconds, amount; settle: signed correction) and per
-# budget (acquire: limit, estimate, reservation ttl; settle: cost, release, spend ttl).
-# KEYS per entry: each window's current key (limits' `LIMITS:{key}`, previous = current .. '/-1'), then
-# each budget's spend key (+ its reserved key for settlements; acquire uses spend .. ':reserved').
+# each all-or-nothing. The batch is ONE argument (entries separated by \x1e, fields by \x1f): redis-py
+# encodes one string instead of a dozen per call. Keys travel inside it too, so this needs a standalone
+# Redis (or Sentinel), not Redis Cluster. Entry fields: mode (a = acquire, s = settle), n windows,
+# b budgets; per window: current key (limits' `LIMITS:{key}`; previous = current .. '/-1'), limit,
+# expiry seconds, amount (settle: signed correction); per budget: spend key, reserved key, then acquire:
+# limit, estimate, reservation ttl / settle: cost, release, spend ttl.
 # Returns one line per entry: failed (0, or 1-based: windows then budgets); per window "pc,pttl,cc,cttl"
 # (ms, before charging); per budget the spend — fields separated by ';'.
 SCRIPT = """
-local out, k = {}, 0
-for e = 1, #ARGV do
+local out = {}
+for entry in string.gmatch(ARGV[1], '[^\\30]+') do
   local f = {}
-  for tok in string.gmatch(ARGV[e], '%S+') do f[#f + 1] = tok end
+  for tok in string.gmatch(entry, '[^\\31]+') do f[#f + 1] = tok end
   local mode, n, b, p = f[1], tonumber(f[2]), tonumber(f[3]), 4
   local failed, res, curs, amts, exps, bks = 0, {}, {}, {}, {}, {}
   for i = 1, n do
-    k = k + 1
-    local cur = KEYS[k]
+    local cur = f[p]
     local prev = cur .. '/-1'
-    local limit, expiry, amount = tonumber(f[p]), tonumber(f[p + 1]) * 1000, tonumber(f[p + 2])
-    p = p + 3
-    local cttl = redis.call('pttl', cur)
+    local limit, expiry, amount = tonumber(f[p + 1]), tonumber(f[p + 2]) * 1000, tonumber(f[p + 3])
+    p = p + 4
+    -- limits' layout: the previous window only ever comes from renaming the current one when it ends,
+    -- so it expires exactly one window before the current one: its ttl is cttl - expiry, no PTTL needed
+    local cttl, cc, pc = redis.call('pttl', cur), 0, 0
     if cttl > 0 and cttl < expiry then
+      -- the current window ended: it becomes the previous one (limits' acquire_sliding_window.lua)
       redis.call('rename', cur, prev)
       redis.call('set', cur, 0, 'PX', cttl + expiry)
+      pc = tonumber(redis.call('get', prev)) or 0
+      cttl = cttl + expiry
+    elseif cttl > 0 then
+      local v = redis.call('mget', cur, prev)
+      cc, pc = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+    else
+      cttl = 0  -- no current window (and so no previous one) yet
     end
-    local pc = tonumber(redis.call('get', prev)) or 0
-    local pttl = math.max(redis.call('pttl', prev), 0)
-    local cc = tonumber(redis.call('get', cur)) or 0
-    cttl = math.max(redis.call('pttl', cur), 0)
+    local pttl = 0
+    if pc > 0 then pttl = math.max(cttl - expiry, 0) end
     if mode == 'a' and failed == 0 and math.floor(pc * pttl / expiry) + cc + math.max(amount, 1) > limit then
       failed = i
     end
-    curs[i], amts[i], exps[i] = cur, amount, expiry
+    curs[i], amts[i], exps[i] = cttl > 0, amount, expiry
     res[#res + 1] = pc .. ',' .. pttl .. ',' .. cc .. ',' .. cttl
   end
   for j = 1, b do
-    k = k + 1
-    local sk = KEYS[k]
-    local rk = sk .. ':reserved'
-    if mode == 's' then
-      k = k + 1
-      rk = KEYS[k]
-    end
-    local x, y, ttl = f[p], f[p + 1], tonumber(f[p + 2])
-    p = p + 3
-    local spend = redis.call('get', sk) or '0'
+    local sk, rk, x, y, ttl = f[p], f[p + 1], f[p + 2], f[p + 3], tonumber(f[p + 4])
+    p = p + 5
+    local spend, reserved
     if mode == 'a' then
-      if failed == 0 and tonumber(spend) + (tonumber(redis.call('get', rk)) or 0) >= tonumber(x) then
+      local v = redis.call('mget', sk, rk)
+      spend, reserved = v[1] or '0', tonumber(v[2]) or 0
+      if failed == 0 and tonumber(spend) + reserved >= tonumber(x) then
         failed = n + j
       end
       bks[j] = {rk, y, ttl}
     else
+      spend = '0'
       if tonumber(x) ~= 0 then
         spend = redis.call('incrbyfloat', sk, x)
         redis.call('expire', sk, ttl)
@@ -201,22 +205,23 @@ for e = 1, #ARGV do
   end
   if failed == 0 then
     for i = 1, n do
-      local cur, amt = curs[i], amts[i]
+      local cur, amt = f[4 * i], amts[i]
       if amt > 0 then
-        if redis.call('exists', cur) == 1 then
+        if curs[i] then
           redis.call('incrby', cur, amt)
         else
           redis.call('set', cur, amt, 'PX', exps[i] * 2)
         end
-      elseif amt < 0 and redis.call('exists', cur) == 1 then
+      elseif amt < 0 and curs[i] then
         if redis.call('incrby', cur, amt) < 0 then redis.call('set', cur, 0, 'KEEPTTL') end
       end
     end
     if mode == 'a' then
       for j = 1, b do
-        if tonumber(bks[j][2]) > 0 then
-          redis.call('incrbyfloat', bks[j][1], bks[j][2])
-          redis.call('expire', bks[j][1], bks[j][3])
+        local bk = bks[j]
+        if tonumber(bk[2]) > 0 then
+          redis.call('incrbyfloat', bk[1], bk[2])
+          redis.call('expire', bk[1], bk[3])  -- outlives in-flight calls; gone once a replica dies
         end
       end
     end
@@ -226,11 +231,11 @@ for e = 1, #ARGV do
 end
 return table.concat(out, '\\n')
 """
+US, RS = "\x1f", "\x1e"
 
 
 @dataclass(slots=True)
 class _Entry:
-    keys: list[str]
     spec: str
     windows: Sequence[Window]
     amounts: list[int]
@@ -245,7 +250,7 @@ def _parse(entry: _Entry, line: bytes) -> tuple[Outcome, list[float]]:
     n = len(entry.windows)
     stats = []
     for i, (w, amt) in enumerate(zip(entry.windows, entry.amounts, strict=True)):
-        pc, pttl, cc, cttl = (int(float(v)) for v in parts[1 + i].split(b","))
+        pc, pttl, cc, cttl = map(int, parts[1 + i].split(b","))
         if failed == 0 and amt > 0:
             cc += amt
             cttl = cttl or 2000 * w.expiry  # a window this charge created
@@ -299,11 +304,9 @@ class RedisCounters:
             self._kick()
 
     async def _flush(self, batch: list[_Entry]) -> None:
-        keys = [k for e in batch for k in e.keys]
-        args = [e.spec for e in batch]
         acquiring = any(e.future is not None for e in batch)
         try:
-            raw = await self.script(keys=keys, args=args)
+            raw = await self.script(keys=(), args=(RS.join([e.spec for e in batch]),))
         except REDIS_ERRORS as err:
             self.redis.failed("admit" if acquiring else "settle", err)
             for e in batch:
@@ -342,12 +345,12 @@ class RedisCounters:
                       estimate: float) -> Outcome | None:
         if not self.redis.up:  # down: the failure mode decides at once, no queueing behind a dead socket
             return await self.redis.call("admit", _never, None)
-        spec = [f"a {len(windows)} {len(lines)}"]
-        spec += [f"{w.limit} {w.expiry} {a}" for w, a in zip(windows, amounts, strict=True)]
-        spec += [f"{_num(ln.budget.usd)} {_num(estimate)} {RESERVATION_TTL}" for ln in lines]
-        keys = [w.redis_key for w in windows] + [ln.spend_key for ln in lines]
+        spec = [f"a{US}{len(windows)}{US}{len(lines)}"]
+        spec += [f"{w.redis_spec}{a}" for w, a in zip(windows, amounts, strict=True)]
+        spec += [f"{ln.spend_key}{US}{ln.reserved_key}{US}{ln.budget.usd!r}{US}{estimate!r}{US}{RESERVATION_TTL}"
+                 for ln in lines]
         fut: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
-        self._submit(_Entry(keys, " ".join(spec), windows, amounts, len(lines), future=fut))
+        self._submit(_Entry(US.join(spec), windows, amounts, len(lines), future=fut))
         return await fut
 
     def settle(self, windows: list[Window], amounts: list[int], lines: list[BudgetLine], cost: float,
@@ -386,11 +389,9 @@ class RedisCounters:
         wins = [slot for slot in self._agg_windows.values() if slot[1]]
         buds = list(self._agg_budgets.items())
         self._agg_windows, self._agg_budgets = {}, {}
-        spec = [f"s {len(wins)} {len(buds)}"] + [f"{w.limit} {w.expiry} {a}" for w, a in wins]
-        keys = [w.redis_key for w, _ in wins]
+        spec = [f"s{US}{len(wins)}{US}{len(buds)}"] + [f"{w.redis_spec}{a}" for w, a in wins]
         for (spend_key, reserved_key), (ln, c, rel) in buds:
-            spec.append(f"{_num(c)} {_num(rel)} {ln.ttl}")
-            keys += [spend_key, reserved_key]
+            spec.append(f"{spend_key}{US}{reserved_key}{US}{_num(c)}{US}{_num(rel)}{US}{ln.ttl}")
 
         def done(spends: list[float]) -> None:
             if self.on_spend is not None:
@@ -398,8 +399,7 @@ class RedisCounters:
                     if c:
                         self.on_spend(ln, spend, c)
 
-        self._submit(_Entry(keys, " ".join(spec), [w for w, _ in wins], [a for _, a in wins], len(buds),
-                            done=done))
+        self._submit(_Entry(US.join(spec), [w for w, _ in wins], [a for _, a in wins], len(buds), done=done))
 
     async def seed(self, line: BudgetLine, spend: float) -> None:
         # NX: only when no replica has counted this period yet (fresh Redis, lost keys)

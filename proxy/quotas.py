@@ -54,13 +54,18 @@ class Window:
     expiry: int = 0
     redis_key: str = ""  # limits' RedisStorage current-window key; the previous one is this + "/-1"
     limit_text: str = ""
+    redis_spec: str = ""  # "<redis key>\x1f<limit>\x1f<expiry>\x1f", the start of its part of a Redis batch
 
     @classmethod
     def make(cls, item: RateLimitItem, ids: tuple[str, ...], kind: str, metric: str, scope: str, owner: str,
              sub: str = "", sub_owner: str = "") -> Window:
         key = item.key_for(*ids)
-        return cls(item, ids, key, kind, metric, scope, owner, sub, sub_owner, int(item.amount),
-                   int(item.get_expiry()), f"{REDIS_PREFIX}:{{{key}}}", str(int(item.amount)))
+        # control characters separate the fields of a Redis batch: never let a name carry one
+        key = "".join(ch if ch >= " " else "?" for ch in key) if any(ch < " " for ch in key) else key
+        redis_key = f"{REDIS_PREFIX}:{{{key}}}"
+        limit, expiry = int(item.amount), int(item.get_expiry())
+        return cls(item, ids, key, kind, metric, scope, owner, sub, sub_owner, limit, expiry, redis_key,
+                   str(limit), f"{redis_key}\x1f{limit}\x1f{expiry}\x1f")
 
     @property
     def reason(self) -> str:
