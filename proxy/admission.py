@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,6 +25,7 @@ from .config import Budget, GatewayConfig, Limits, Price
 from .counters import Counters, LocalCounters, Outcome
 from .logs import get_logger
 from .quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
+from .redis_counters import RedisCounters
 
 if TYPE_CHECKING:
     from .auth import KeyInfo
@@ -68,8 +70,18 @@ class Ticket:
 def estimate_tokens(ctx: RequestContext) -> tuple[int, int]:
     """(prompt, completion) token estimate before the call: ~4 characters a token, plus max_tokens."""
     body = ctx.body
-    payload = body.get("messages") if ctx.kind == "chat" else body.get("input")
-    prompt = len(orjson.dumps(payload)) // 4 if payload is not None else 0
+    if ctx.kind == "chat":
+        chars = 0
+        for msg in body.get("messages") or ():
+            content = msg.get("content") if isinstance(msg, dict) else None
+            if isinstance(content, str):
+                chars += len(content) + 16  # + role and framing
+            else:  # parts, tool calls: measure the JSON
+                chars += len(orjson.dumps(msg))
+        prompt = chars // 4
+    else:
+        payload = body.get("input")
+        prompt = len(payload) // 4 if isinstance(payload, str) else len(orjson.dumps(payload)) // 4
     out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     return prompt, out if isinstance(out, int) else 0
 
@@ -83,6 +95,7 @@ class AdmissionStage:
         self.counters = counters
         counters.on_spend = self._spent
         self._local = counters if isinstance(counters, LocalCounters) else None
+        self._redis = counters if isinstance(counters, RedisCounters) else None
         self.store = store
         self.events = events or EventBus()
         self.rec = recorder or m.Recorder()
@@ -96,13 +109,21 @@ class AdmissionStage:
         self._ip_windows: dict[str, Window] = {}
         self._seeded: set[str] = set()
         self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._started = datetime.now(UTC)  # in-process counting starts here: the ledger before it seeds
         self._tasks: set[asyncio.Future[Any]] = set()
         self._spend_now: dict[tuple[str, str], tuple[float, float]] = {}
+        self._gauge_lines: dict[tuple[str, str], BudgetLine] = {}  # current lines, for the spend gauges
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ lifecycle (a Gateway service)
     async def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="admission-sweep")
+        # budgets known from gateway.yaml start loading their history now, before the first call
+        for k in self.cfg.keys:
+            if k.budget is not None:
+                self._seed([BudgetLine("key", f"cfg:{k.name}", k.name, k.budget, self.clock.current(k.budget.period))])
+        for team, b in self.team_budgets.items():
+            self._seed([BudgetLine("team", team, team, b, self.clock.current(b.period))])
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -161,6 +182,10 @@ class AdmissionStage:
             current = self.clock.current
             p.lines = [BudgetLine(sc, bid, label, b, current(b.period)) for sc, bid, label, b in p.budgets]
             p.lines_until = min((ln.period.end_ts for ln in p.lines), default=float("inf"))
+            if len(self._gauge_lines) > 10_000:
+                self._gauge_lines.clear()
+            for ln in p.lines:
+                self._gauge_lines[(ln.scope, ln.label)] = ln
             p.seeded = False
         return p.lines
 
@@ -184,7 +209,7 @@ class AdmissionStage:
                 if p.price is not None:
                     estimate = (prompt * p.price.input + out * p.price.output) / 1_000_000
                 if not p.seeded:
-                    await self._seed(lines)
+                    self._seed(lines)
                     p.seeded = True
         windows = p.windows
         amounts = [1] * len(windows)
@@ -195,6 +220,12 @@ class AdmissionStage:
                 ctx.notes["admission"] = Ticket(key, p, amounts, lines, estimate)
                 return
             outcome: Outcome | None = self._local.acquire_now(windows, amounts, lines, estimate)  # the details
+        elif self._redis is not None:
+            res = await self._redis.admit(windows, amounts, lines, estimate, ctx.headers)
+            if res is True:
+                ctx.notes["admission"] = Ticket(key, p, amounts, lines, estimate)
+                return
+            outcome = res or None
         else:
             outcome = await self.counters.acquire(windows, amounts, lines, estimate)
         if outcome is None:  # Redis down and fail_open: serve unlimited (counted in backend errors)
@@ -235,31 +266,32 @@ class AdmissionStage:
                 m.RATE_LIMITED.labels(w.reason, "", "").inc()
             raise rate_limited(w, outcome.stats[0], 1, {})
 
-    async def _seed(self, lines: list[BudgetLine]) -> None:
-        """Start a period's spend from the ledger the first time this process meets it (restarts, and
-        Redis keys lost mid-period); later calls skip this with one set lookup."""
+    def _seed(self, lines: list[BudgetLine]) -> None:
+        """Load a period's earlier spend from the ledger the first time this process meets it (restarts;
+        Redis keys lost mid-period), in the background: a month of a busy key's rows can take a while to
+        sum, and no request waits for that.
+
+        In-process, the ledger is summed up to this process's start only — everything since is counted
+        here — so adding the two never counts a call twice. With Redis, the sum goes in only when no
+        replica has counted the period yet (SET NX)."""
         for line in lines:
             k = line.spend_key
             if k in self._seeded:
                 continue
-            fut = self._seeding.get(k)
-            if fut is None:
-                fut = self._seeding[k] = asyncio.get_running_loop().create_future()
-                try:
-                    await self._seed_one(line)
-                finally:
-                    self._seeded.add(k)
-                    self._seeding.pop(k, None)
-                    fut.set_result(None)
-            else:
-                await fut
+            self._seeded.add(k)
+            task = asyncio.ensure_future(self._seed_one(line))
+            self._seeding[k] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _t, k=k: self._seeding.pop(k, None))
 
     async def _seed_one(self, line: BudgetLine) -> None:
         if self.store is None:
             return
+        until = self._started if self._local is not None else None
         try:
-            spent = await asyncio.wait_for(self.store.spend(line.scope, line.name, line.period.start), 3.0)
-        except Exception as err:  # the ledger is an aid here; budgets still work from zero
+            spent = await asyncio.wait_for(self.store.spend(line.scope, line.name, line.period.start, until), 60)
+        except Exception as err:  # the ledger is an aid here; budgets still count from zero
             m.BACKEND_ERRORS.labels("db", "budget_seed").inc()
             log.warning("budget_seed_failed", scope=line.scope, name=line.label, error=f"{type(err).__name__}")
             return
@@ -310,9 +342,12 @@ class AdmissionStage:
             task.add_done_callback(self._tasks.discard)
 
     def _publish_gauges(self) -> None:
-        if not self._spend_now or not self.rec.enabled:
+        if not self.rec.enabled:
             self._spend_now.clear()
             return
+        if self._local is not None:  # in-process spend is a dict read: no need to track it per call
+            for (scope, label), line in list(self._gauge_lines.items()):
+                self._spend_now.setdefault((scope, label), (self._local.book.get(line), line.budget.usd))
         for (scope, label), (spend, usd) in self._spend_now.items():
             m.BUDGET_SPEND.labels(scope, label).set(spend)
             m.BUDGET_LIMIT.labels(scope, label).set(usd)
@@ -335,7 +370,9 @@ class AdmissionStage:
     # ------------------------------------------------------------ status (admin API, /v1/usage)
     async def budget_status(self, scope: str, name: str, label: str, key_budget: Any) -> dict[str, Any]:
         line = BudgetLine(scope, name, label, key_budget, self.clock.current(key_budget.period))
-        await self._seed([line])
+        self._seed([line])
+        if (task := self._seeding.get(line.spend_key)) is not None:  # a status answer waits for history
+            await asyncio.wait([task], timeout=10)
         spend = await self.counters.spend(line)
         return {"scope": scope, "name": label, "id": name, "usd": key_budget.usd, **line.period.as_dict(),
                 "spend_usd": round(spend, 8), "remaining_usd": round(max(0.0, key_budget.usd - spend), 8),

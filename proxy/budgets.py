@@ -130,8 +130,9 @@ class MemoryBook:
         return self.spend.get(line.spend_key, 0.0)
 
     def seed(self, line: BudgetLine, value: float) -> None:
+        """Add spend from before this process started (the ledger's), to what it counted since."""
         k = line.spend_key
-        self.spend[k] = max(self.spend.get(k, 0.0), value)
+        self.spend[k] = self.spend.get(k, 0.0) + value
         self._ends[k] = line.period.end_ts
 
     def check(self, lines: list[BudgetLine]) -> tuple[int, list[float]]:

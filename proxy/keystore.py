@@ -163,6 +163,10 @@ class KeyStore:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
+            if not self._by_id:
+                # nothing cached that a change could make stale (unknown digests expire on their own
+                # within negative_ttl): no query; the next one covers the gap since _last_seen
+                continue
             try:
                 await self.poll_once()
             except Exception as err:

@@ -2,10 +2,10 @@
 
 A request is checked against every window that applies to it (key rpm/tpm/rpd, the same per provider and
 per alias, the key's team, or the client IP before auth). Windows are `limits` RateLimitItems with the
-SlidingWindowCounter strategy: in-process they live in `limits`' MemoryStorage; with Redis they live in
-the key layout of `limits`' RedisStorage (`LIMITS:{key}` / `LIMITS:{key}/-1`) so `limits` itself reads
-them (window stats for /v1/usage), while admission updates all of a request's windows, and its budgets,
-in one Lua call (see admission.py) — one round trip, all-or-nothing.
+SlidingWindowCounter strategy: in-process they live in `limits`' MemoryStorage (counters.py); with Redis
+they live in the key layout of `limits`' RedisStorage (`LIMITS:{key}` / `LIMITS:{key}/-1`) so `limits`
+itself reads them (window stats for /v1/usage), while admission updates all of a request's windows, and
+its budgets, in one Lua call (redis_counters.py) — one round trip, all-or-nothing.
 
 Request windows count 1 per call. Token windows are charged with an estimate before the call and
 corrected with the upstream's reported usage after it (streams when they finish).
@@ -14,14 +14,11 @@ corrected with the upstream's reported usage after it (streams when they finish)
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from .config import Limits, LimitSet, TeamConfig
 from .errors import GatewayError
@@ -102,7 +99,8 @@ class Stats:
     def reset_in(self, expiry: int) -> float:
         """Seconds until the count next drops (limits' SlidingWindowCounter get_window_stats rule)."""
         prev = self.prev_ttl % (expiry / self.prev_count) if self.prev_count else math.inf
-        cur = self.cur_ttl % expiry if self.cur_count else math.inf
+        # the current window ends when its ttl falls to one expiry (limits: cur_ttl % expiry)
+        cur = (self.cur_ttl - expiry if self.cur_ttl > expiry else self.cur_ttl) if self.cur_count else math.inf
         best = min(prev, cur)
         return 0.0 if best == math.inf else best
 
@@ -196,150 +194,6 @@ class QuotaPlanner:
             self._plans.clear()
         self._plans[ck] = (key.limits, team, windows)
         return windows
-
-
-class LeanMemoryStorage(MemoryStorage):
-    """limits' MemoryStorage without its per-call expiry task (upstream schedules one after each incr, and
-    it scans every counter); `sweep()` drops expired counters from a timer instead."""
-
-    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        return charge(self, key, expiry, amount, time.time())
-
-    async def decr(self, key: str, amount: int = 1) -> int:
-        return charge(self, key, 0, -amount, time.time())
-
-    def sweep(self) -> int:
-        now = time.time()
-        dead = [k for k, exp in self.expirations.items() if exp <= now]
-        for k in dead:
-            self.storage.pop(k, None)
-            self.expirations.pop(k, None)
-            self.locks.pop(k, None)
-        return len(dead)
-
-
-def charge(st: MemoryStorage, key: str, expiry: float, amount: int, now: float) -> int:
-    """Add `amount` (negative: refund, floored at 0) to a counter of limits' MemoryStorage."""
-    if st.expirations.get(key, 0) <= now:  # absent or expired: a fresh counter
-        if amount <= 0:
-            return 0
-        st.expirations[key] = now + expiry
-        st.storage[key] = amount
-        return amount
-    value = max(0, st.storage[key] + amount)
-    st.storage[key] = value
-    return value
-
-
-class MemoryWindows:
-    """In-process windows: one process's view (Redis shares them between replicas).
-
-    The counters live in limits' MemoryStorage under the keys and arithmetic of its sliding window counter
-    (`<key>/<int(now / expiry)>`), so `limiter` (limits' SlidingWindowCounterRateLimiter) reads them for
-    status views. The request path updates them synchronously in one pass rather than through limits'
-    async per-window API (several awaited, error-wrapped calls per window): a call's check-then-charge
-    over all its windows is then atomic in the event loop, and costs about a microsecond per window."""
-
-    def __init__(self) -> None:
-        self.storage = LeanMemoryStorage()
-        self.limiter = SlidingWindowCounterRateLimiter(self.storage)
-        self._names: dict[str, tuple[int, str, str]] = {}
-
-    def names(self, w: Window, now: float) -> tuple[int, str, str]:
-        """(window index, current key, previous key): limits' `<key>/<int(now / expiry)>` scheme."""
-        idx = int(now / w.expiry)
-        names = self._names.get(w.key)
-        if names is None or names[0] != idx:  # the key strings change once per window
-            if len(self._names) >= 200_000:
-                self._names.clear()
-            names = self._names[w.key] = (idx, f"{w.key}/{idx}", f"{w.key}/{idx - 1}")
-        return names
-
-    def stats(self, w: Window, now: float) -> tuple[Stats, str]:
-        e = w.expiry
-        _, cur, prev = self.names(w, now)
-        st, exps = self.storage.storage, self.storage.expirations
-        pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
-        cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
-        left = (1 - (now / e) % 1) * e  # until the current window ends
-        return Stats(pc, left if pc else 0.0, cc, left + e), cur
-
-    def acquire(self, windows: Sequence[Window], amounts: list[int]) -> tuple[int, list[Stats]]:
-        """Check all windows, then charge all of them; nothing is charged when one is full.
-        Returns (index of the first full window or -1, stats after charging)."""
-        now = time.time()
-        st, exps, names = self.storage.storage, self.storage.expirations, self._names
-        stats: list[Stats] = []
-        curs: list[str] = []
-        failed = -1
-        for i, w in enumerate(windows):
-            e = w.expiry
-            nm = names.get(w.key)
-            if nm is None or nm[0] != int(now / e):
-                nm = self.names(w, now)
-            cur, prev = nm[1], nm[2]
-            pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
-            cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
-            left = (1 - (now / e) % 1) * e  # until the current window ends
-            stats.append(Stats(pc, left if pc else 0.0, cc, left + e))
-            curs.append(cur)
-            a = amounts[i]
-            if failed < 0 and (int(pc * left / e) if pc else 0) + cc + (a if a > 0 else 1) > w.limit:
-                failed = i
-        if failed >= 0:
-            return failed, stats
-        for w, a, s, cur in zip(windows, amounts, stats, curs, strict=True):
-            if a > 0:
-                s.cur_count = charge(self.storage, cur, 2 * w.expiry, a, now)
-        return -1, stats
-
-    def admit(self, windows: Sequence[Window], amounts: list[int], headers: dict[str, str]) -> bool:
-        """The hot path of `acquire`: check and charge all windows and write the rate-limit headers, with
-        no intermediate objects. False when a window is full (nothing charged: call `acquire` for the
-        details the 429 needs)."""
-        now = time.time()
-        st, exps, names = self.storage.storage, self.storage.expirations, self._names
-        curs = []
-        req = tok = None  # (remaining, window, reset seconds) of the tightest window of each kind
-        for i, w in enumerate(windows):
-            e = w.expiry
-            nm = names.get(w.key)
-            if nm is None or nm[0] != int(now / e):
-                nm = self.names(w, now)
-            cur, prev = nm[1], nm[2]
-            pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
-            cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
-            left = (1 - (now / e) % 1) * e  # until the current window ends
-            a = amounts[i]
-            rem = w.limit - (int(pc * left / e) if pc else 0) - cc - (a if a > 0 else 1)
-            if rem < 0:
-                return False
-            curs.append(cur)
-            if a <= 0:
-                rem += 1
-            if w.kind == "requests":
-                if req is None or rem < req[0]:
-                    req = (rem, w, pc, left, cc + a)
-            elif tok is None or rem < tok[0]:
-                tok = (rem, w, pc, left, cc + a)
-        for w, a, cur in zip(windows, amounts, curs, strict=True):
-            if a > 0:
-                charge(self.storage, cur, 2 * w.expiry, a, now)
-        for kind, best in (("requests", req), ("tokens", tok)):
-            if best is not None:
-                rem, w, pc, left, cc = best
-                e = w.expiry
-                reset = min(left % (e / pc) if pc else math.inf, (left + e) % e if cc else math.inf)
-                headers[f"x-ratelimit-limit-{kind}"] = w.limit_text
-                headers[f"x-ratelimit-remaining-{kind}"] = str(rem)
-                headers[f"x-ratelimit-reset-{kind}"] = fmt_duration(0.0 if reset == math.inf else reset)
-        return True
-
-    def adjust(self, windows: list[Window], amounts: list[int]) -> None:
-        """Force-charge (or refund, negative) without a limit check: the usage already happened."""
-        now = time.time()
-        for w, a in zip(windows, amounts, strict=True):
-            charge(self.storage, self.names(w, now)[1], 2 * w.expiry, a, now)
 
 
 # ---------------------------------------------------------------- responses

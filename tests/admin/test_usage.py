@@ -128,7 +128,7 @@ async def test_database_down_does_not_stop_serving(gateway_factory: GatewayFacto
     gw = await gateway_factory(cfg)
     assert (await post_chat(http, gw))[0] == 200  # config keys, no ledger: still served
     async with http.get(gw.url + "/readyz") as r:
-        assert r.status == 503 and "database" in (await r.text())
+        assert r.status == 200  # a degraded ledger must not take the replica out of rotation
     async with http.get(gw.url + "/admin/usage", headers=admin()) as r:
         assert r.status == 503
     assert (await post_chat(http, gw, key="sk-unknown"))[0] == 503  # cannot tell: the key store is down

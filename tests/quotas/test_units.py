@@ -16,11 +16,11 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from proxy.auth import KeyInfo
 from proxy.config import RedisConfig
-from proxy.counters import RedisCounters
 from proxy.errors import GatewayError
 from proxy.keystore import KeyStore
 from proxy.quotas import Stats, Window, fmt_duration
 from proxy.redis_client import RedisClient
+from proxy.redis_counters import RedisCounters
 from tests.conftest import GatewayFactory, MockUpstream
 
 from .conftest import TcpRelay, admin, chat, closed_port_url, post_chat, quota_config, wait_for, with_key
@@ -52,22 +52,27 @@ async def test_redis_windows_decide_like_limits(redis_url: str) -> None:
     await client.start()
     try:
         counters = RedisCounters(client)
-        item = RateLimitItemPerSecond(5, 2, namespace="gw")  # 5 per 2 seconds
+        item = RateLimitItemPerSecond(5, 1, namespace="gw")
         ours = Window.make(item, ("key", "ours"), "requests", "rpm", "key", "ours")
-        theirs_ids = ("key", "theirs")
+        theirs = ("key", "theirs")
         limiter = SlidingWindowCounterRateLimiter(RedisStorage(
             "async+redis://", implementation="redispy", connection_pool=client.client.connection_pool))
-        decisions: list[tuple[bool, bool]] = []
-        for pause in (0, 0, 0, 0, 0, 0, 0, 2.5, 0, 0, 1.2, 0, 0, 0):
-            await asyncio.sleep(pause)
+
+        async def both() -> tuple[bool, bool]:
             outcome = await counters.acquire([ours], [1], [], 0.0)
             assert outcome is not None
-            decisions.append((outcome.failed_window < 0, await limiter.hit(item, *theirs_ids)))
-        assert [d[0] for d in decisions] == [d[1] for d in decisions]
-        assert [d[0] for d in decisions][:7] == [True] * 5 + [False] * 2
+            return outcome.failed_window < 0, await limiter.hit(item, *theirs)
+
+        first = [await both() for _ in range(7)]
+        assert first == [(True, True)] * 5 + [(False, False)] * 2
         # limits reads our window like its own
-        stats = await limiter.get_window_stats(item, *ours.ids)
-        assert stats.remaining == (await limiter.get_window_stats(item, *theirs_ids)).remaining
+        assert (await limiter.get_window_stats(item, *ours.ids)).remaining == 0
+        await asyncio.sleep(1.3)  # the previous window still weighs ~70%: both admit about as few
+        middle = [await both() for _ in range(5)]
+        assert abs(sum(d[0] for d in middle) - sum(d[1] for d in middle)) <= 1
+        assert 0 < sum(d[0] for d in middle) < 5
+        await asyncio.sleep(2.2)  # both windows gone
+        assert [await both() for _ in range(3)] == [(True, True)] * 3
     finally:
         await client.close()
 
