@@ -1,4 +1,4 @@
-"""Pydantic models of gateway.yaml, env interpolation, and loading with clear errors.
+"""Pydantic models of gateway.yaml, and loading (with env interpolation, envvars.py) with clear errors.
 
 Everything here is parsed once at startup; the request path only reads the resulting objects.
 """
@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .envvars import interpolate
 from .units import ByteSize, Duration
 
 PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
@@ -321,32 +322,6 @@ class ConfigError(Exception):
 
 
 # ---------------------------------------------------------------- loading
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def interpolate(node: Any, env: dict[str, str], missing: set[str]) -> Any:
-    """Replace ${VAR} / ${VAR:-default} in every string; collect unset variables without defaults."""
-    if isinstance(node, dict):
-        return {k: interpolate(v, env, missing) for k, v in node.items()}
-    if isinstance(node, list):
-        return [interpolate(v, env, missing) for v in node]
-    if not isinstance(node, str):
-        return node
-
-    def sub(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        value = env.get(name)
-        if value:
-            return value
-        if default is not None:
-            return default
-        missing.add(name)
-        return ""
-
-    out = _VAR.sub(sub, node)
-    if out == "" and _VAR.fullmatch(node):
-        return None  # an unset ${VAR} standing alone means "not given"
-    return out
 
 
 def _format_validation_error(err: ValidationError) -> str:

@@ -132,8 +132,10 @@ class Pipeline:
         headers["x-gateway-cost-usd"] = "0.00000000"
         resp = await sse.open_stream(request, headers)
         ctx.mark_first_token()
-        await resp.write(b"".join(sse.frame(c) for c in self.cache.replay(ctx, hit)) + sse.DONE)
-        await resp.write_eof()
+        try:
+            await resp.write(b"".join(sse.frame(c) for c in self.cache.replay(ctx, hit)) + sse.DONE)
+        finally:
+            await sse.end_stream(resp)
         return resp
 
     async def _respond_stream(self, ctx: RequestContext, request: web.Request, stream: ChunkStream,
@@ -165,13 +167,14 @@ class Pipeline:
             ctx.client_disconnected = True
             ctx.status = 499
             await stream.aclose()
+            resp.stop_streaming()
             raise
         finally:
             ctx.usage = stream.usage
             ctx.finish_reason = stream.finish_reason
             if stream.model:
                 ctx.notes["answered_model"] = stream.model
-        await _write_eof_quietly(resp)
+        await sse.end_stream(resp)
         return resp
 
 
@@ -180,11 +183,3 @@ async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
         await resp.write(data)
     except (ConnectionResetError, RuntimeError):
         pass
-
-
-async def _write_eof_quietly(resp: web.StreamResponse) -> None:
-    try:
-        await resp.write_eof()
-    except (ConnectionResetError, RuntimeError):
-        pass
-

@@ -67,3 +67,14 @@ async def open_stream(request: web.Request, headers: Mapping[str, str]) -> Event
                                send_timeout=None)
     await resp.prepare(request)
     return resp
+
+
+async def end_stream(resp: EventSourceResponse) -> None:
+    """Stop the keep-alive ping task and finish the response. Without this the ping task (and with it
+    the response, request and connection objects) lives on up to `ping_interval` after every stream:
+    2,000 finished streams held ~4,000 tasks and tens of MiB."""
+    resp.stop_streaming()
+    try:
+        await resp.write_eof()
+    except (ConnectionResetError, RuntimeError):
+        pass

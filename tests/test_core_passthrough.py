@@ -69,6 +69,22 @@ async def test_stream_passthrough_is_byte_identical(gw, mock_upstream, http) -> 
     assert via_gateway.endswith(b"data: [DONE]\n\n")
 
 
+async def test_finished_streams_leave_no_keepalive_tasks(gw, http) -> None:  # type: ignore[no-untyped-def]
+    """Each SSE response pings the client every 15 s from its own task; a finished stream must stop it,
+    or thousands of finished streams keep their tasks, responses and connections alive for 15 s."""
+    def pingers() -> int:
+        return sum(1 for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith("EventSourceResponse._ping"))
+
+    before = pingers()
+    body = {"model": "up", "messages": MSG, "stream": True}
+    for _ in range(5):
+        async with http.post(gw.base_url + "/chat/completions", json=body, headers=auth()) as r:
+            assert (await r.read()).endswith(b"data: [DONE]\n\n")
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert pingers() == before
+
+
 @pytest.mark.parametrize(("upstream_status", "client_status", "exc"), [
     (400, 400, openai.BadRequestError),
     (429, 429, openai.RateLimitError),
