@@ -22,9 +22,20 @@ class Meter:
         self.rec = recorder
         self.log_requests = log_requests
         self.log = get_logger("gateway.request")
+        self._bind_first = True  # structlog's lazy proxy: bind it once, on first use
         self.price = price
         self.hooks: list[FinishHook] = []
         self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
+
+    @property
+    def log(self) -> Any:
+        return self._log_proxy
+
+    @log.setter
+    def log(self, logger: Any) -> None:
+        self._log_proxy = logger
+        self._bind_first = False
+        self._info: Callable[..., Any] | None = None  # its `info`, taken on first use (see _log)
 
     def on_finish(self, hook: FinishHook) -> None:
         self.hooks.append(hook)
@@ -115,4 +126,8 @@ class Meter:
             fields["route_rule"] = ctx.route_rule
         if ctx.client_disconnected:
             fields["client_disconnected"] = True
-        self.log.info("request", **fields)
+        info = self._info
+        if info is None:
+            # what cache_logger_on_first_use does inside structlog's lazy proxy, minus its per-call lookups
+            info = self._info = (self._log_proxy.bind() if self._bind_first else self._log_proxy).info
+        info("request", **fields)
