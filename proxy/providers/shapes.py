@@ -1,7 +1,8 @@
 """OpenAI response shapes built from scratch, for translators whose upstream speaks something else.
 
 Pass-through translators forward upstream bytes; these helpers serve the ones that must produce
-`chat.completion`, `chat.completion.chunk` and embeddings objects themselves (bedrock, cli).
+`chat.completion`, `chat.completion.chunk` and embeddings objects themselves (bedrock, cli, and the
+per-chunk fast path of the Anthropic and Gemini stream translators: `content_chunk_head`, `TextSlot`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import struct
 import time
 import uuid
 from typing import Any
+
+import orjson
 
 from .base import JSON, Usage
 
@@ -50,6 +53,108 @@ def usage_chunk(cid: str, created: int, model: str, usage: Usage) -> JSON:
     """The extra last chunk OpenAI sends with `stream_options.include_usage`: no choices, only usage."""
     return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [], "usage": usage.to_openai()}
+
+
+# ---------------------------------------------------------------- stream fast path
+CONTENT_CHUNK_TAIL = b'},"logprobs":null,"finish_reason":null}]}'
+
+
+def content_chunk_head(head: JSON, index: int = 0) -> bytes:
+    """The bytes of a content-delta chunk up to its text: `head + orjson.dumps(text) + CONTENT_CHUNK_TAIL` is
+    byte for byte `orjson.dumps({**head, "choices": [{"index": index, "delta": {"content": text}, "logprobs":
+    None, "finish_reason": None}]})`, for the cost of serialising the text alone."""
+    whole = orjson.dumps({**head, "choices": [{"index": index, "delta": {"content": ""}, "logprobs": None,
+                                               "finish_reason": None}]})
+    end = len(whole) - len(CONTENT_CHUNK_TAIL) - 2
+    assert whole[end:] == b'""' + CONTENT_CHUNK_TAIL
+    return whole[:end]
+
+
+_WS = b" \t\r\n"
+
+
+class TextSlot:
+    """Where an upstream stream event's one `text` string sits in its bytes, to read the next ones like it cheaply.
+
+    Upstreams send every text delta in one shape (Anthropic's `content_block_delta`/`text_delta`, a Gemini chunk
+    of one candidate with one text part and the same usage/model/id tail). Once the translator has read such an
+    event in full (`learn`), the bytes before and after its text literal are kept: an event made of exactly
+    those bytes around one JSON string is the same JSON but for that text, so `match` parses only the string.
+    Anything else (another shape, a changed tail, invalid JSON) is None: the caller reads it in full.
+    """
+
+    __slots__ = ("_lp", "_ls", "prefix", "suffix")
+
+    def __init__(self, prefix: bytes, suffix: bytes) -> None:
+        self.prefix, self.suffix = prefix, suffix
+        self._lp, self._ls = len(prefix), len(suffix)
+
+    @classmethod
+    def learn(cls, data: bytes, text: str) -> TextSlot | None:
+        """`data` is valid JSON (just parsed) with one `"text"` key whose value is `text`; None otherwise."""
+        span = _text_span(data)
+        if span is None:
+            return None
+        a, b = span
+        try:
+            if orjson.loads(data[a:b]) != text:
+                return None
+        except orjson.JSONDecodeError:
+            return None
+        return cls(data[:a], data[b:])
+
+    def match(self, data: bytes) -> str | None:
+        """The text of an event shaped like the learned one, None for any other event."""
+        lp, end = self._lp, len(data) - self._ls
+        if end - lp < 2 or data[:lp] != self.prefix or data[end:] != self.suffix:  # slices beat startswith here
+            return None
+        try:
+            text = orjson.loads(data[lp:end])
+        except orjson.JSONDecodeError:
+            return None
+        return text if type(text) is str else None
+
+
+def _escaped(data: bytes, i: int) -> bool:
+    """Whether the `"` at `i` is escaped (an odd run of backslashes before it). In valid JSON an unescaped `"`
+    opens or closes a string: backslashes occur only inside strings."""
+    n = 0
+    while i > n and data[i - 1 - n] == 92:
+        n += 1
+    return n % 2 == 1
+
+
+def _skip_ws(data: bytes, j: int) -> int:
+    n = len(data)
+    while j < n and data[j] in _WS:
+        j += 1
+    return j
+
+
+def _text_span(data: bytes) -> tuple[int, int] | None:
+    """The byte span of the string value of the only `"text"` key in valid JSON `data`, or None."""
+    span = None
+    i = data.find(b'"text"')
+    while i >= 0:
+        # an unescaped quote before `text"` opens a string (closing one there would leave `text"` outside
+        # any string: not JSON), so this is the string "text"; a colon after it makes it a key
+        if not _escaped(data, i):
+            j = _skip_ws(data, i + 6)
+            if j < len(data) and data[j] == 58:  # ':'
+                if span is not None:
+                    return None  # two text keys
+                a = _skip_ws(data, j + 1)
+                if a >= len(data) or data[a] != 34:  # '"': the value is not a string
+                    return None
+                k = data.find(b'"', a + 1)
+                while k >= 0 and _escaped(data, k):
+                    k = data.find(b'"', k + 1)
+                if k < 0:
+                    return None
+                span = (a, k + 1)
+                i = k  # go on after the value: quotes inside it are escaped anyway
+        i = data.find(b'"text"', i + 1)
+    return span
 
 
 def estimate_tokens(text: str) -> int:

@@ -3,6 +3,11 @@
 Each SSE event is a whole GenerateContentResponse holding the next piece of every candidate; function
 calls arrive complete in one event. There is no end event: the last one carries `finishReason`, and
 `usageMetadata` (cumulative) is read from whichever event had it last.
+
+Per chunk, the common event is one candidate with one text part, its usage/model/id tail repeated from the
+event before: after one is read in full, the next ones with the same bytes around the text are read by
+parsing only the text (`TextSlot`: nothing but the text differs, so nothing else changes) and written from a
+pre-serialised chunk head (`content_chunk_head`); the bytes sent are the same either way.
 """
 
 from __future__ import annotations
@@ -12,12 +17,19 @@ import time
 import orjson
 
 from ..base import JSON, StreamTranslator, Usage
-from ..transport import stream_cut
+from ..shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
+from ..transport import BlockSSEParser, stream_cut
 from .chat import check_blocked, completion_id, finish_reason, read_parts, usage_from, usage_json
 from .errors import error_from_body
 
+_PLAIN_EVENT = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
+_PLAIN_CANDIDATE = frozenset({"content", "index"})
+_PLAIN_CONTENT = frozenset({"parts", "role"})
+
 
 class GeminiStream(StreamTranslator):
+    sse_parser = BlockSSEParser
+
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self.id: str | None = None
@@ -29,6 +41,15 @@ class GeminiStream(StreamTranslator):
         self._per_choice: dict[int, int] = {}  # OpenAI tool_calls indexes count per choice
         self._usage: JSON | None = None
         self._usage_seen: JSON | None = None
+        # the shape of this stream's plain text events, once one was read (`_plain`), and what such an event
+        # sets besides its chunk: candidate index, modelVersion, usageMetadata (None: leaves it as it is)
+        self._slot: TextSlot | None = None
+        self._slot_index = 0
+        self._slot_model: str | None = None
+        self._slot_usage: JSON | None = None
+        self._learn = 3  # tries left to learn it
+        self._stale = True  # an event was read in full since: set the above again, rebuild `_slot_head`
+        self._slot_head = b""  # content chunk bytes up to the text, for `_slot_index`
 
     @property  # type: ignore[override]
     def usage(self) -> Usage | None:
@@ -41,7 +62,48 @@ class GeminiStream(StreamTranslator):
         self._usage_value = value
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
+        slot = self._slot
+        if slot is not None:
+            text = slot.match(data)
+            if text is not None:  # the learned event but for the text: what `_feed` would do with it
+                if self._stale:
+                    self._stale = False
+                    if self._slot_model is not None:
+                        self.model = self._slot_model
+                    if self._slot_usage is not None:
+                        self._usage = self._slot_usage
+                    self._slot_head = content_chunk_head(self._head(), self._slot_index)
+                return [self._slot_head + orjson.dumps(text) + CONTENT_CHUNK_TAIL] if text else []
         d = orjson.loads(data)
+        self._stale = True
+        out = self._feed(d)
+        if self._learn and self._plain(d):
+            self._learn -= 1
+            cand = d["candidates"][0]
+            learned = TextSlot.learn(data, cand["content"]["parts"][0]["text"])
+            if learned is not None:
+                self._slot, self._slot_index = learned, cand.get("index", 0)
+                self._slot_model, self._slot_usage = d.get("modelVersion") or None, d.get("usageMetadata") or None
+        return out
+
+    def _plain(self, d: JSON) -> bool:
+        """One candidate, already started and not finished, with one text part and no other field: an event
+        whose like (all bytes equal but the text) means a content chunk and no other change."""
+        if type(d) is not dict or not d.keys() <= _PLAIN_EVENT or self.id is None:
+            return False
+        cands = d.get("candidates")
+        if type(cands) is not list or len(cands) != 1 or type(cands[0]) is not dict:
+            return False
+        cand = cands[0]
+        content, idx = cand.get("content"), cand.get("index", 0)
+        if not cand.keys() <= _PLAIN_CANDIDATE or type(content) is not dict or not content.keys() <= _PLAIN_CONTENT:
+            return False
+        parts = content.get("parts")
+        return (type(parts) is list and len(parts) == 1 and type(parts[0]) is dict and parts[0].keys() == {"text"}
+                and type(parts[0]["text"]) is str and type(idx) is int and idx in self._started
+                and idx not in self._finished)
+
+    def _feed(self, d: JSON) -> list[bytes]:
         if isinstance(d, dict) and "error" in d:  # an error after the 200 status line
             raise error_from_body(None, d["error"], None)
         check_blocked(d)

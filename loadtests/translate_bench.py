@@ -1,0 +1,253 @@
+"""In-process microbenchmark: CPU per streamed chunk, OpenAI pass-through vs the Anthropic and Gemini translators.
+
+    .venv/bin/python loadtests/translate_bench.py                  # all paths, both read patterns
+    .venv/bin/python loadtests/translate_bench.py --streams 2000 --rounds 7
+    .venv/bin/python loadtests/translate_bench.py --profile gemini  # cProfile one path
+
+No network: the upstream bytes are the exact SSE the mock upstream (proxy/mockupstream) writes for the
+request the gateway sends it (the feature benchmark's `translation` section: 50 lorem tokens, the client
+asks without `stream_options`). They are fed through the real `HttpProvider.stream` chunk generator
+(transport.py: SSE parse + translator) with a fake upstream response, and drained the way
+`pipeline._respond_stream` writes a stream (`sse.frame`, chunks of one upstream read joined into one
+write, then `[DONE]`); the socket write is a list append. A stream's cost covers the translator's
+construction and the chunks; the request body translation (`chat_request`, once a stream) is reported
+apart. Reads: `event` delivers each upstream event in its own read (a slow upstream), `all` the whole
+stream in one read (a fast one, as under load).
+
+Timing is wall time of a single-threaded loop on the benchmark's own process: run it on an idle core.
+The gateway's other per-chunk costs (aiohttp write, event loop) are not here; the end-to-end figure is
+`loadtests/feature_bench.py --only translation`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from proxy import sse
+from proxy.config import MockBehaviour, ProviderConfig
+from proxy.mockupstream import anthropic as mock_anthropic
+from proxy.mockupstream import gemini as mock_gemini
+from proxy.mockupstream import replies
+from proxy.mockupstream.server import MockState
+from proxy.providers import build_provider
+from proxy.providers.base import CallOptions, ChunkStream
+from proxy.providers.transport import HttpProvider
+
+PATHS = ("openai", "anthropic", "gemini")
+MODELS = {"openai": "mock-1", "anthropic": "claude-mock", "gemini": "gemini-mock"}
+CLIENT_BODY: dict[str, Any] = {"model": "alias", "stream": True,
+                               "messages": [{"role": "user", "content": "Say something short."}]}
+
+
+def provider(path: str) -> HttpProvider:
+    base = {"openai": "http://mock/v1", "anthropic": "http://mock/anthropic", "gemini": "http://mock"}[path]
+    p = build_provider(path, ProviderConfig(type=path, base_url=base, api_key="sk-mock"))
+    assert isinstance(p, HttpProvider)
+    return p
+
+
+def upstream_events(path: str, tokens: int) -> list[bytes]:
+    """The SSE events (framed, one per mock `resp.write`) the mock upstream answers this path's request with."""
+    state = MockState(MockBehaviour(reply="lorem", reply_tokens=tokens))
+    model = MODELS[path]
+    body = orjson.loads(provider(path).translator.chat_request(CLIENT_BODY, model, stream=True).body or b"")
+    if path == "openai":  # as mockupstream/openai.py chat_completions + stream_sse
+        words = replies.reply_words(body["messages"], "lorem", tokens, None)
+        chunks = replies.stream_chunks(body["model"], words, replies.prompt_tokens(body["messages"]),
+                                       bool((body.get("stream_options") or {}).get("include_usage")))
+        return [b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+    if path == "anthropic":  # as mockupstream/anthropic.py messages_create + openai.stream_sse
+        evs = mock_anthropic.events(body, mock_anthropic.plan(body, state))
+        return [f"event: {name}\n".encode() + b"data: " + orjson.dumps(d) + b"\n\n" for name, d in evs]
+    # as mockupstream/gemini.py model_call + write_sse (the URL names the model)
+    events = mock_gemini.stream_events(body, model, mock_gemini.plan(body, state))
+    return [b"data: " + orjson.dumps(ev) + b"\r\n\r\n" for ev in events]
+
+
+class FakeContent:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for r in self.reads:
+            yield r
+
+
+class FakeResponse:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.content = FakeContent(reads)
+
+    def release(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def drain(stream: ChunkStream, out: list[bytes]) -> None:
+    """pipeline._respond_stream's loop, with `resp.write` -> `out.append`."""
+    pending: list[bytes] = []
+    has_more = stream.has_more
+    async for chunk in stream.chunks:
+        if has_more is not None and has_more():
+            pending.append(sse.frame(chunk))
+            continue
+        if pending:
+            pending.append(sse.frame(chunk))
+            out.append(b"".join(pending))
+            pending.clear()
+        else:
+            out.append(sse.frame(chunk))
+    out.append(b"".join(pending) + sse.DONE if pending else sse.DONE)
+
+
+def run_sync(coro: Any) -> None:
+    """Drive a coroutine that never suspends (the fake upstream never waits) without an event loop."""
+    try:
+        coro.send(None)
+    except StopIteration:
+        return
+    coro.close()
+    raise RuntimeError("the stream suspended: the benchmark needs a fake upstream that never waits")
+
+
+def make_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
+    """One whole stream through `HttpProvider.stream` + the pipeline's write loop, appending what is written."""
+    p = provider(path)
+    model, opts = MODELS[path], CallOptions()
+
+    async def send(req: Any, o: Any) -> FakeResponse:
+        return FakeResponse(reads)
+
+    p._send = send  # type: ignore[method-assign]
+    translator = p.translator
+
+    class NoRequest:  # the request body translation is timed apart
+        def __getattr__(self, name: str) -> Any:
+            return getattr(translator, name)
+
+        def chat_request(self, body: Any, model: str, stream: bool) -> Any:
+            return None
+
+    p.translator = NoRequest()  # type: ignore[assignment]
+
+    async def one(out: list[bytes]) -> None:
+        await drain(await p.stream(CLIENT_BODY, model, opts), out)
+
+    return lambda out: run_sync(one(out))
+
+
+def check(path: str, written: list[bytes]) -> int:
+    """The stream written is `data: <chunk>` events + [DONE], every chunk an OpenAI chunk: -> chunk count."""
+    blob = b"".join(written)
+    assert blob.endswith(sse.DONE), blob[-80:]
+    events = blob[: -len(sse.DONE)].split(b"\n\n")
+    assert events[-1] == b""
+    n = 0
+    for ev in events[:-1]:
+        assert ev.startswith(b"data: "), ev[:80]
+        c = orjson.loads(ev[6:])
+        assert c["object"] == "chat.completion.chunk" and c["choices"], (path, c)
+        n += 1
+    return n
+
+
+def bench(streams: int, rounds: int, tokens: int, modes: list[str]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        runners, chunks = {}, {}
+        for path in PATHS:
+            evs = upstream_events(path, tokens)
+            reads = evs if mode == "event" else [b"".join(evs)]
+            run = make_runner(path, reads)
+            out: list[bytes] = []
+            run(out)
+            chunks[path] = check(path, out)
+            runners[path] = run
+        best = {path: float("inf") for path in PATHS}
+        for _ in range(rounds):  # interleaved rounds, best kept
+            for path in PATHS:
+                run = runners[path]
+                out = []
+                t0 = time.perf_counter()
+                for _ in range(streams):
+                    run(out)
+                    out.clear()
+                best[path] = min(best[path], (time.perf_counter() - t0) / streams)
+        results[mode] = {path: {"chunks": chunks[path], "us_per_stream": best[path] * 1e6,
+                                "us_per_chunk": best[path] * 1e6 / chunks[path]} for path in PATHS}
+    # request body translation, once a stream
+    req = {}
+    for path in PATHS:
+        p = provider(path)
+        t0 = time.perf_counter()
+        for _ in range(streams):
+            p.translator.chat_request(CLIENT_BODY, MODELS[path], True)
+        req[path] = (time.perf_counter() - t0) / streams * 1e6
+    results["request_us"] = req
+    return results
+
+
+def report(results: dict[str, dict[str, Any]]) -> None:
+    for mode, rs in results.items():
+        if mode == "request_us":
+            continue
+        base = rs["openai"]["us_per_chunk"]
+        print(f"reads: {mode}")
+        print(f"  {'path':<10} {'chunks':>6} {'us/stream':>10} {'us/chunk':>9} {'extra us/chunk':>15} {'x openai':>9}")
+        for path, r in rs.items():
+            print(f"  {path:<10} {r['chunks']:>6} {r['us_per_stream']:>10.1f} {r['us_per_chunk']:>9.2f} "
+                  f"{r['us_per_chunk'] - base:>15.2f} {r['us_per_chunk'] / base:>9.2f}")
+    print("request body translation (once a stream), us: "
+          + ", ".join(f"{p} {v:.1f}" for p, v in results["request_us"].items()))
+
+
+def profile(path: str, streams: int, tokens: int, mode: str) -> None:
+    evs = upstream_events(path, tokens)
+    run = make_runner(path, evs if mode == "event" else [b"".join(evs)])
+    out: list[bytes] = []
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(streams):
+        run(out)
+        out.clear()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--streams", type=int, default=1000, help="streams a round and path (default 1000)")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds, best kept (default 5)")
+    p.add_argument("--tokens", type=int, default=50, help="lorem tokens a stream (default 50)")
+    p.add_argument("--reads", default="event,all", help="read patterns: event, all (default both)")
+    p.add_argument("--profile", choices=PATHS, help="cProfile one path instead")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    a = p.parse_args(argv)
+    modes = [m.strip() for m in a.reads.split(",") if m.strip()]
+    if set(modes) - {"event", "all"}:
+        p.error("--reads takes event and/or all")
+    if a.profile:
+        profile(a.profile, a.streams, a.tokens, modes[0])
+        return 0
+    results = bench(a.streams, a.rounds, a.tokens, modes)
+    if a.json:
+        print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    else:
+        report(results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
