@@ -366,13 +366,24 @@ for i in range(50):
         for typ in ("prompt", "completion", "cached"):
             m.TOKENS.labels(alias, "up", "mock-1", key, "team", typ).inc(10)
         m.COST.labels(alias, "up", "mock-1", key, "team").inc(0.001)
-times, size = [], 0
-for _ in range(5):
+children = [c for fam in (m.REQUESTS, m.TOKENS, m.COST) for c in fam._metrics.values()]
+t0 = time.perf_counter()
+size = len(m.render())
+cold = (time.perf_counter() - t0) * 1000
+times, changed = [], []
+for _ in range(5):  # nothing changed since the last scrape
     t0 = time.perf_counter()
     size = len(m.render())
     times.append((time.perf_counter() - t0) * 1000)
+for _ in range(5):  # the worst case: every alias x key series changed since the last scrape
+    for c in children:
+        c.inc()
+    t0 = time.perf_counter()
+    size = len(m.render())
+    changed.append((time.perf_counter() - t0) * 1000)
 print("RENDER_JSON " + json.dumps({"times_ms": times, "median_ms": statistics.median(times), "bytes": size,
-                                   "series": 50 * 200 * (5 if ALL else 1)}))
+                                   "changed_ms": changed, "changed_median_ms": statistics.median(changed),
+                                   "cold_ms": cold, "series": 50 * 200 * (5 if ALL else 1)}))
 """
 
 
@@ -476,9 +487,13 @@ def checks(name: str, r: dict[str, Any]) -> list[tuple[str, str, str, bool | Non
         v = r.get("cost")
         out.append(("metrics on: req/s cost vs off", "-" if v is None else f"{v:+.1%}", f"<= {METRICS_MAX_COST:.0%}",
                     None if v is None else v <= METRICS_MAX_COST))
+        # judged on the worst case: every alias x key series changed since the previous scrape
+        v = r.get("render", {}).get("changed_median_ms")
+        out.append(("/metrics render, 50 aliases x 200 keys, every series changed (median of 5)", f"{f(v)} ms",
+                    f"< {RENDER_MAX_MS:.0f} ms", None if v is None else v < RENDER_MAX_MS))
         v = r.get("render", {}).get("median_ms")
-        out.append(("/metrics render, 50 aliases x 200 keys (median of 5)", f"{f(v)} ms", f"< {RENDER_MAX_MS:.0f} ms",
-                    None if v is None else v < RENDER_MAX_MS))
+        out.append(("/metrics render, 50 aliases x 200 keys, nothing changed (median of 5)", f"{f(v)} ms",
+                    f"< {RENDER_MAX_MS:.0f} ms", None if v is None else v < RENDER_MAX_MS))
     elif name == "translation":
         for al in ("anthropic", "gemini"):
             v = r.get(al, {}).get("ratio")
@@ -550,11 +565,15 @@ def body_md(name: str, r: dict[str, Any]) -> list[str]:
         L += ["### /metrics render", "",
               "A separate Python process (pinned to core 0) fills the gateway's own prometheus metrics with 50 "
               "aliases x 200 keys (requests, 3 token types and cost per alias x key; histograms per alias), "
-              "then times `proxy.metrics.render()` 5 times.", "",
+              "then times `proxy.metrics.render()`: once cold (building the per-series caches), 5 times with "
+              "nothing changed in between, and 5 times after incrementing every alias x key series (the worst "
+              "case of a scrape interval: every value's text is redone).", "",
               "The second row fills only `gateway_requests` (one series per alias x key) for scale.", "",
-              md_table(["populated", "alias x key series", "body bytes", "render ms (5 runs)", "median ms"],
-                       [[label, str(x.get("series", "-")), str(x.get("bytes", "-")),
-                         ", ".join(f"{t:.1f}" for t in x.get("times_ms", [])), f(x.get("median_ms"))]
+              md_table(["populated", "alias x key series", "body bytes", "cold ms", "unchanged: ms (5 runs)",
+                        "median ms", "all changed: ms (5 runs)", "median ms"],
+                       [[label, str(x.get("series", "-")), str(x.get("bytes", "-")), f(x.get("cold_ms")),
+                         ", ".join(f"{t:.1f}" for t in x.get("times_ms", [])), f(x.get("median_ms")),
+                         ", ".join(f"{t:.1f}" for t in x.get("changed_ms", [])), f(x.get("changed_median_ms"))]
                         for label, x in (("requests + 3 token types + cost", rd),
                                          ("requests only", r.get("render_requests_only", {})))]), ""]
     elif name == "translation":

@@ -29,15 +29,17 @@ def test_args_and_sections(tmp_path: Path) -> None:
     core = {"rps": 1000.0, "cpu_per_req_ms": 0.3, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "proxy_core_other": 0.0}
     done = {
         "metrics": {"metrics-off": core, "metrics-on": core | {"rps": 900.0}, "cost": 0.1,
-                    "render": {"median_ms": 10.0, "times_ms": [10.0], "series": 5, "bytes": 100}},
+                    "render": {"median_ms": 10.0, "times_ms": [10.0], "series": 5, "bytes": 100,
+                               "changed_median_ms": 60.0, "changed_ms": [60.0], "cold_ms": 300.0}},
         "cache": {"miss_p50_ms": 200.0, "hit_p50_ms": 1.0, "speedup": 200.0, "rps_ratio": 1.5,
                   "herd_upstream_calls": 1, "cache-off": core, "cache-hit": core},
     }
-    assert [ok for *_, ok in fb.checks("metrics", done["metrics"])] == [False, True]
+    # cost 10% > 5%; the worst-case render (every series changed) 60 ms > 50 ms; the unchanged one passes
+    assert [ok for *_, ok in fb.checks("metrics", done["metrics"])] == [False, False, True]
     assert all(ok for *_, ok in fb.checks("cache", done["cache"]))
     doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n## Gateway core\n\nkeep me\n\n## Metrics\n\nold\n\n## Resilience\n\nkeep too\n")
+    doc.write_text("# Benchmarks\n\n## Gateway core\n\nkeep me\n\n## Metrics\n\nstale-section-text\n\n## Resilience\n\nkeep too\n")
     fb.write_docs(done, MACHINE, a, doc)
     text = doc.read_text()
-    assert "keep me" in text and "keep too" in text and "old" not in text
+    assert "keep me" in text and "keep too" in text and "stale-section-text" not in text
     assert text.count("## Metrics") == 1 and "## Response cache" in text
