@@ -55,6 +55,14 @@ def _as_tuple(t: tuple[type, ...] | type) -> tuple[type, ...]:
     return t if isinstance(t, tuple) else (t,)
 
 
+_CHAT_TYPES: dict[str, tuple[tuple[type, ...] | type, str]] = {
+    "stream": (bool, "a boolean"), "stream_options": (dict, "an object"), "max_tokens": (int, "an integer"),
+    "max_completion_tokens": (int, "an integer"), "n": (int, "an integer"), "temperature": (_NUMBER, "a number"),
+    "top_p": (_NUMBER, "a number"), "tools": (list, "an array"),
+    "stop": ((str, list), "a string or an array of strings"),
+}
+
+
 def validate_chat(body: dict[str, Any]) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -69,17 +77,11 @@ def validate_chat(body: dict[str, Any]) -> None:
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
             raise bad_request(f"Invalid 'messages[{i}]': each message needs a string 'role'.",
                               param=f"messages[{i}].role")
-    _type_check(body, "stream", bool, "a boolean")
-    _type_check(body, "stream_options", dict, "an object")
-    _type_check(body, "max_tokens", int, "an integer")
-    _type_check(body, "max_completion_tokens", int, "an integer")
-    _type_check(body, "n", int, "an integer")
-    _type_check(body, "temperature", _NUMBER, "a number")
-    _type_check(body, "top_p", _NUMBER, "a number")
-    _type_check(body, "tools", list, "an array")
-    _type_check(body, "stop", (str, list), "a string or an array of strings")
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        if isinstance(body.get(name), int) and body[name] < 1:
+    present = [name for name in _CHAT_TYPES if name in body]  # usually 0-2 of them: check only those
+    for name in present:
+        _type_check(body, name, *_CHAT_TYPES[name])
+    for name in present:
+        if _CHAT_TYPES[name][1] == "an integer" and body[name] is not None and body[name] < 1:
             raise bad_request(f"Invalid '{name}': must be at least 1.", param=name)
     if body.get("stream_options") is not None and not body.get("stream"):
         raise bad_request("'stream_options' is only allowed when 'stream' is true.", param="stream_options")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import sys
 import time
@@ -63,6 +64,15 @@ class BufferedBytesLogger:
 _json_logger: BufferedBytesLogger | None = None
 
 
+def _buffered(stream: Any) -> Any:
+    """`stream`, buffered. With PYTHONUNBUFFERED=1 (our Dockerfile sets it, as most images do)
+    sys.stdout.buffer is the raw file and every log line would be its own write() syscall; the periodic
+    flush is what bounds the delay. The fd is borrowed (closefd=False): dropping this never closes stdout."""
+    if isinstance(stream, io.RawIOBase) and hasattr(stream, "fileno"):
+        return io.BufferedWriter(io.FileIO(stream.fileno(), "wb", closefd=False), buffer_size=1 << 16)
+    return stream
+
+
 def configure(cfg: LoggingConfig, stream: Any = None) -> None:
     global _json_logger
     stream = stream or sys.stdout
@@ -75,7 +85,7 @@ def configure(cfg: LoggingConfig, stream: Any = None) -> None:
     else:
         processors = [*shared, structlog.processors.format_exc_info,
                       structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)]
-        _json_logger = BufferedBytesLogger(getattr(stream, "buffer", stream))
+        _json_logger = BufferedBytesLogger(_buffered(getattr(stream, "buffer", stream)))
         logger = _json_logger
         factory = lambda *_: logger  # noqa: E731 - structlog wants a factory callable
     structlog.configure(

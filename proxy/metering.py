@@ -26,6 +26,8 @@ class Meter:
         self.price = price
         self.hooks: list[FinishHook] = []
         self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
+        self._attempt_hists: dict[tuple[str, str, str], Any] = {}  # the same for the per-attempt and TTFT
+        self._ttft_hists: dict[tuple[str, str], Any] = {}  # histograms, whose labels differ
 
     @property
     def log(self) -> Any:
@@ -57,15 +59,17 @@ class Meter:
             self._log(ctx, elapsed)
 
     def _children(self, alias: str, provider: str, model: str, key: str, team: str, sc: str) -> tuple[Any, ...]:
-        """prometheus-client's `.labels()` validates and locks on every call; cache the children."""
+        """prometheus-client's `.labels()` validates and locks on every call; cache the children. Counters
+        are kept as their value cell's `inc` (what `Counter.inc` ends in, minus its per-call checks of an
+        amount that is never negative here)."""
         k = (alias, provider, model, key, team, sc)
         c = self._cache.get(k)
         if c is None:
-            c = (m.REQUESTS.labels(*k), m.REQUEST_DURATION.labels(alias, provider, sc),
-                 m.TOKENS.labels(alias, provider, model, key, team, "prompt"),
-                 m.TOKENS.labels(alias, provider, model, key, team, "completion"),
-                 m.TOKENS.labels(alias, provider, model, key, team, "cached"),
-                 m.COST.labels(alias, provider, model, key, team))
+            c = (m.REQUESTS.labels(*k)._value.inc, m.REQUEST_DURATION.labels(alias, provider, sc),
+                 m.TOKENS.labels(alias, provider, model, key, team, "prompt")._value.inc,
+                 m.TOKENS.labels(alias, provider, model, key, team, "completion")._value.inc,
+                 m.TOKENS.labels(alias, provider, model, key, team, "cached")._value.inc,
+                 m.COST.labels(alias, provider, model, key, team)._value.inc)
             if len(self._cache) < 100_000:  # bounded: label sets beyond this just aren't cached
                 self._cache[k] = c
         return c
@@ -75,20 +79,32 @@ class Meter:
         requests, duration, prompt, completion, cached, cost = self._children(
             ctx.served_alias or ctx.alias, ctx.provider, ctx.upstream_model,
             self.rec.key(key.name if key else ""), (key.team if key else None) or "", m.status_class(ctx.status))
-        requests.inc()
+        requests(1)
         duration.observe(elapsed)
         if ctx.ttft is not None and ctx.stream:
-            m.TTFT.labels(ctx.served_alias or ctx.alias, ctx.provider).observe(ctx.ttft)
+            tk = (ctx.served_alias or ctx.alias, ctx.provider)
+            ttft = self._ttft_hists.get(tk)
+            if ttft is None:
+                ttft = m.TTFT.labels(*tk)
+                if len(self._ttft_hists) < 10_000:
+                    self._ttft_hists[tk] = ttft
+            ttft.observe(ctx.ttft)
         u = ctx.usage
         if u is not None and ctx.cache_status != "hit":
-            prompt.inc(u.prompt_tokens)
-            completion.inc(u.completion_tokens)
+            prompt(u.prompt_tokens)
+            completion(u.completion_tokens)
             if u.cached_tokens:
-                cached.inc(u.cached_tokens)
+                cached(u.cached_tokens)
         if ctx.cost_usd:
-            cost.inc(ctx.cost_usd)
+            cost(ctx.cost_usd)
         for a in ctx.attempts:
-            m.UPSTREAM_ATTEMPT_DURATION.labels(a.provider, a.model, a.error or "ok").observe(a.duration)
+            ak = (a.provider, a.model, a.error or "ok")
+            hist = self._attempt_hists.get(ak)
+            if hist is None:
+                hist = m.UPSTREAM_ATTEMPT_DURATION.labels(*ak)
+                if len(self._attempt_hists) < 10_000:
+                    self._attempt_hists[ak] = hist
+            hist.observe(a.duration)
             if a.error:
                 m.UPSTREAM_ERRORS.labels(a.provider, a.model, a.error).inc()
 

@@ -85,3 +85,29 @@ async def test_traceparent_propagated_and_logged(gateway_factory: GatewayFactory
         assert len(traced) == 1 and traced[0]["status"] == 200
     finally:
         configure(LoggingConfig(format="console"))
+
+
+def test_json_logs_are_buffered_even_on_an_unbuffered_stdout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PYTHONUNBUFFERED=1 (Docker images) makes sys.stdout.buffer the raw file: the log writer must still
+    batch lines (one write() per flush, not per request) and must never close the borrowed fd."""
+    from proxy.logs import get_logger
+
+    path = tmp_path / "out.log"
+    with open(path, "wb", buffering=0) as raw:  # what sys.stdout.buffer is under PYTHONUNBUFFERED=1
+        assert isinstance(raw, io.RawIOBase)
+        configure(LoggingConfig(format="json"), stream=raw)
+        try:
+            log = get_logger("gateway.test")
+            for i in range(3):
+                log.info("line", n=i)
+            assert path.read_bytes() == b""  # still in the buffer
+            flush()
+            lines = [orjson.loads(x) for x in path.read_bytes().splitlines()]
+            assert [x["n"] for x in lines] == [0, 1, 2] and lines[0]["level"] == "info"
+        finally:
+            configure(LoggingConfig(format="console"))
+        import gc
+
+        gc.collect()  # the dropped writer must not have closed the fd it borrowed
+        raw.write(b"still open\n")
+    assert path.read_bytes().endswith(b"still open\n")

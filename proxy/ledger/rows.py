@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 
@@ -42,6 +44,7 @@ class UsageRow:
 
 
 USAGE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageRow))
+usage_values: Callable[[UsageRow], tuple[Any, ...]] = attrgetter(*USAGE_FIELDS)  # a row's values, in field order
 
 
 def as_utc(value: datetime | str) -> datetime:

@@ -18,13 +18,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ..config import DatabaseConfig
 from . import db
 from .keys import KeysMixin
-from .rows import UsageRow, as_utc, utcnow
+from .rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
 from .schema import usage
 
 GROUP_BYS = ("day", "key", "provider", "alias", "team", "model")
 FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until"})
 _GROUP_COLUMNS = {"key": "key_id", "provider": "provider", "alias": "alias", "team": "team",
                   "model": "upstream_model"}
+
+
+_QUOTED = ", ".join(f'"{c}"' for c in USAGE_FIELDS)
+_SQLITE_INSERT = f"INSERT INTO usage ({_QUOTED}) VALUES ({', '.join('?' for _ in USAGE_FIELDS)})"
+assert USAGE_FIELDS[-1] == "created_at"  # _sqlite_row formats the last value
+
+
+def _sqlite_row(r: UsageRow) -> tuple[Any, ...]:
+    """A row as UTCDateTime + SQLAlchemy's SQLite DATETIME store it: naive UTC text, microseconds."""
+    *values, created_at = usage_values(r)
+    return (*values, as_utc(created_at).strftime("%Y-%m-%d %H:%M:%S.%f"))
 
 
 class LedgerStore(KeysMixin):
@@ -89,7 +100,12 @@ class LedgerStore(KeysMixin):
         if not rows:
             return
         async with self.engine.begin() as conn:
-            await conn.execute(usage.insert(), [r.as_dict() for r in rows])
+            if self.dialect == "sqlite":
+                # the driver's executemany on plain tuples: SQLAlchemy's per-row bind processing (datetime
+                # to text, booleans) cost more than SQLite's own insert (~30 vs ~20 us a row)
+                await conn.exec_driver_sql(_SQLITE_INSERT, [_sqlite_row(r) for r in rows])
+            else:
+                await conn.execute(usage.insert(), [r.as_dict() for r in rows])
 
     async def recent_usage(self, key_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """Newest rows first; `key_id` may also be a key name, None means every key."""

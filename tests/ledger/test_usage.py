@@ -204,3 +204,29 @@ async def test_many_rows_in_one_insert(store: LedgerStore) -> None:
 
 async def test_check_reports_health(store: LedgerStore) -> None:
     assert await store.check() is None
+
+
+async def test_sqlite_fast_insert_stores_what_sqlalchemy_would(tmp_path: Any) -> None:
+    """SQLite rows go in through the driver's executemany (no per-row bind processing): the stored text
+    must be exactly what SQLAlchemy's own insert writes, or range filters and reads would drift."""
+
+    from proxy.ledger.schema import usage
+
+    store = LedgerStore(f"sqlite:///{tmp_path / 'fast.db'}")
+    await store.migrate()
+    try:
+        when = datetime(2025, 3, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2)))
+        fast = row(1, created_at=when, cache_hit=True, stream=True, ttft_ms=None, user=None)
+        await store.insert_usage([fast])
+        async with store.engine.begin() as conn:
+            await conn.execute(usage.insert(), [row(2, created_at=when, cache_hit=True, stream=True, ttft_ms=None,
+                                                     user=None).as_dict()])
+            raw = (await conn.exec_driver_sql(
+                "SELECT request_id, created_at, typeof(created_at), cache_hit, typeof(cache_hit), stream, ttft_ms,"
+                " user, cost_usd FROM usage ORDER BY request_id")).all()
+        assert raw[0][1:] == raw[1][1:]
+        assert raw[0][1] == "2025-03-01 10:30:15.123456"  # naive UTC text
+        back = await store.recent_usage()
+        assert {r["request_id"]: r["created_at"] for r in back} == {"req-1": when, "req-2": when}
+    finally:
+        await store.close()
