@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,7 +35,9 @@ assert USAGE_FIELDS[-1] == "created_at"  # _sqlite_row formats the last value
 def _sqlite_row(r: UsageRow) -> tuple[Any, ...]:
     """A row as UTCDateTime + SQLAlchemy's SQLite DATETIME store it: naive UTC text, microseconds."""
     *values, created_at = usage_values(r)
-    return (*values, as_utc(created_at).strftime("%Y-%m-%d %H:%M:%S.%f"))
+    if created_at.tzinfo is not UTC:  # rows from utcnow() already are
+        created_at = as_utc(created_at)
+    return (*values, created_at.replace(tzinfo=None).isoformat(" ", "microseconds"))
 
 
 class LedgerStore(KeysMixin):
