@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system tools the test suite and benchmarks need (idempotent).
 #
-#   bash scripts/install-system-deps.sh          # prometheus + promtool (observability tests)
+#   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests)
 #   bash scripts/install-system-deps.sh bench    # ... and wrk (load tests)
 #
 # Run by `make test` / `make bench` before anything else. Works on a fresh Debian/Ubuntu image with no
@@ -19,6 +19,7 @@ done
 
 packages=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
+command -v amtool >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # amtool checks config/alertmanager.yml
 if [ "$want_bench" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)
 fi
@@ -76,5 +77,10 @@ if [[ " ${packages[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/nu
         && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
 fi
+if [[ " ${packages[*]} " == *" prometheus-alertmanager "* ]] && command -v systemctl >/dev/null 2>&1 \
+        && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true
+fi
 
 command -v promtool >/dev/null 2>&1 || { echo "install-system-deps: promtool still missing" >&2; exit 1; }
+command -v amtool >/dev/null 2>&1 || { echo "install-system-deps: amtool still missing" >&2; exit 1; }
