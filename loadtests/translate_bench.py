@@ -96,19 +96,13 @@ class FakeResponse:
 
 
 async def drain(stream: ChunkStream, out: list[bytes]) -> None:
-    """pipeline._respond_stream's loop, with `resp.write` -> `out.append`."""
+    """What pipeline._respond_stream does with a stream (sse.relay), with `resp.write` -> `out.append`."""
+
+    async def write(data: bytes) -> None:
+        out.append(data)
+
     pending: list[bytes] = []
-    has_more = stream.has_more
-    async for chunk in stream.chunks:
-        if has_more is not None and has_more():
-            pending.append(sse.frame(chunk))
-            continue
-        if pending:
-            pending.append(sse.frame(chunk))
-            out.append(b"".join(pending))
-            pending.clear()
-        else:
-            out.append(sse.frame(chunk))
+    await sse.relay(stream.chunks, stream.has_more, write, pending)
     out.append(b"".join(pending) + sse.DONE if pending else sse.DONE)
 
 

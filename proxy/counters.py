@@ -131,27 +131,13 @@ class MemoryWindows:
         """Check all windows, then charge all of them; nothing is charged when one is full.
         Returns (index of the first full window or -1, stats after charging)."""
         now = time.time()
-        st, exps, names = self.storage.storage, self.storage.expirations, self._names
-        stats: list[Stats] = []
-        curs: list[str] = []
-        failed = -1
-        for i, w in enumerate(windows):
-            e = w.expiry
-            nm = names.get(w.key)
-            if nm is None or nm[0] != int(now / e):
-                nm = self.names(w, now)
-            cur, prev = nm[1], nm[2]
-            pc = st.get(prev, 0) if exps.get(prev, 0) > now else 0
-            cc = st.get(cur, 0) if exps.get(cur, 0) > now else 0
-            left = (1 - (now / e) % 1) * e  # until the current window ends
-            stats.append(Stats(pc, left if pc else 0.0, cc, left + e))
-            curs.append(cur)
+        read = [self.stats(w, now) for w in windows]
+        stats = [s for s, _ in read]
+        for i, (w, s) in enumerate(zip(windows, stats, strict=True)):
             a = amounts[i]
-            if failed < 0 and (int(pc * left / e) if pc else 0) + cc + (a if a > 0 else 1) > w.limit:
-                failed = i
-        if failed >= 0:
-            return failed, stats
-        for w, a, s, cur in zip(windows, amounts, stats, curs, strict=True):
+            if s.used(w.expiry) + (a if a > 0 else 1) > w.limit:
+                return i, stats
+        for w, a, (s, cur) in zip(windows, amounts, read, strict=True):
             if a > 0:
                 s.cur_count = charge(self.storage, cur, 2 * w.expiry, a, now)
         return -1, stats

@@ -26,8 +26,7 @@ class Meter:
         self.price = price
         self.hooks: list[FinishHook] = []
         self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
-        self._attempt_hists: dict[tuple[str, str, str], Any] = {}  # the same for the per-attempt and TTFT
-        self._ttft_hists: dict[tuple[str, str], Any] = {}  # histograms, whose labels differ
+        self._child = m.Children()  # the other series it touches
 
     @property
     def log(self) -> Any:
@@ -82,13 +81,7 @@ class Meter:
         requests(1)
         duration.observe(elapsed)
         if ctx.ttft is not None and ctx.stream:
-            tk = (ctx.served_alias or ctx.alias, ctx.provider)
-            ttft = self._ttft_hists.get(tk)
-            if ttft is None:
-                ttft = m.TTFT.labels(*tk)
-                if len(self._ttft_hists) < 10_000:
-                    self._ttft_hists[tk] = ttft
-            ttft.observe(ctx.ttft)
+            self._child(m.TTFT, ctx.served_alias or ctx.alias, ctx.provider).observe(ctx.ttft)
         u = ctx.usage
         if u is not None and ctx.cache_status != "hit":
             prompt(u.prompt_tokens)
@@ -98,15 +91,9 @@ class Meter:
         if ctx.cost_usd:
             cost(ctx.cost_usd)
         for a in ctx.attempts:
-            ak = (a.provider, a.model, a.error or "ok")
-            hist = self._attempt_hists.get(ak)
-            if hist is None:
-                hist = m.UPSTREAM_ATTEMPT_DURATION.labels(*ak)
-                if len(self._attempt_hists) < 10_000:
-                    self._attempt_hists[ak] = hist
-            hist.observe(a.duration)
+            self._child(m.UPSTREAM_ATTEMPT_DURATION, a.provider, a.model, a.error or "ok").observe(a.duration)
             if a.error:
-                m.UPSTREAM_ERRORS.labels(a.provider, a.model, a.error).inc()
+                self._child(m.UPSTREAM_ERRORS, a.provider, a.model, a.error).inc()
 
     def _log(self, ctx: RequestContext, elapsed: float) -> None:
         u = ctx.usage

@@ -9,6 +9,7 @@ processes aggregate through prometheus-client's multiprocess mode.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -72,6 +73,27 @@ ROUTE_RULES = Counter("gateway_route_rule_matches", "Routing rules that fired", 
 
 
 ALL = [v for v in list(globals().values()) if isinstance(v, Counter | Gauge | Histogram)]
+
+
+class Children:
+    """`metric.labels(*values)`, cached: prometheus-client validates the values and takes a lock on every
+    `.labels()` call, which the request path would otherwise pay for each series it touches. Bounded: label
+    sets beyond `limit` are looked up each time instead of kept."""
+
+    __slots__ = ("_cache", "_limit")
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._cache: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self._limit = limit
+
+    def __call__(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._cache.get(key)
+        if child is None:
+            child = metric.labels(*values)
+            if len(self._cache) < self._limit:
+                self._cache[key] = child
+        return child
 
 
 def status_class(status: int) -> str:

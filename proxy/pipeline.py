@@ -146,18 +146,7 @@ class Pipeline:
         try:
             if first is not None:
                 await resp.write(sse.frame(first))
-            has_more = stream.has_more
-            async for chunk in stream.chunks:
-                # chunks that arrived in the same upstream read leave in one socket write
-                if has_more is not None and has_more():
-                    pending.append(sse.frame(chunk))
-                    continue
-                if pending:
-                    pending.append(sse.frame(chunk))
-                    await resp.write(b"".join(pending))
-                    pending.clear()
-                else:
-                    await resp.write(sse.frame(chunk))
+            await sse.relay(stream.chunks, stream.has_more, resp.write, pending)
             await resp.write(b"".join(pending) + sse.DONE if pending else sse.DONE)
         except UpstreamError as err:
             # headers are gone already: end the stream with an error event rather than hang or 200-lie

@@ -7,7 +7,8 @@ The client-facing response is aiohttp-sse's `EventSourceResponse` (headers, keep
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -51,8 +52,89 @@ class SSEParser:
         return out
 
 
+_EVENT_NAMES: dict[bytes, str] = {}  # `event: <name>` line (no LF in it) -> name
+
+
+class BlockSSEParser:
+    """`SSEParser`'s events, cut a whole event at a time instead of line by line (what every upstream SSE
+    stream is read with: its events come one per `data:` line, so this is the common case).
+
+    The buffer is split at blank lines (`\\n\\n`, or `\\r\\n\\r\\n` once a CR was seen: Gemini's CRLF),
+    which end an event for SSEParser too. An event of the usual shapes, `data: <payload>` or `event: <name>` then
+    `data: <payload>`, with no other LF in it, is taken apart at once (SSEParser splits lines at LF and drops the
+    CR before it, so a CR anywhere else reads the same both ways); any other one goes through an SSEParser of its
+    own (from an event boundary, so with the same result). If what is left after the last blank line could hold
+    an event end SSEParser would already have seen (mixed line ends), an SSEParser takes the rest of the stream.
+    """
+
+    __slots__ = ("_buf", "_lines")
+
+    def __init__(self) -> None:
+        self._buf = b""  # the unfinished event after the last blank line
+        self._lines: SSEParser | None = None
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        if self._lines is not None:
+            return self._lines.feed(chunk)
+        buf = self._buf + chunk if self._buf else chunk
+        if 13 in buf:  # `13 in` is a memchr; `b"\r" in` costs several times more
+            crlf, sep, data_line = True, b"\r\n\r\n", b"\r\ndata: "
+        else:
+            crlf, sep, data_line = False, b"\n\n", b"\ndata: "
+        blocks = buf.split(sep)
+        tail = blocks.pop()
+        out: list[tuple[str | None, bytes]] = []
+        for block in blocks:
+            if not block:
+                continue  # blank lines in a row
+            if block[0] == 101:  # "e": `event: <name>` and `data: <payload>`?
+                line, found, data = block.partition(data_line)
+                if found and 10 not in data:
+                    name = _EVENT_NAMES.get(line)
+                    if name is None and line.startswith(b"event:") and 10 not in line:
+                        name = line[6:].strip().decode("utf-8", "replace")
+                        if len(_EVENT_NAMES) < 256:
+                            _EVENT_NAMES[line] = name
+                    if name is not None:
+                        out.append((name, data))
+                        continue
+            elif 10 not in block and block.startswith(b"data: "):
+                out.append((None, block[6:]))
+                continue
+            out += SSEParser().feed(block + sep)
+        if crlf and tail and (b"\n\n" in tail or b"\n\r\n" in tail):  # an LF-only event end in it
+            lines = self._lines = SSEParser()
+            out += lines.feed(tail)
+            tail = b""
+        self._buf = tail
+        return out
+
+    def close(self) -> list[tuple[str | None, bytes]]:
+        """Flush an event the upstream did not terminate with a blank line."""
+        if self._lines is not None:
+            return self._lines.close()
+        return self.feed(b"\n\n") if self._buf else []
+
+
 def frame(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
+
+
+async def relay(chunks: AsyncIterator[bytes], has_more: Callable[[], bool] | None,
+                write: Callable[[bytes], Awaitable[Any]], pending: list[bytes]) -> None:
+    """Frame and write a stream's chunks. Chunks that arrived in the same upstream read (`has_more()` true
+    after them) leave in one write. Frames not written yet when `chunks` raises stay in `pending`, for the
+    caller to send ahead of its error event."""
+    async for chunk in chunks:
+        if has_more is not None and has_more():
+            pending.append(frame(chunk))
+            continue
+        if pending:
+            pending.append(frame(chunk))
+            await write(b"".join(pending))
+            pending.clear()
+        else:
+            await write(frame(chunk))
 
 
 def error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:

@@ -34,15 +34,12 @@ class Gateway:
         self.services: list[Service] = []
         self.ready_checks: list[Check] = []
         self.ready = False
-        self.extras: dict[str, Any] = {}
-        self._in_flight: dict[str, Any] = {}  # stage objects other endpoints need (ledger, cache, breakers...)
+        self.extras: dict[str, Any] = {}  # stage objects other endpoints need (ledger, cache, breakers...)
+        self._gauge = m.Children()
 
     def in_flight(self, kind: str, delta: int) -> None:
         if self.recorder.enabled:
-            gauge = self._in_flight.get(kind)
-            if gauge is None:
-                gauge = self._in_flight[kind] = m.IN_FLIGHT.labels(kind)
-            gauge.inc(delta)
+            self._gauge(m.IN_FLIGHT, kind).inc(delta)
 
     async def start(self) -> None:
         for p in self.providers.values():

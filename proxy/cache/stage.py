@@ -76,7 +76,7 @@ class ResponseCache:
         self.pipeline = pipeline
         self.rec = recorder
         self.flights = Flights()
-        self._children: dict[tuple[Any, str], Any] = {}
+        self._counter = m.Children()  # hit/miss counters per alias
         self.aliases: dict[str, AliasPolicy] = {}
         for name, alias in cfg.models.items():
             pol = alias.cache or CachePolicy()
@@ -196,13 +196,6 @@ class ResponseCache:
         return await self.backend.clear()
 
     # ------------------------------------------------------------------ internals
-    def _counter(self, metric: Any, alias: str) -> Any:
-        """`.labels()` validates and locks on every call; aliases are few (checked by routing): keep them."""
-        child = self._children.get((metric, alias))
-        if child is None:
-            child = self._children[(metric, alias)] = metric.labels(alias)
-        return child
-
     def _policy_ttl(self, ctx: RequestContext, served: str) -> float | None:
         """The TTL the alias and key policies allow, or None when either disables caching.
 

@@ -13,15 +13,12 @@ import orjson
 
 from ..errors import UpstreamError, upstream_error_from_status
 from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
-from .transport import BlockSSEParser
 
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
 
 
 class OpenAIStream(StreamTranslator):
     """Pass-through: chunks are forwarded byte for byte; only a few are parsed (first, final, usage)."""
-
-    sse_parser = BlockSSEParser  # whole events at a time (the same events as SSEParser, fewer steps)
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)

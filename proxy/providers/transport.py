@@ -9,7 +9,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import TIMEOUT, UpstreamError
-from ..sse import SSEParser
+from ..sse import BlockSSEParser
 from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Translator, UpstreamRequest
 
 
@@ -127,7 +127,7 @@ class HttpProvider(Provider):
         async def chunks() -> AsyncIterator[bytes]:
             try:
                 if events is None:  # SSE parsed inline: one generator layer less per event
-                    parser = getattr(translator, "sse_parser", SSEParser)()
+                    parser = BlockSSEParser()
                     async for data in raw:
                         batch, err = _translate(parser.feed(data), translator)
                         last = len(batch) - 1
@@ -180,70 +180,6 @@ def _client_timeout(opts: CallOptions) -> aiohttp.ClientTimeout:
         t = _TIMEOUTS[key] = aiohttp.ClientTimeout(total=opts.total_timeout, sock_connect=opts.connect_timeout,
                                                    sock_read=opts.first_token_timeout)
     return t
-
-
-_EVENT_NAMES: dict[bytes, str] = {}  # `event: <name>` line (no LF in it) -> name
-
-
-class BlockSSEParser:
-    """`SSEParser`'s events, for translated streams, cut a whole event at a time instead of line by line.
-
-    The buffer is split at blank lines (`\\n\\n`, or `\\r\\n\\r\\n` once a CR was seen: Gemini's CRLF),
-    which end an event for SSEParser too. An event of the usual shapes, `data: <payload>` or `event: <name>` then
-    `data: <payload>`, with no other LF in it, is taken apart at once (SSEParser splits lines at LF and drops the
-    CR before it, so a CR anywhere else reads the same both ways); any other one goes through an SSEParser of its
-    own (from an event boundary, so with the same result). If what is left after the last blank line could hold
-    an event end SSEParser would already have seen (mixed line ends), an SSEParser takes the rest of the stream.
-    A stream translator opts in with `sse_parser = BlockSSEParser`.
-    """
-
-    __slots__ = ("_buf", "_lines")
-
-    def __init__(self) -> None:
-        self._buf = b""  # the unfinished event after the last blank line
-        self._lines: SSEParser | None = None
-
-    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
-        if self._lines is not None:
-            return self._lines.feed(chunk)
-        buf = self._buf + chunk if self._buf else chunk
-        if 13 in buf:  # `13 in` is a memchr; `b"\r" in` costs several times more
-            crlf, sep, data_line = True, b"\r\n\r\n", b"\r\ndata: "
-        else:
-            crlf, sep, data_line = False, b"\n\n", b"\ndata: "
-        blocks = buf.split(sep)
-        tail = blocks.pop()
-        out: list[tuple[str | None, bytes]] = []
-        for block in blocks:
-            if not block:
-                continue  # blank lines in a row
-            if block[0] == 101:  # "e": `event: <name>` and `data: <payload>`?
-                line, found, data = block.partition(data_line)
-                if found and 10 not in data:
-                    name = _EVENT_NAMES.get(line)
-                    if name is None and line.startswith(b"event:") and 10 not in line:
-                        name = line[6:].strip().decode("utf-8", "replace")
-                        if len(_EVENT_NAMES) < 256:
-                            _EVENT_NAMES[line] = name
-                    if name is not None:
-                        out.append((name, data))
-                        continue
-            elif 10 not in block and block.startswith(b"data: "):
-                out.append((None, block[6:]))
-                continue
-            out += SSEParser().feed(block + sep)
-        if crlf and tail and (b"\n\n" in tail or b"\n\r\n" in tail):  # an LF-only event end in it
-            lines = self._lines = SSEParser()
-            out += lines.feed(tail)
-            tail = b""
-        self._buf = tail
-        return out
-
-    def close(self) -> list[tuple[str | None, bytes]]:
-        """Flush an event the upstream did not terminate with a blank line."""
-        if self._lines is not None:
-            return self._lines.close()
-        return self.feed(b"\n\n") if self._buf else []
 
 
 def _translate(events: list[tuple[str | None, bytes]],

@@ -19,8 +19,8 @@ from proxy.providers.anthropic.stream import AnthropicStream
 from proxy.providers.base import StreamTranslator
 from proxy.providers.gemini.stream import GeminiStream
 from proxy.providers.shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
-from proxy.providers.transport import BlockSSEParser, _translate
-from proxy.sse import SSEParser
+from proxy.providers.transport import _translate
+from proxy.sse import BlockSSEParser, SSEParser
 from tests.providers.goldens import FIXTURES
 
 # texts that need JSON escaping, non-ASCII, look like the surrounding JSON, or are empty

@@ -18,14 +18,12 @@ import orjson
 
 from ..base import JSON, StreamTranslator
 from ..shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
-from ..transport import BlockSSEParser, stream_cut
+from ..transport import stream_cut
 from .chat import FINISH, tool_call, usage_from
 from .errors import error_from_body
 
 
 class AnthropicStream(StreamTranslator):
-    sse_parser = BlockSSEParser
-
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self.id = "msg"
@@ -41,13 +39,8 @@ class AnthropicStream(StreamTranslator):
         slot = self._slot
         if slot is not None and (event is None or event == "content_block_delta"):
             text = slot.match(data)
-            if text is not None:  # `_block_delta` of a text_delta, inline
-                if not text:
-                    return []
-                head = self._content_head
-                if head is None:
-                    head = self._content_head = content_chunk_head(self._head())
-                return [head + orjson.dumps(text) + CONTENT_CHUNK_TAIL]
+            if text is not None:  # what `_block_delta` does with a text_delta
+                return [self._content(text)] if text else []
         d = orjson.loads(data)
         kind = event or d.get("type")
         if kind == "message_start":

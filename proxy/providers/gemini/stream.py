@@ -18,7 +18,7 @@ import orjson
 
 from ..base import JSON, StreamTranslator, Usage
 from ..shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
-from ..transport import BlockSSEParser, stream_cut
+from ..transport import stream_cut
 from .chat import check_blocked, completion_id, finish_reason, read_parts, usage_from, usage_json
 from .errors import error_from_body
 
@@ -28,8 +28,6 @@ _PLAIN_CONTENT = frozenset({"parts", "role"})
 
 
 class GeminiStream(StreamTranslator):
-    sse_parser = BlockSSEParser
-
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self.id: str | None = None
