@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 from .config import Budget
 from .errors import INSUFFICIENT_QUOTA, GatewayError
 from .logs import get_logger
+from .quotas import batch_safe
 
 log = get_logger("gateway.budgets")
 # reservations of calls whose replica died before settling expire after this long
@@ -94,9 +95,7 @@ class BudgetLine:
         self.label = label  # key name or team name: what people read (metrics, messages)
         self.budget = budget
         self.period = period
-        key = f"gw:budget:{scope}:{name}:{period.id}"
-        # control characters separate the fields of a Redis batch (counters.py): never in a key
-        self.spend_key = "".join(ch if ch >= " " else "?" for ch in key) if any(ch < " " for ch in key) else key
+        self.spend_key = batch_safe(f"gw:budget:{scope}:{name}:{period.id}")
         self.reserved_key = self.spend_key + ":reserved"
         # below this spend no alert threshold can have been crossed (thresholds are sorted)
         self.first_alert = budget.usd * budget.alert_thresholds[0] if budget.alert_thresholds else math.inf

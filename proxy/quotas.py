@@ -32,6 +32,12 @@ _LIMIT_NAMES = {"rpm": "requests per minute (RPM)", "rpd": "requests per day (RP
                 "tpm": "tokens per minute (TPM)"}
 
 
+def batch_safe(key: str) -> str:
+    """`key` with control characters replaced: they separate the fields of a Redis batch (redis_counters.py),
+    and keys carry key, team and alias names."""
+    return "".join(ch if ch >= " " else "?" for ch in key) if any(ch < " " for ch in key) else key
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """One sliding-window counter: what it limits (`metric`), for whom (`scope`/`owner`, narrowed by
@@ -56,9 +62,7 @@ class Window:
     @classmethod
     def make(cls, item: RateLimitItem, ids: tuple[str, ...], kind: str, metric: str, scope: str, owner: str,
              sub: str = "", sub_owner: str = "") -> Window:
-        key = item.key_for(*ids)
-        # control characters separate the fields of a Redis batch: never let a name carry one
-        key = "".join(ch if ch >= " " else "?" for ch in key) if any(ch < " " for ch in key) else key
+        key = batch_safe(item.key_for(*ids))
         redis_key = f"{REDIS_PREFIX}:{{{key}}}"
         limit, expiry = int(item.amount), int(item.get_expiry())
         return cls(item, ids, key, kind, metric, scope, owner, sub, sub_owner, limit, expiry, redis_key,
