@@ -101,9 +101,8 @@ async def drain(stream: ChunkStream, out: list[bytes]) -> None:
     async def write(data: bytes) -> None:
         out.append(data)
 
-    pending: list[bytes] = []
-    await sse.relay(stream.chunks, stream.has_more, write, pending)
-    out.append(b"".join(pending) + sse.DONE if pending else sse.DONE)
+    await sse.relay(stream.frames, write)
+    out.append(sse.DONE)
 
 
 def run_sync(coro: Any) -> None:

@@ -49,7 +49,7 @@ class StreamFlight:
     def __init__(self, open_stream: OpenStream, on_complete: Callable[[StreamFlight], Awaitable[None]] | None,
                  forget: Callable[[StreamFlight], None]) -> None:
         self.first: bytes | None = None
-        self.chunks: list[bytes] = []
+        self.frames: list[bytes] = []  # SSE blocks after `first`
         self.done = False
         self.ok = False  # the upstream stream ended normally
         self.error: BaseException | None = None
@@ -75,8 +75,8 @@ class StreamFlight:
                 raise
             finally:
                 self._opened.set()
-            async for chunk in stream.chunks:
-                self.chunks.append(chunk)
+            async for block in stream.frames:
+                self.frames.append(block)
                 self._notify()
             self.ok = True
             self._reported(stream)
@@ -140,9 +140,9 @@ class StreamFlight:
         i = 0
         try:
             while True:
-                chunks = self.chunks
-                while i < len(chunks):
-                    yield chunks[i]
+                frames = self.frames
+                while i < len(frames):
+                    yield frames[i]
                     i += 1
                 if self.done:
                     translator.usage, translator.model = self.usage, self.model
@@ -225,7 +225,7 @@ class Flights:
 async def _close(stream: ChunkStream) -> None:
     try:
         await stream.aclose()
-        aclose = getattr(stream.chunks, "aclose", None)
+        aclose = getattr(stream.frames, "aclose", None)
         if aclose is not None:
             await aclose()
     except Exception:

@@ -133,7 +133,7 @@ class Pipeline:
         resp = await sse.open_stream(request, headers)
         ctx.mark_first_token()
         try:
-            await resp.write(b"".join(sse.frame(c) for c in self.cache.replay(ctx, hit)) + sse.DONE)
+            await resp.write(sse.frames(self.cache.replay(ctx, hit)) + sse.DONE)
         finally:
             await sse.end_stream(resp)
         return resp
@@ -142,16 +142,15 @@ class Pipeline:
                               first: bytes | None) -> web.StreamResponse:
         resp = await sse.open_stream(request, ctx.response_headers())
         ctx.mark_first_token()
-        pending: list[bytes] = []
         try:
             if first is not None:
-                await resp.write(sse.frame(first))
-            await sse.relay(stream.chunks, stream.has_more, resp.write, pending)
-            await resp.write(b"".join(pending) + sse.DONE if pending else sse.DONE)
+                await resp.write(first)
+            await sse.relay(stream.frames, resp.write)
+            await resp.write(sse.DONE)
         except UpstreamError as err:
             # headers are gone already: end the stream with an error event rather than hang or 200-lie
             ctx.fail(err)
-            await _write_quietly(resp, b"".join(pending) + sse.error_event(err.message, err.type, err.code))
+            await _write_quietly(resp, sse.error_event(err.message, err.type, err.code))
         except (ConnectionResetError, asyncio.CancelledError):
             ctx.client_disconnected = True
             ctx.status = 499

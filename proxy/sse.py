@@ -7,7 +7,7 @@ The client-facing response is aiohttp-sse's `EventSourceResponse` (headers, keep
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -109,6 +109,10 @@ class BlockSSEParser:
         self._buf = tail
         return out
 
+    def idle(self) -> bool:
+        """Nothing buffered: the next byte fed starts an event."""
+        return not self._buf and self._lines is None
+
     def close(self) -> list[tuple[str | None, bytes]]:
         """Flush an event the upstream did not terminate with a blank line."""
         if self._lines is not None:
@@ -120,21 +124,23 @@ def frame(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-async def relay(chunks: AsyncIterator[bytes], has_more: Callable[[], bool] | None,
-                write: Callable[[bytes], Awaitable[Any]], pending: list[bytes]) -> None:
-    """Frame and write a stream's chunks. Chunks that arrived in the same upstream read (`has_more()` true
-    after them) leave in one write. Frames not written yet when `chunks` raises stay in `pending`, for the
-    caller to send ahead of its error event."""
-    async for chunk in chunks:
-        if has_more is not None and has_more():
-            pending.append(frame(chunk))
-            continue
-        if pending:
-            pending.append(frame(chunk))
-            await write(b"".join(pending))
-            pending.clear()
-        else:
-            await write(frame(chunk))
+def frames(payloads: list[bytes]) -> bytes:
+    """Several chunks as one write's worth of events (one join, no per-chunk concatenation)."""
+    if len(payloads) == 1:
+        return b"data: " + payloads[0] + b"\n\n"
+    return b"data: " + b"\n\ndata: ".join(payloads) + b"\n\n" if payloads else b""
+
+
+def payloads(blocks: Iterable[bytes]) -> list[bytes]:
+    """The chunk payloads in framed blocks (what the cache stores of a streamed answer)."""
+    parser = BlockSSEParser()
+    return [data for block in blocks for _event, data in parser.feed(block)]
+
+
+async def relay(blocks: AsyncIterator[bytes], write: Callable[[bytes], Awaitable[Any]]) -> None:
+    """Write a stream's framed blocks as they come: one write per upstream read."""
+    async for block in blocks:
+        await write(block)
 
 
 def error_event(message: str, type: str = "upstream_error", code: str | None = None) -> bytes:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from .. import metrics as m
+from .. import sse
 from ..coalesce import Flights, StreamFlight
 from ..config import CachePolicy, GatewayConfig
 from ..context import RequestContext
@@ -233,8 +234,8 @@ class ResponseCache:
                                                plan.aliases))
 
     async def _store_stream(self, flight: StreamFlight, plan: Plan) -> None:
-        chunks = flight.chunks if flight.first is None else [flight.first, *flight.chunks]
-        c = Accumulator().feed_all(chunks).completion(flight.usage, flight.model)
+        blocks = flight.frames if flight.first is None else [flight.first, *flight.frames]
+        c = Accumulator().feed_all(sse.payloads(blocks)).completion(flight.usage, flight.model)
         if c is None:
             return
         owner = flight.owner

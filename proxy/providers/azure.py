@@ -29,6 +29,8 @@ STREAM_OPTIONS_SINCE = "2024-09-01"  # first api-version accepting `stream_optio
 
 
 class AzureStream(OpenAIStream):
+    look_for = (*OpenAIStream.look_for, b'"prompt_filter_results"')
+
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         if b'"prompt_filter_results"' in data and b'"prompt_tokens"' not in data:
             chunk = orjson.loads(data)

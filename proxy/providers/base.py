@@ -13,7 +13,7 @@ Two layers, as in Envoy AI Gateway's translator:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -101,6 +101,15 @@ class StreamTranslator(abc.ABC):
         """Chunks to emit after the upstream stream ended normally (e.g. a usage chunk)."""
         return []
 
+    # A pass-through translator may take whole upstream reads of SSE bytes (`forward`) instead of one
+    # event at a time: most of a stream's events then leave as they came, with no per-event Python.
+    forwards_reads: ClassVar[bool] = False
+
+    def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
+        """One upstream read that starts at an event boundary -> (the client's SSE bytes for it, an error
+        raised after them or None); None when it must be parsed event by event instead."""
+        return None
+
 
 class Translator:
     """Pure translation for one wire format. Subclasses override what differs from OpenAI's."""
@@ -159,14 +168,15 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 
 @dataclass(slots=True)
 class ChunkStream:
-    """What `Provider.stream` returns: OpenAI chunk payloads plus, once drained, what was reported."""
+    """What `Provider.stream` returns: the client's SSE bytes plus, once drained, what was reported.
 
-    chunks: AsyncIterator[bytes]
+    Each item of `frames` is one or more whole `data: <chunk>\n\n` events, ready to write: what one
+    upstream read gave (so chunks that arrived together leave in one write), never empty.
+    """
+
+    frames: AsyncIterator[bytes]
     translator: StreamTranslator
     close: Any = None  # async callable releasing the upstream connection
-    # True while the chunk just yielded is followed by more already-received ones: the response
-    # writer then batches them into one socket write. None: unknown (write each chunk at once).
-    has_more: Callable[[], bool] | None = None
 
     @property
     def usage(self) -> Usage | None:

@@ -31,6 +31,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import UNAVAILABLE, UpstreamError
+from ..sse import frame
 from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
 from .shapes import assistant_message, chat_completion, chunk, completion_id, estimate_tokens, usage_chunk
 from .transport import stream_cut, timeout_error
@@ -228,7 +229,7 @@ class CLIProvider(Provider):
             raise
 
         def out(delta: JSON, finish: str | None = None) -> bytes:
-            return orjson.dumps(chunk(cid, created, model, delta, finish))
+            return frame(orjson.dumps(chunk(cid, created, model, delta, finish)))
 
         async def gen() -> AsyncIterator[bytes]:
             answer = [first]
@@ -250,7 +251,7 @@ class CLIProvider(Provider):
                 translator.finish_reason = "stop"
                 yield out({}, "stop")
                 if translator.include_usage:
-                    yield orjson.dumps(usage_chunk(cid, created, model, translator.usage))
+                    yield frame(orjson.dumps(usage_chunk(cid, created, model, translator.usage)))
             finally:
                 await run.close()
 

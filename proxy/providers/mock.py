@@ -10,6 +10,7 @@ import orjson
 
 from ..errors import upstream_error_from_status
 from ..mockupstream import replies
+from ..sse import frame
 from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
 from .transport import stream_cut
 
@@ -63,7 +64,7 @@ class MockProvider(Provider):
                     raise stream_cut("mock stream cut")
                 if gap and 0 < i <= len(words):
                     await asyncio.sleep(gap)
-                yield orjson.dumps(c)
+                yield frame(orjson.dumps(c))
             translator.usage = Usage(p_tokens, len(words))
             translator.finish_reason = "stop"
 

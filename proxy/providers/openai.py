@@ -12,17 +12,69 @@ from collections.abc import Mapping
 import orjson
 
 from ..errors import UpstreamError, upstream_error_from_status
+from ..sse import frames
 from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
 
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
 
 
+_FINISH = b'"finish_reason"'
+
+
 class OpenAIStream(StreamTranslator):
     """Pass-through: chunks are forwarded byte for byte; only a few are parsed (first, final, usage)."""
+
+    forwards_reads = True
+    # bytes that make `feed` look at an event (beside the first one and a non-null finish_reason); in a
+    # compact JSON payload they can only be keys or the [DONE] sentinel, as a quote inside a string is \"
+    look_for: tuple[bytes, ...] = (b'"prompt_tokens"', b'"error"', b"data: [DONE]")
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self._seen_first = False
+
+    def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
+        """A read of whole one-line `data:` events (what OpenAI-compatible servers send): a few byte scans
+        over all of it find the events `feed` must see (the first, a final or usage one, an error, [DONE]);
+        the run of events before them (the content deltas) is forwarded as it came, not split or framed."""
+        n = data.count(b"\n\n")
+        if (not n or 13 in data or not data.startswith(b"data: ") or not data.endswith(b"\n\n")
+                or data.count(b"\n") != 2 * n or data.count(b"\n\ndata: ") != n - 1):
+            return None  # anything else (event: lines, comments, multi-line data, CRLF): the SSE parser
+        out: list[bytes] = []
+        start = 0
+        if not self._seen_first:
+            start = data.index(b"\n\n") + 2
+            if err := self._feed_events(data[:start], out):
+                return b"".join(out), err
+        end = len(data)
+        for marker in self.look_for:
+            if (i := data.find(marker, start, end)) >= 0:
+                end = i
+        non_null = (data.count(_FINISH, start, end) - data.count(_NULL_FINISH[0], start, end)
+                    - data.count(_NULL_FINISH[1], start, end))
+        while non_null:  # walk back to the first non-null finish_reason (normally the last one seen)
+            end = data.rfind(_FINISH, start, end)
+            if not data.startswith(_NULL_FINISH, end):
+                non_null -= 1
+        cut = data.rfind(b"\n\n", start, end) + 2 if end < len(data) else end
+        if cut < start + 2:  # the first event from `start` is already one to look at
+            cut = start
+        if start == 0 and cut == len(data):
+            return data, None  # the common case: nothing to look at, the read leaves as it came
+        out.append(data[start:cut])
+        err = self._feed_events(data[cut:], out) if cut < len(data) else None
+        return b"".join(out), err
+
+    def _feed_events(self, events: bytes, out: list[bytes]) -> Exception | None:
+        """`feed` each `data: <payload>\\n\\n` event of `events`, appending framed output to `out`."""
+        try:
+            for line in events[:-2].split(b"\n\n"):
+                if chunks := self.feed(None, line[6:]):
+                    out.append(frames(chunks))
+        except Exception as err:  # returned after the chunks before it, as the transport's _translate does
+            return err
+        return None
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         if data == b"[DONE]":

@@ -9,7 +9,7 @@ import orjson
 
 from ..config import ProviderConfig
 from ..errors import TIMEOUT, UpstreamError
-from ..sse import BlockSSEParser
+from ..sse import BlockSSEParser, frames
 from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Translator, UpstreamRequest
 
 
@@ -122,29 +122,26 @@ class HttpProvider(Provider):
         else:
             events = None
 
-        remaining = [0]  # chunks of the current upstream read not yet yielded
-
-        async def chunks() -> AsyncIterator[bytes]:
+        async def blocks() -> AsyncIterator[bytes]:
             try:
                 if events is None:  # SSE parsed inline: one generator layer less per event
                     parser = BlockSSEParser()
                     async for data in raw:
-                        batch, err = _translate(parser.feed(data), translator)
-                        last = len(batch) - 1
-                        for i, out in enumerate(batch):
-                            remaining[0] = last - i
+                        out, err = translate_read(data, parser, translator)
+                        if out:
                             yield out
                         if err is not None:
                             raise err
-                    remaining[0] = 0
-                    for event, payload in parser.close():
-                        for out in translator.feed(event, payload):
-                            yield out
+                    out, err = _translate(parser.close(), translator)
+                    if out:
+                        yield out
+                    if err is not None:
+                        raise err
                 else:
                     async for event, payload in events:
-                        for out in translator.feed(event, payload):
+                        if out := frames(translator.feed(event, payload)):
                             yield out
-                for out in translator.finish():
+                if out := frames(translator.finish()):
                     yield out
             except TimeoutError:
                 raise timeout_error("no stream data within the idle timeout") from None
@@ -158,7 +155,7 @@ class HttpProvider(Provider):
         async def close() -> None:
             resp.close()
 
-        return ChunkStream(chunks(), translator, close, has_more=lambda: remaining[0] > 0)
+        return ChunkStream(blocks(), translator, close)
 
     async def probe(self) -> None:
         req = self.translator.probe_request()
@@ -182,13 +179,23 @@ def _client_timeout(opts: CallOptions) -> aiohttp.ClientTimeout:
     return t
 
 
+def translate_read(data: bytes, parser: BlockSSEParser,
+                   translator: StreamTranslator) -> tuple[bytes, Exception | None]:
+    """One upstream read of an SSE stream -> the client's bytes for it (and an error raised after them)."""
+    if translator.forwards_reads and parser.idle():
+        done = translator.forward(data)
+        if done is not None:
+            return done
+    return _translate(parser.feed(data), translator)
+
+
 def _translate(events: list[tuple[str | None, bytes]],
-               translator: StreamTranslator) -> tuple[list[bytes], Exception | None]:
-    """All chunks of one upstream read; an error is returned after the chunks that preceded it."""
+               translator: StreamTranslator) -> tuple[bytes, Exception | None]:
+    """The framed chunks of one upstream read; an error is returned after the chunks that preceded it."""
     out: list[bytes] = []
     try:
         for event, payload in events:
-            out.extend(translator.feed(event, payload))
+            out += translator.feed(event, payload)
     except Exception as err:  # re-raised by the caller once the earlier chunks are out
-        return out, err
-    return out, None
+        return frames(out), err
+    return frames(out), None

@@ -228,7 +228,7 @@ class Executor:
                 async with asyncio.timeout(min(opts.first_token_timeout, remaining)):
                     stream = await client.stream(ctx.body, slot.model, opts)
                     try:
-                        first = await anext(stream.chunks)
+                        first = await anext(stream.frames)
                     except StopAsyncIteration:
                         await stream.aclose()
                         # an OpenAI stream always has a chunk: an empty 200 is a broken upstream
@@ -253,7 +253,7 @@ class Executor:
 def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:
     """Follow a stream after it was handed to the client: its in-flight slot ends with it, and a cut
     or idle timeout mid-way counts against the deployment's breaker (it can no longer be retried)."""
-    inner, close = stream.chunks, stream.close
+    inner, close = stream.frames, stream.close
     st = slot.state
     settled = False
 
@@ -271,10 +271,10 @@ def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:
         elif slot.tpm is not None and stream.usage is not None:
             st.add_tokens(stream.usage.completion_tokens)
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def frames():  # type: ignore[no-untyped-def]
         try:
-            async for chunk in inner:
-                yield chunk
+            async for block in inner:
+                yield block
         except UpstreamError as err:
             settle(err)
             raise
@@ -286,4 +286,4 @@ def _watch(stream: ChunkStream, slot: Slot, attempt: Attempt) -> ChunkStream:
         if close is not None:
             await close()
 
-    return ChunkStream(chunks(), stream.translator, close_watched, has_more=stream.has_more)  # 1:1 pass-through
+    return ChunkStream(frames(), stream.translator, close_watched)  # 1:1 pass-through

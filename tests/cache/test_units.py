@@ -244,13 +244,13 @@ async def test_stream_flight_fans_out_to_late_joiners() -> None:
         nonlocal opened
         opened += 1
         s = fake_stream(parts, gap=0.01)
-        return s, await anext(s.chunks)
+        return s, await anext(s.frames)
 
     async def read(delay: float) -> list[bytes]:
         await asyncio.sleep(delay)
         flight, _ = flights.stream("k", open_stream, None)
         s, first = await flight.join()
-        out = [first] + [c async for c in s.chunks]
+        out = [first] + [c async for c in s.frames]
         assert s.usage == Usage(1, 4) and s.finish_reason == "stop"
         return out  # type: ignore[return-value]
 
@@ -263,12 +263,12 @@ async def test_stream_flight_error_and_open_failure() -> None:
 
     async def broken() -> tuple[ChunkStream, bytes | None]:
         s = fake_stream([b"a", b"b"], fail_after=1)
-        return s, await anext(s.chunks)
+        return s, await anext(s.frames)
 
     flight, _ = flights.stream("k", broken, None)
     s, _ = await flight.join()
     with pytest.raises(RuntimeError):
-        _ = [c async for c in s.chunks]
+        _ = [c async for c in s.frames]
 
     async def refused() -> tuple[ChunkStream, bytes | None]:
         raise ValueError("no")

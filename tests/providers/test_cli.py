@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from proxy import sse
 from proxy.config import ProviderConfig
 from proxy.errors import UpstreamError
 from proxy.providers.base import CallOptions
@@ -73,7 +74,7 @@ async def test_stream_equals_complete() -> None:
     p = provider()
     body = {**user("one two slow"), "stream": True, "stream_options": {"include_usage": True}}
     s = await p.stream(body, "m", OPTS)
-    chunks = [orjson.loads(c) async for c in s.chunks]
+    chunks = [orjson.loads(c) for c in sse.payloads([b async for b in s.frames])]
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == "model=m\none\ntwo\nslow"
@@ -86,7 +87,8 @@ async def test_silent_cli_gives_empty_answer() -> None:
     c = await provider().complete(user("silent"), "m", OPTS)
     assert orjson.loads(c.body)["choices"][0]["message"]["content"] == ""
     s = await provider().stream(user("silent"), "m", OPTS)
-    assert [orjson.loads(x)["choices"][0]["finish_reason"] async for x in s.chunks] == [None, "stop"]
+    blocks = [b async for b in s.frames]
+    assert [orjson.loads(x)["choices"][0]["finish_reason"] for x in sse.payloads(blocks)] == [None, "stop"]
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -138,7 +140,7 @@ async def test_client_going_away_mid_stream_kills_and_frees_the_slot(tmp_path: P
     pid = tmp_path / "pid"
     p = provider(max_concurrency=1)
     s = await p.stream(user(f"pid:{pid} slow a b c d e f g h i j k l m n o p"), "m", OPTS)
-    assert (await anext(s.chunks)) and (await anext(s.chunks))
+    assert (await anext(s.frames)) and (await anext(s.frames))
     waiting = asyncio.create_task(p.complete(user("second"), "m", OPTS))
     await asyncio.sleep(0.2)
     assert not waiting.done()  # max_concurrency 1: the second call waits for the slot

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from proxy import sse
 from proxy.errors import UpstreamError
 from proxy.providers.anthropic.stream import AnthropicStream
 from proxy.providers.base import StreamTranslator
@@ -197,8 +198,8 @@ def drive(st: StreamTranslator, events: list[tuple[str | None, bytes]], fast: bo
     out: list[bytes] = []
     error = None
     try:
-        batch, err = _translate(events, st)
-        out += batch
+        block, err = _translate(events, st)
+        out += sse.payloads([block])
         if err is not None:
             raise err
         out += st.finish()
