@@ -146,11 +146,11 @@ class Pipeline:
             if first is not None:
                 await resp.write(first)
             await sse.relay(stream.frames, resp.write)
-            await resp.write(sse.DONE)
+            await sse.end_stream(resp, sse.DONE, quiet=False)
         except UpstreamError as err:
             # headers are gone already: end the stream with an error event rather than hang or 200-lie
             ctx.fail(err)
-            await _write_quietly(resp, sse.error_event(err.message, err.type, err.code))
+            await sse.end_stream(resp, sse.error_event(err.message, err.type, err.code))
         except (ConnectionResetError, asyncio.CancelledError):
             ctx.client_disconnected = True
             ctx.status = 499
@@ -162,12 +162,4 @@ class Pipeline:
             ctx.finish_reason = stream.finish_reason
             if stream.model:
                 ctx.notes["answered_model"] = stream.model
-        await sse.end_stream(resp)
         return resp
-
-
-async def _write_quietly(resp: web.StreamResponse, data: bytes) -> None:
-    try:
-        await resp.write(data)
-    except (ConnectionResetError, RuntimeError):
-        pass

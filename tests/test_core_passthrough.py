@@ -69,12 +69,14 @@ async def test_stream_passthrough_is_byte_identical(gw, mock_upstream, http) -> 
     assert via_gateway.endswith(b"data: [DONE]\n\n")
 
 
-async def test_finished_streams_leave_no_keepalive_tasks(gw, http) -> None:  # type: ignore[no-untyped-def]
-    """Each SSE response pings the client every 15 s from its own task; a finished stream must stop it,
-    or thousands of finished streams keep their tasks, responses and connections alive for 15 s."""
-    def pingers() -> int:
-        return sum(1 for t in asyncio.all_tasks() if t.get_coro().__qualname__.endswith("EventSourceResponse._ping"))
+def pingers() -> int:
+    return sum(1 for t in asyncio.all_tasks() if "EventSourceResponse._ping" in str(t.get_coro())
+               or "EventStream._ping" in str(t.get_coro()))
 
+
+async def test_finished_streams_leave_no_keepalive_tasks_or_timers(gw, http) -> None:  # type: ignore[no-untyped-def]
+    """A stream pings its client every 15 s once it outlives that interval; a finished stream must stop
+    that, or thousands of finished streams keep their responses and connections alive for 15 s."""
     before = pingers()
     body = {"model": "up", "messages": MSG, "stream": True}
     for _ in range(5):
@@ -83,6 +85,25 @@ async def test_finished_streams_leave_no_keepalive_tasks(gw, http) -> None:  # t
     for _ in range(5):
         await asyncio.sleep(0)
     assert pingers() == before
+    live = [h for h in asyncio.get_running_loop()._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert not [h for h in live if "_start_pings" in repr(h)]
+
+
+async def test_quiet_stream_gets_keepalive_pings_then_ends_cleanly(gw, http, mock_upstream,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch) -> None:
+    from proxy import sse
+
+    monkeypatch.setattr(sse, "PING_INTERVAL", 0.1)
+    mock_upstream.configure(tokens_per_s=3, reply="lorem", reply_tokens=2)  # ~0.35 s between chunks
+    body = {"model": "up", "messages": MSG, "stream": True}
+    async with http.post(gw.base_url + "/chat/completions", json=body, headers=auth()) as r:
+        data = await r.read()
+    assert data.count(b": ping\n\n") >= 2 and data.endswith(b"data: [DONE]\n\n")
+    payloads = [e for e in data.split(b"\n\n") if e.startswith(b"data: {")]
+    assert len(payloads) == 4  # role, 2 tokens, finish: pings sit between events, never inside one
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert pingers() == 0
 
 
 @pytest.mark.parametrize(("upstream_status", "client_status", "exc"), [

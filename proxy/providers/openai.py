@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import orjson
 
 from ..errors import UpstreamError, upstream_error_from_status
-from ..sse import frames
+from ..sse import DONE, frames
 from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
 
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
@@ -25,34 +25,37 @@ class OpenAIStream(StreamTranslator):
     """Pass-through: chunks are forwarded byte for byte; only a few are parsed (first, final, usage)."""
 
     forwards_reads = True
-    # bytes that make `feed` look at an event (beside the first one and a non-null finish_reason); in a
-    # compact JSON payload they can only be keys or the [DONE] sentinel, as a quote inside a string is \"
-    look_for: tuple[bytes, ...] = (b'"prompt_tokens"', b'"error"', b"data: [DONE]")
+    # bytes that make `feed` look at an event (beside the first one, a non-null finish_reason and [DONE]);
+    # in JSON they can only be a key or an event's start, as a quote inside a string is escaped
+    look_for: tuple[bytes, ...] = (b'"prompt_tokens"', b'data: {"error"')
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self._seen_first = False
 
     def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
-        """A read of whole one-line `data:` events (what OpenAI-compatible servers send): a few byte scans
-        over all of it find the events `feed` must see (the first, a final or usage one, an error, [DONE]);
-        the run of events before them (the content deltas) is forwarded as it came, not split or framed."""
-        n = data.count(b"\n\n")
-        if (not n or 13 in data or not data.startswith(b"data: ") or not data.endswith(b"\n\n")
-                or data.count(b"\n") != 2 * n or data.count(b"\n\ndata: ") != n - 1):
-            return None  # anything else (event: lines, comments, multi-line data, CRLF): the SSE parser
+        """A read of whole one-line `data: {...}` events (what OpenAI-compatible servers send): a few byte
+        scans over all of it find the events `feed` must see (the first, a final or usage one, an error,
+        [DONE]); the run of events before them (the content deltas) is forwarded as it came."""
+        if 13 in data or not data.startswith(b"data: {") or not data.endswith(b"\n\n"):
+            return None  # CRLF, event: lines, comments...: the SSE parser
+        size = len(data) - len(DONE) if data.endswith(DONE) else len(data)
+        # one-line JSON events (+ a last [DONE]): every LF is one of a `\n\ndata: {` or of the final `\n\n`
+        if data.count(b"\n", 0, size) != 2 * data.count(b"\n\ndata: {", 0, size) + 2:
+            return None
         out: list[bytes] = []
         start = 0
         if not self._seen_first:
             start = data.index(b"\n\n") + 2
             if err := self._feed_events(data[:start], out):
                 return b"".join(out), err
-        end = len(data)
+        end = size
         for marker in self.look_for:
             if (i := data.find(marker, start, end)) >= 0:
                 end = i
-        non_null = (data.count(_FINISH, start, end) - data.count(_NULL_FINISH[0], start, end)
-                    - data.count(_NULL_FINISH[1], start, end))
+        non_null = data.count(_FINISH, start, end) - data.count(_NULL_FINISH[0], start, end)
+        if non_null:  # a final chunk, or a server writing `: null`
+            non_null -= data.count(_NULL_FINISH[1], start, end)
         while non_null:  # walk back to the first non-null finish_reason (normally the last one seen)
             end = data.rfind(_FINISH, start, end)
             if not data.startswith(_NULL_FINISH, end):

@@ -135,7 +135,7 @@ def test_forwarding_reads_changes_nothing(cls: type[OpenAIStream]) -> None:
         fast.forward = spy  # type: ignore[method-assign]
         assert as_the_transport_reads(fast, pieces) == parsed_event_by_event(cls(body, "asked"), data)
         forwarded += sum(calls)
-    assert forwarded > 3000  # the fast path was really taken, not just the fallback
+    assert forwarded > 2000  # the fast path was really taken, not just the fallback
 
 
 def test_a_read_of_content_deltas_leaves_as_the_same_object() -> None:
