@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from .providers.base import Usage
@@ -76,7 +76,9 @@ class RequestContext:
 
     @classmethod
     def new(cls, kind: str, request_id: str | None, client_ip: str) -> RequestContext:
-        rid = request_id if request_id and len(request_id) <= 128 else os.urandom(16).hex()
+        # 128 random bits from the seeded PRNG (reseeded in forked workers): an id, not a secret, and no
+        # getrandom() syscall per request
+        rid = request_id if request_id and len(request_id) <= 128 else f"{getrandbits(128):032x}"
         return cls(kind, rid, client_ip)
 
     @property

@@ -98,10 +98,12 @@ def _series_of(metric: Any, name: str, children: list[Any]) -> _Series:
 
 
 def _values(metric: Any, series: _Series) -> list[Any]:
-    """Each line's value. Single-process cells (MutexValue) keep a plain float in `._value`: reading
-    one attribute is atomic under the GIL, so no lock is taken per value."""
+    """Each line's value. Single-process cells (MutexValue, metrics.LoopValue) keep a plain float in
+    `._value`: reading one attribute is atomic under the GIL, so no lock is taken per value."""
     cells = series.cells
-    raw = [c._value for c in cells] if _pv.ValueClass is _pv.MutexValue else [c.get() for c in cells]
+    vc = _pv.ValueClass
+    single = isinstance(vc, type) and issubclass(vc, _pv.MutexValue)
+    raw = [c._value for c in cells] if single else [c.get() for c in cells]
     if type(metric) is Histogram:
         n = len(metric._upper_bounds) + 1  # bucket cells and the _sum cell of each child
         with_sum = metric._upper_bounds[0] >= 0

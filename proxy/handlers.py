@@ -18,9 +18,10 @@ _NUMBER = (int, float)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    ctype = request.content_type
-    if request.headers.get("Content-Type") and ctype not in ("application/json", "text/plain",
-                                                            "application/x-www-form-urlencoded"):
+    raw_ctype = request.headers.get("Content-Type")
+    # what every SDK sends skips aiohttp's header parsing; anything else is parsed (parameters, case)
+    if raw_ctype and raw_ctype != "application/json" and (ctype := request.content_type) not in (
+            "application/json", "text/plain", "application/x-www-form-urlencoded"):
         raise GatewayError(415, f"Content-Type must be application/json, got {ctype!r}.", INVALID_REQUEST,
                            code="unsupported_media_type")
     if request.content_length is not None and request.content_length > max_bytes:

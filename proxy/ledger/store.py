@@ -33,11 +33,13 @@ assert USAGE_FIELDS[-1] == "created_at"  # _sqlite_row formats the last value
 
 
 def _sqlite_row(r: UsageRow) -> tuple[Any, ...]:
-    """A row as UTCDateTime + SQLAlchemy's SQLite DATETIME store it: naive UTC text, microseconds."""
-    *values, created_at = usage_values(r)
+    """A row as UTCDateTime + SQLAlchemy's SQLite DATETIME store it: naive UTC text, microseconds.
+    (No list from star-assignment, no replace(): the UTC offset is cut off the text; this runs per row.)"""
+    values = usage_values(r)
+    created_at = values[-1]
     if created_at.tzinfo is not UTC:  # rows from utcnow() already are
         created_at = as_utc(created_at)
-    return (*values, created_at.replace(tzinfo=None).isoformat(" ", "microseconds"))
+    return (*values[:-1], created_at.isoformat(" ", "microseconds")[:26])
 
 
 class LedgerStore(KeysMixin):
