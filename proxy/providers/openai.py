@@ -15,10 +15,8 @@ from ..errors import UpstreamError, upstream_error_from_status
 from ..sse import DONE, frames
 from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
 
-_NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
-
-
 _FINISH = b'"finish_reason"'
+_NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')
 
 
 class OpenAIStream(StreamTranslator):
