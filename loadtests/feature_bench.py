@@ -635,14 +635,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="short runs")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"sections, comma-separated: {','.join(SECTIONS)}")
     p.add_argument("--duration", type=int, default=None, help="seconds of load per configuration (default 9; quick 4)")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 2)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 6; quick 2)")
     p.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     if unknown := set(args.only) - set(SECTIONS):
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
     args.duration = args.duration or (4 if args.quick else 9)
-    args.rounds = args.rounds or (2 if args.quick else 3)
+    args.rounds = args.rounds or (2 if args.quick else 6)  # short rounds: see benchmark.py
     args.stream_duration = args.duration
     args.ledger_duration = 20 if args.quick else 60
     args.warmup = 1
