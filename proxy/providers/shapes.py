@@ -70,6 +70,32 @@ def content_chunk_head(head: JSON, index: int = 0) -> bytes:
     return whole[:end]
 
 
+_CONTROL = bytes(range(32))
+
+
+def text_run(region: bytes, k: int, before: bytes, after: bytes, head: bytes) -> bytes | None:
+    """`k` upstream events, each `before + "<text>" + after` (a learned `TextSlot` in its SSE framing, `after`
+    ending in the blank line), as the client's content chunks: the framing between two texts is swapped for
+    the chunk tail and the next chunk's head with one `bytes.replace`, so no event is parsed or built on its
+    own. Only texts whose JSON literal is also what `orjson.dumps` gives for them qualify (no backslash,
+    quote or control character, valid UTF-8, not empty: the per-event path sends no chunk for an empty
+    text); None otherwise, and the caller reads the events one by one."""
+    nl = k * (before.count(b"\n") + after.count(b"\n"))
+    if (92 in region or region.count(b"\n") != nl or region.count(before + b'"') != k
+            or region.count(b'"' + after) != k or before + b'""' in region
+            or region.count(b'"') != k * (before.count(b'"') + after.count(b'"') + 2)
+            or len(region) - len(region.translate(None, _CONTROL)) != nl):
+        return None
+    if not region.isascii():
+        try:
+            region.decode()
+        except UnicodeDecodeError:
+            return None
+    inner = region[len(before):len(region) - len(after)]
+    tail = CONTENT_CHUNK_TAIL + b"\n\n"
+    return b"data: " + head + inner.replace(after + before, tail + b"data: " + head) + tail
+
+
 _WS = b" \t\r\n"
 
 
