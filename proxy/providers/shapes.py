@@ -11,10 +11,12 @@ import base64
 import struct
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from ..sse import BlockSSEParser, frames
 from .base import JSON, Usage
 
 
@@ -73,27 +75,95 @@ def content_chunk_head(head: JSON, index: int = 0) -> bytes:
 _CONTROL = bytes(range(32))
 
 
-def text_run(region: bytes, k: int, before: bytes, after: bytes, head: bytes) -> bytes | None:
+def _controls(b: bytes) -> int:
+    return len(b) - len(b.translate(None, _CONTROL))
+
+
+def text_run(region: bytes, k: int, before: bytes, after: bytes, chunk_head: Callable[[], bytes]) -> bytes | None:
     """`k` upstream events, each `before + "<text>" + after` (a learned `TextSlot` in its SSE framing, `after`
     ending in the blank line), as the client's content chunks: the framing between two texts is swapped for
     the chunk tail and the next chunk's head with one `bytes.replace`, so no event is parsed or built on its
     own. Only texts whose JSON literal is also what `orjson.dumps` gives for them qualify (no backslash,
     quote or control character, valid UTF-8, not empty: the per-event path sends no chunk for an empty
-    text); None otherwise, and the caller reads the events one by one."""
-    nl = k * (before.count(b"\n") + after.count(b"\n"))
-    if (92 in region or region.count(b"\n") != nl or region.count(before + b'"') != k
-            or region.count(b'"' + after) != k or before + b'""' in region
+    text); None otherwise, and the caller reads the events one by one. `chunk_head()` is only asked for once
+    the run qualifies: a translator may update its state there, as its first event of the run would."""
+    if (92 in region or region.count(b"\n") != k * (before.count(b"\n") + after.count(b"\n"))
+            or region.count(before + b'"') != k or region.count(b'"' + after) != k or before + b'""' in region
             or region.count(b'"') != k * (before.count(b'"') + after.count(b'"') + 2)
-            or len(region) - len(region.translate(None, _CONTROL)) != nl):
+            or _controls(region) != k * (_controls(before) + _controls(after))):
         return None
     if not region.isascii():
         try:
             region.decode()
         except UnicodeDecodeError:
             return None
+    head = chunk_head()
     inner = region[len(before):len(region) - len(after)]
     tail = CONTENT_CHUNK_TAIL + b"\n\n"
     return b"data: " + head + inner.replace(after + before, tail + b"data: " + head) + tail
+
+
+class TextRuns:
+    """Whole upstream reads for a translator with a learned `TextSlot` (`_slot`): each run of two or more
+    events shaped like it goes out through `text_run`, every other event through `feed`, in order. The
+    translator says how such an event may be named (`_run_event`) and gives the chunk head (`_run_head`)."""
+
+    forwards_reads = True
+    _slot: TextSlot | None
+    _run_event = b""  # an `event: <name>` line (with its LF) the text events may carry
+    _run_parser: Any = None
+    _run_framing: tuple[TextSlot, bytes, bytes] | None = None
+
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:
+        raise NotImplementedError
+
+    def _run_head(self) -> bytes:
+        raise NotImplementedError
+
+    def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
+        crlf = 13 in data
+        sep = b"\r\n\r\n" if crlf else b"\n\n"
+        if not data.endswith(sep) or (crlf and data.count(b"\n") != data.count(b"\r\n")):
+            return None  # an unfinished event or mixed line ends: the transport's parser
+        if self._run_parser is None:
+            self._run_parser = BlockSSEParser()
+        out: list[bytes] = []
+        pos, n = 0, len(data)
+        try:
+            while pos < n:
+                if self._slot is not None and (end := self._text_run(data, pos, sep, out)) > pos:
+                    pos = end
+                    continue
+                nxt = data.find(sep, pos) + len(sep)
+                for event, payload in self._run_parser.feed(data[pos:nxt]):
+                    if chunks := self.feed(event, payload):
+                        out.append(frames(chunks))
+                pos = nxt
+        except Exception as err:  # returned after the chunks before it, as the transport's _translate does
+            return b"".join(out), err
+        return b"".join(out), None
+
+    def _text_run(self, data: bytes, pos: int, sep: bytes, out: list[bytes]) -> int:
+        """Where the run of text events at `pos` ends, its chunks appended to `out`; `pos` when there is none."""
+        slot = self._slot
+        assert slot is not None
+        framing = self._run_framing
+        if framing is None or framing[0] is not slot or not framing[2].endswith(sep):
+            framing = self._run_framing = (slot, b"data: " + slot.prefix, slot.suffix + sep)
+        _, before, after = framing
+        if self._run_event and data.startswith(self._run_event, pos):
+            before = self._run_event + before
+        end, k = pos, 0
+        while data.startswith(before, end):
+            end = data.find(sep, end) + len(sep)
+            k += 1
+        if k < 2:  # one event: `feed` costs no more
+            return pos
+        block = text_run(data[pos:end], k, before, after, self._run_head)
+        if block is None:
+            return pos
+        out.append(block)
+        return end
 
 
 _WS = b" \t\r\n"

@@ -17,18 +17,15 @@ from typing import Any
 
 import orjson
 
-from ...sse import BlockSSEParser, frames
 from ..base import JSON, StreamTranslator
-from ..shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head, text_run
+from ..shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
 from ..transport import stream_cut
 from .chat import FINISH, tool_call, usage_from
 from .errors import error_from_body
 
-_NAMED = b"event: content_block_delta\n"
 
-
-class AnthropicStream(StreamTranslator):
-    forwards_reads = True
+class AnthropicStream(TextRuns, StreamTranslator):
+    _run_event = b"event: content_block_delta\n"
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
@@ -40,51 +37,6 @@ class AnthropicStream(StreamTranslator):
         self._slot: TextSlot | None = None  # the shape of this stream's text_delta events, once one was read
         self._learn = 3  # tries left to learn it
         self._content_head: bytes | None = None  # content chunk bytes up to the text; None when id/model change
-        self._events = BlockSSEParser()  # for the events of a read that are not part of a text run
-        self._run: tuple[TextSlot, bytes, bytes] | None = None  # the slot's text_delta event framing
-
-    def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
-        """A read of whole events: runs of text deltas shaped like the learned one go out via `text_run`, every
-        other event through `feed` (as the transport would); an error comes back after the chunks before it."""
-        if 13 in data or not data.endswith(b"\n\n"):
-            return None  # CRLF or an unfinished event: the transport's parser
-        out: list[bytes] = []
-        pos, n = 0, len(data)
-        try:
-            while pos < n:
-                if self._slot is not None:
-                    end = self._text_run(data, pos, out)
-                    if end > pos:
-                        pos = end
-                        continue
-                nxt = data.find(b"\n\n", pos) + 2
-                for event, payload in self._events.feed(data[pos:nxt]):
-                    if chunks := self.feed(event, payload):
-                        out.append(frames(chunks))
-                pos = nxt
-        except Exception as err:  # returned after the chunks before it, as the transport's _translate does
-            return b"".join(out), err
-        return b"".join(out), None
-
-    def _text_run(self, data: bytes, pos: int, out: list[bytes]) -> int:
-        """Where the run of text-delta events at `pos` ends, once its chunks are in `out`; `pos` if none."""
-        slot = self._slot
-        assert slot is not None
-        if self._run is None or self._run[0] is not slot:
-            self._run = (slot, b"data: " + slot.prefix, slot.suffix + b"\n\n")
-        _, bare, after = self._run
-        before = _NAMED + bare if data.startswith(_NAMED, pos) else bare
-        end, k = pos, 0
-        while data.startswith(before, end):
-            end = data.find(b"\n\n", end) + 2
-            k += 1
-        if k < 2:  # one event: `feed` costs no more
-            return pos
-        block = text_run(data[pos:end], k, before, after, self._text_head())
-        if block is None:
-            return pos
-        out.append(block)
-        return end
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         slot = self._slot
@@ -157,6 +109,9 @@ class AnthropicStream(StreamTranslator):
     def _content(self, text: str) -> bytes:
         """`_chunk({"content": text})`, serialising only the text."""
         return self._text_head() + orjson.dumps(text) + CONTENT_CHUNK_TAIL
+
+    def _run_head(self) -> bytes:
+        return self._text_head()
 
     def _text_head(self) -> bytes:
         head = self._content_head

@@ -7,7 +7,8 @@ calls arrive complete in one event. There is no end event: the last one carries 
 Per chunk, the common event is one candidate with one text part, its usage/model/id tail repeated from the
 event before: after one is read in full, the next ones with the same bytes around the text are read by
 parsing only the text (`TextSlot`: nothing but the text differs, so nothing else changes) and written from a
-pre-serialised chunk head (`content_chunk_head`); the bytes sent are the same either way.
+pre-serialised chunk head (`content_chunk_head`); a run of them in one upstream read is rewritten in one pass
+(`shapes.TextRuns`). The bytes sent are the same every way.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 import orjson
 
 from ..base import JSON, StreamTranslator, Usage
-from ..shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
+from ..shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
 from ..transport import stream_cut
 from .chat import check_blocked, completion_id, finish_reason, read_parts, usage_from, usage_json
 from .errors import error_from_body
@@ -27,7 +28,7 @@ _PLAIN_CANDIDATE = frozenset({"content", "index"})
 _PLAIN_CONTENT = frozenset({"parts", "role"})
 
 
-class GeminiStream(StreamTranslator):
+class GeminiStream(TextRuns, StreamTranslator):
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self.id: str | None = None
@@ -64,14 +65,8 @@ class GeminiStream(StreamTranslator):
         if slot is not None:
             text = slot.match(data)
             if text is not None:  # the learned event but for the text: what `_feed` would do with it
-                if self._stale:
-                    self._stale = False
-                    if self._slot_model is not None:
-                        self.model = self._slot_model
-                    if self._slot_usage is not None:
-                        self._usage = self._slot_usage
-                    self._slot_head = content_chunk_head(self._head(), self._slot_index)
-                return [self._slot_head + orjson.dumps(text) + CONTENT_CHUNK_TAIL] if text else []
+                head = self._run_head()
+                return [head + orjson.dumps(text) + CONTENT_CHUNK_TAIL] if text else []
         d = orjson.loads(data)
         self._stale = True
         out = self._feed(d)
@@ -141,6 +136,17 @@ class GeminiStream(StreamTranslator):
         if self.include_usage and self._usage is not None:
             return [orjson.dumps({**self._head(), "choices": [], "usage": usage_json(self._usage)})]
         return []
+
+    def _run_head(self) -> bytes:
+        """The content chunk head for an event shaped like the learned one, after what such an event sets."""
+        if self._stale:
+            self._stale = False
+            if self._slot_model is not None:
+                self.model = self._slot_model
+            if self._slot_usage is not None:
+                self._usage = self._slot_usage
+            self._slot_head = content_chunk_head(self._head(), self._slot_index)
+        return self._slot_head
 
     def _head(self) -> JSON:
         return {"id": self.id or "chatcmpl-gemini", "object": "chat.completion.chunk",
