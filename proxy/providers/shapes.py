@@ -75,32 +75,26 @@ def content_chunk_head(head: JSON, index: int = 0) -> bytes:
 _CONTROL = bytes(range(32))
 
 
-def _controls(b: bytes) -> int:
-    return len(b) - len(b.translate(None, _CONTROL))
-
-
-def text_run(region: bytes, k: int, before: bytes, after: bytes, chunk_head: Callable[[], bytes]) -> bytes | None:
-    """`k` upstream events, each `before + "<text>" + after` (a learned `TextSlot` in its SSE framing, `after`
-    ending in the blank line), as the client's content chunks: the framing between two texts is swapped for
-    the chunk tail and the next chunk's head with one `bytes.replace`, so no event is parsed or built on its
-    own. Only texts whose JSON literal is also what `orjson.dumps` gives for them qualify (no backslash,
-    quote or control character, valid UTF-8, not empty: the per-event path sends no chunk for an empty
-    text); None otherwise, and the caller reads the events one by one. `chunk_head()` is only asked for once
-    the run qualifies: a translator may update its state there, as its first event of the run would."""
-    if (92 in region or region.count(b"\n") != k * (before.count(b"\n") + after.count(b"\n"))
-            or region.count(before + b'"') != k or region.count(b'"' + after) != k or before + b'""' in region
-            or region.count(b'"') != k * (before.count(b'"') + after.count(b'"') + 2)
-            or _controls(region) != k * (_controls(before) + _controls(after))):
+def text_run(texts: list[bytes], chunk_head: Callable[[], bytes]) -> bytes | None:
+    """JSON string literals cut from a run of upstream text events (each `"..."`), as the client's content
+    chunks: one join puts the chunk tail and the next chunk's head between them, so no event is parsed or
+    built on its own. Only literals that are also what `orjson.dumps` gives for their text qualify (no
+    backslash, quote or control character inside, valid UTF-8); None otherwise, and the caller reads the
+    events one by one. `chunk_head()` is only asked for once the run qualifies: a translator may update its
+    state there, as its first event of the run would."""
+    k = len(texts)
+    joined = b"\n".join(texts)  # LF: no valid literal holds one, so it marks where each one starts and ends
+    if (joined[0] != 34 or joined[-1] != 34 or joined.count(b'"\n"') != k - 1 or joined.count(b'"') != 2 * k
+            or b'""' in joined or 92 in joined or len(joined) - len(joined.translate(None, _CONTROL)) != k - 1):
         return None
-    if not region.isascii():
+    if not joined.isascii():
         try:
-            region.decode()
+            joined.decode()
         except UnicodeDecodeError:
             return None
     head = chunk_head()
-    inner = region[len(before):len(region) - len(after)]
     tail = CONTENT_CHUNK_TAIL + b"\n\n"
-    return b"data: " + head + inner.replace(after + before, tail + b"data: " + head) + tail
+    return b"data: " + head + (tail + b"data: " + head).join(texts) + tail
 
 
 class TextRuns:
@@ -123,17 +117,22 @@ class TextRuns:
     def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
         crlf = 13 in data
         sep = b"\r\n\r\n" if crlf else b"\n\n"
-        if not data.endswith(sep) or (crlf and data.count(b"\n") != data.count(b"\r\n")):
-            return None  # an unfinished event or mixed line ends: the transport's parser
+        # the transport's BlockSSEParser splits a read at `sep` too (CRLF once a CR is in it), so a read
+        # ending in `sep` cut there event by event parses the same, odd line ends inside an event included
+        if not data.endswith(sep) or data.find(sep) + len(sep) == len(data):
+            return None  # one event (nothing to gain) or an unfinished one: the transport's parser
         if self._run_parser is None:
             self._run_parser = BlockSSEParser()
         out: list[bytes] = []
-        pos, n = 0, len(data)
+        pos, n, no_run = 0, len(data), 0
         try:
             while pos < n:
-                if self._slot is not None and (end := self._text_run(data, pos, sep, out)) > pos:
-                    pos = end
-                    continue
+                if self._slot is not None and pos >= no_run:
+                    end, done = self._text_run(data, pos, sep, out)
+                    if done:
+                        pos = end
+                        continue
+                    no_run = end  # those events one by one (without looking for a run in them again)
                 nxt = data.find(sep, pos) + len(sep)
                 for event, payload in self._run_parser.feed(data[pos:nxt]):
                     if chunks := self.feed(event, payload):
@@ -143,8 +142,10 @@ class TextRuns:
             return b"".join(out), err
         return b"".join(out), None
 
-    def _text_run(self, data: bytes, pos: int, sep: bytes, out: list[bytes]) -> int:
-        """Where the run of text events at `pos` ends, its chunks appended to `out`; `pos` when there is none."""
+    def _text_run(self, data: bytes, pos: int, sep: bytes, out: list[bytes]) -> tuple[int, bool]:
+        """Where the run of text events at `pos` ends and whether its chunks were appended to `out` (not when
+        it is shorter than two events or `text_run` turned it down). An empty text ends a run, and so does one
+        with an escape (a newline in the text, say: common, and `text_run` would turn the whole run down)."""
         slot = self._slot
         assert slot is not None
         framing = self._run_framing
@@ -153,17 +154,23 @@ class TextRuns:
         _, before, after = framing
         if self._run_event and data.startswith(self._run_event, pos):
             before = self._run_event + before
-        end, k = pos, 0
+        end, lb, la = pos, len(before), len(after)
+        texts: list[bytes] = []
         while data.startswith(before, end):
-            end = data.find(sep, end) + len(sep)
-            k += 1
-        if k < 2:  # one event: `feed` costs no more
-            return pos
-        block = text_run(data[pos:end], k, before, after, self._run_head)
+            nxt = data.find(sep, end) + len(sep)
+            text = data[end + lb:nxt - la]
+            # `"<at least one byte>"` between the framing (the per-event path sends nothing for an empty text)
+            if len(text) < 3 or 92 in text or not data.startswith(after, nxt - la):
+                break
+            texts.append(text)
+            end = nxt
+        if len(texts) < 2:  # one event: `feed` costs no more
+            return end, False
+        block = text_run(texts, self._run_head)
         if block is None:
-            return pos
+            return end, False
         out.append(block)
-        return end
+        return end, True
 
 
 _WS = b" \t\r\n"
