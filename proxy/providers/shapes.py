@@ -108,10 +108,10 @@ class TextRuns:
     _run_parser: Any = None
     _run_framing: tuple[TextSlot, bytes, bytes] | None = None
 
-    def feed(self, event: str | None, data: bytes) -> list[bytes]:
-        raise NotImplementedError
+    feed: Callable[[str | None, bytes], list[bytes]]  # the translator's own (StreamTranslator.feed)
 
     def _run_head(self) -> bytes:
+        """The content chunk head for a run's events, after whatever the first of them would change."""
         raise NotImplementedError
 
     def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
