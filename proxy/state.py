@@ -35,14 +35,11 @@ class Gateway:
         self.ready_checks: list[Check] = []
         self.ready = False
         self.extras: dict[str, Any] = {}  # stage objects other endpoints need (ledger, cache, breakers...)
-        self._in_flight: dict[str, Any] = {}  # kind -> its gauge cell's inc (two calls per request)
+        self._gauge = m.Children()
 
     def in_flight(self, kind: str, delta: int) -> None:
         if self.recorder.enabled:
-            inc = self._in_flight.get(kind)
-            if inc is None:
-                inc = self._in_flight[kind] = m.IN_FLIGHT.labels(kind)._value.inc
-            inc(delta)
+            self._gauge(m.IN_FLIGHT, kind).inc(delta)
 
     async def start(self) -> None:
         for p in self.providers.values():

@@ -190,11 +190,10 @@ async def test_embeddings_passthrough(gw, mock_upstream) -> None:  # type: ignor
 
 def test_chunks_of_one_read_come_out_before_its_error() -> None:
     from proxy.providers.openai import OpenAIStream
-    from proxy.providers.transport import _translate
     from proxy.sse import SSEParser
 
     raw = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
            b'data: {"error":{"message":"boom","code":"x"}}\n\n')
-    out, err = _translate(SSEParser().feed(raw), OpenAIStream({}, "m"))
+    out, err = OpenAIStream({}, "m").feed_all(SSEParser().feed(raw))
     assert out == raw.split(b"\n\n")[0] + b"\n\n"
     assert err is not None and "boom" in str(err)

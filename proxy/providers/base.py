@@ -13,12 +13,13 @@ Two layers, as in Envoy AI Gateway's translator:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError, upstream_error_from_status
+from ..sse import frames
 
 JSON = dict[str, Any]
 
@@ -100,6 +101,17 @@ class StreamTranslator(abc.ABC):
     def finish(self) -> list[bytes]:
         """Chunks to emit after the upstream stream ended normally (e.g. a usage chunk)."""
         return []
+
+    def feed_all(self, events: Iterable[tuple[str | None, bytes]]) -> tuple[bytes, Exception | None]:
+        """Several events (one upstream read's) -> the client's SSE bytes for them. An error is returned, not
+        raised, after the chunks of the events before it: the caller sends those first, then fails."""
+        out: list[bytes] = []
+        try:
+            for event, payload in events:
+                out += self.feed(event, payload)
+        except Exception as err:
+            return frames(out), err
+        return frames(out), None
 
     # A pass-through translator may take whole upstream reads of SSE bytes (`forward`) instead of one
     # event at a time: most of a stream's events then leave as they came, with no per-event Python.

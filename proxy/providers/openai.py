@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import orjson
 
 from ..errors import UpstreamError, upstream_error_from_status
-from ..sse import DONE, frames
+from ..sse import DONE
 from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
 
 _FINISH = b'"finish_reason"'
@@ -45,8 +45,10 @@ class OpenAIStream(StreamTranslator):
         start = 0
         if not self._seen_first:
             start = data.index(b"\n\n") + 2
-            if err := self._feed_events(data[:start], out):
-                return b"".join(out), err
+            head, err = self._feed_events(data[:start])
+            if err is not None:
+                return head, err
+            out.append(head)
         end = size
         for marker in self.look_for:
             if (i := data.find(marker, start, end)) >= 0:
@@ -64,18 +66,15 @@ class OpenAIStream(StreamTranslator):
         if start == 0 and cut == len(data):
             return data, None  # the common case: nothing to look at, the read leaves as it came
         out.append(data[start:cut])
-        err = self._feed_events(data[cut:], out) if cut < len(data) else None
+        if cut == len(data):
+            return b"".join(out), None
+        tail, err = self._feed_events(data[cut:])
+        out.append(tail)
         return b"".join(out), err
 
-    def _feed_events(self, events: bytes, out: list[bytes]) -> Exception | None:
-        """`feed` each `data: <payload>\\n\\n` event of `events`, appending framed output to `out`."""
-        try:
-            for line in events[:-2].split(b"\n\n"):
-                if chunks := self.feed(None, line[6:]):
-                    out.append(frames(chunks))
-        except Exception as err:  # returned after the chunks before it, as the transport's _translate does
-            return err
-        return None
+    def _feed_events(self, events: bytes) -> tuple[bytes, Exception | None]:
+        """`feed_all` for `data: <payload>` events known to be one line each, ending in a blank line."""
+        return self.feed_all((None, line[6:]) for line in events[:-2].split(b"\n\n"))
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         if data == b"[DONE]":

@@ -11,12 +11,12 @@ import base64
 import struct
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
-from ..sse import BlockSSEParser, frames
+from ..sse import BlockSSEParser
 from .base import JSON, Usage
 
 
@@ -108,7 +108,7 @@ class TextRuns:
     _run_parser: Any = None
     _run_framing: tuple[TextSlot, bytes, bytes] | None = None
 
-    feed: Callable[[str | None, bytes], list[bytes]]  # the translator's own (StreamTranslator.feed)
+    feed_all: Callable[[Iterable[tuple[str | None, bytes]]], tuple[bytes, Exception | None]]  # StreamTranslator's
 
     def _run_head(self) -> bytes:
         """The content chunk head for a run's events, after whatever the first of them would change."""
@@ -125,22 +125,21 @@ class TextRuns:
             self._run_parser = BlockSSEParser()
         out: list[bytes] = []
         pos, n, no_run = 0, len(data), 0
-        try:
-            while pos < n:
-                if self._slot is not None and pos >= no_run:
-                    end, done = self._text_run(data, pos, sep, out)
-                    if done:
-                        pos = end
-                        continue
-                    no_run = end  # those events one by one (without looking for a run in them again)
-                nxt = data.find(sep, pos) + len(sep)
-                for event, payload in self._run_parser.feed(data[pos:nxt]):
-                    if chunks := self.feed(event, payload):
-                        out.append(frames(chunks))
-                pos = nxt
-        except Exception as err:  # returned after the chunks before it, as the transport's _translate does
-            return b"".join(out), err
-        return b"".join(out), None
+        err: Exception | None = None
+        while pos < n:
+            if self._slot is not None and pos >= no_run:
+                end, done = self._text_run(data, pos, sep, out)
+                if done:
+                    pos = end
+                    continue
+                no_run = end  # those events one by one (without looking for a run in them again)
+            nxt = data.find(sep, pos) + len(sep)
+            block, err = self.feed_all(self._run_parser.feed(data[pos:nxt]))
+            out.append(block)
+            if err is not None:
+                break
+            pos = nxt
+        return b"".join(out), err
 
     def _text_run(self, data: bytes, pos: int, sep: bytes, out: list[bytes]) -> tuple[int, bool]:
         """Where the run of text events at `pos` ends and whether its chunks were appended to `out` (not when

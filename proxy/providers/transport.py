@@ -132,7 +132,7 @@ class HttpProvider(Provider):
                             yield out
                         if err is not None:
                             raise err
-                    out, err = _translate(parser.close(), translator)
+                    out, err = translator.feed_all(parser.close())
                     if out:
                         yield out
                     if err is not None:
@@ -186,16 +186,4 @@ def translate_read(data: bytes, parser: BlockSSEParser,
         done = translator.forward(data)
         if done is not None:
             return done
-    return _translate(parser.feed(data), translator)
-
-
-def _translate(events: list[tuple[str | None, bytes]],
-               translator: StreamTranslator) -> tuple[bytes, Exception | None]:
-    """The framed chunks of one upstream read; an error is returned after the chunks that preceded it."""
-    out: list[bytes] = []
-    try:
-        for event, payload in events:
-            out += translator.feed(event, payload)
-    except Exception as err:  # re-raised by the caller once the earlier chunks are out
-        return frames(out), err
-    return frames(out), None
+    return translator.feed_all(parser.feed(data))

@@ -4,7 +4,6 @@ errors, however the upstream's bytes are cut into reads."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from typing import Any
 
@@ -14,11 +13,9 @@ import pytest
 from proxy import sse
 from proxy.errors import UpstreamError
 from proxy.providers.azure import AzureStream
-from proxy.providers.base import StreamTranslator
 from proxy.providers.mistral import MistralStream
 from proxy.providers.openai import OpenAIStream
-from proxy.providers.transport import _translate, translate_read
-from proxy.sse import BlockSSEParser, SSEParser
+from tests.providers.reads import as_the_transport_reads, cut_reads, event_by_event
 
 TRICKY_TEXT = ['plain', 'data: [DONE]', '"error"', 'x\n\ny', '"finish_reason":"stop"', '"prompt_tokens"', 'é']
 
@@ -79,42 +76,6 @@ def wire(payloads: list[bytes], r: random.Random) -> bytes:
     return b"".join(b"data: " + p + b"\n\n" for p in payloads)
 
 
-def reads(data: bytes, r: random.Random) -> list[bytes]:
-    """Cut into reads: mostly at event ends (what a server flushing per chunk gives), sometimes anywhere."""
-    if r.random() < 0.5:
-        ends = [i + 2 for i in range(len(data)) if data.startswith(b"\n\n", i)]
-        cuts = sorted(r.sample(ends, r.randint(0, len(ends))))
-    else:
-        cuts = sorted(r.sample(range(1, len(data)), min(len(data) - 1, r.randint(0, 6))))
-    edges = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
-
-
-def result(st: StreamTranslator, out: bytes, err: Exception | None) -> tuple[Any, ...]:
-    u = st.usage
-    error = (type(err).__name__, str(err), getattr(err, "status", None)) if err else None
-    return (out, error, (u.prompt_tokens, u.completion_tokens) if u else None, st.finish_reason, st.model)
-
-
-def parsed_event_by_event(st: StreamTranslator, data: bytes) -> tuple[Any, ...]:
-    parser = SSEParser()
-    out, err = _translate(parser.feed(data) + parser.close(), st)
-    return result(st, out, err)
-
-
-def as_the_transport_reads(st: StreamTranslator, pieces: list[bytes]) -> tuple[Any, ...]:
-    parser, out, err = BlockSSEParser(), b"", None
-    for piece in pieces:
-        block, err = translate_read(piece, parser, st)
-        out += block
-        if err is not None:
-            break
-    else:
-        block, err = _translate(parser.close(), st)
-        out += block
-    return result(st, out, err)
-
-
 @pytest.mark.parametrize("cls", [OpenAIStream, AzureStream, MistralStream])
 def test_forwarding_reads_changes_nothing(cls: type[OpenAIStream]) -> None:
     r = random.Random(7)
@@ -122,7 +83,7 @@ def test_forwarding_reads_changes_nothing(cls: type[OpenAIStream]) -> None:
     for _ in range(1500):
         body = {"stream": True, "stream_options": {"include_usage": True}} if r.random() < 0.5 else {}
         data = wire(stream_events(r), r)
-        pieces = reads(data, r)
+        pieces = cut_reads(data, b"\n\n", r)
         fast = cls(body, "asked")
         original = fast.forward
         calls = []
@@ -133,7 +94,7 @@ def test_forwarding_reads_changes_nothing(cls: type[OpenAIStream]) -> None:
             return got
 
         fast.forward = spy  # type: ignore[method-assign]
-        assert as_the_transport_reads(fast, pieces) == parsed_event_by_event(cls(body, "asked"), data)
+        assert as_the_transport_reads(fast, pieces) == event_by_event(cls(body, "asked"), data)
         forwarded += sum(calls)
     assert forwarded > 2000  # the fast path was really taken, not just the fallback
 

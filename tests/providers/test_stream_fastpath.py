@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from typing import Any
@@ -21,9 +20,9 @@ from proxy.providers.anthropic.stream import AnthropicStream
 from proxy.providers.base import StreamTranslator
 from proxy.providers.gemini.stream import GeminiStream
 from proxy.providers.shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
-from proxy.providers.transport import _translate
 from proxy.sse import BlockSSEParser, SSEParser
 from tests.providers.goldens import FIXTURES
+from tests.providers.reads import as_the_transport_reads, cut_reads, event_by_event
 
 # texts that need JSON escaping, non-ASCII, look like the surrounding JSON, or are empty
 TEXTS = ["", "a", " lorem", 'say "hi"', "back\\slash", "new\nline", "tab\t", "\x00\x01\x1f", "é", "日本語", "😀",
@@ -199,7 +198,7 @@ def drive(st: StreamTranslator, events: list[tuple[str | None, bytes]], fast: bo
     out: list[bytes] = []
     error = None
     try:
-        block, err = _translate(events, st)
+        block, err = st.feed_all(events)
         out += sse.payloads([block])
         if err is not None:
             raise err
@@ -305,53 +304,19 @@ def wire(events: list[tuple[str | None, bytes]], eol: bytes) -> bytes:
     return b"".join((b"event: " + e.encode() + eol if e else b"") + b"data: " + d + eol + eol for e, d in events)
 
 
-def cut(data: bytes, sep: bytes, r: random.Random) -> list[bytes]:
-    """Reads as a server flushing per event (or several) gives them, now and then cut anywhere."""
-    if len(data) < 2:
-        return [data] if data else []
-    if r.random() < 0.7:
-        ends = [i + len(sep) for i in range(len(data)) if data.startswith(sep, i)]
-        edges = sorted(r.sample(ends, r.randint(0, min(len(ends), 6))))
-    else:
-        edges = sorted(r.sample(range(1, len(data)), min(len(data) - 1, r.randint(0, 6))))
-    edges = [0, *edges, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(edges) if b > a]
-
-
-def outcome(st: StreamTranslator, out: bytes, err: Exception | None) -> tuple[Any, ...]:
-    u = st.usage
-    error = (type(err).__name__, str(err)) if err else None
-    return out, error, (u.prompt_tokens, u.completion_tokens) if u else None, st.finish_reason, st.model
-
-
 @pytest.mark.parametrize(("cls", "make", "eol"), [(AnthropicStream, anthropic_events, b"\n"),
                                                   (GeminiStream, gemini_events, b"\r\n"),
                                                   (GeminiStream, gemini_events, b"\n")],
                          ids=["anthropic", "gemini-crlf", "gemini-lf"])
 def test_whole_reads_give_what_event_by_event_gives(cls: type[StreamTranslator], make: Any, eol: bytes) -> None:
-    from proxy.providers.transport import translate_read
-
     r = random.Random(5)
     runs = 0
     for _ in range(700):
         body = {"stream_options": {"include_usage": True}} if r.random() < 0.5 else {}
         data = wire(make(r), eol)
-        ref = cls(body, "asked")
-        ref.created = 1700000000  # type: ignore[attr-defined]
-        parser = SSEParser()
-        expected = outcome(ref, *_translate(parser.feed(data) + parser.close(), ref))
-        st = cls(body, "asked")
-        st.created = 1700000000  # type: ignore[attr-defined]
-        got, err, block = b"", None, BlockSSEParser()
-        for piece in cut(data, eol * 2, r):
-            part, err = translate_read(piece, block, st)
-            got += part
-            if err is not None:
-                break
-        else:
-            part, err = _translate(block.close(), st)
-            got += part
-        assert outcome(st, got, err) == expected
+        ref, st = cls(body, "asked"), cls(body, "asked")
+        ref.created = st.created = 1700000000  # type: ignore[attr-defined]
+        assert as_the_transport_reads(st, cut_reads(data, eol * 2, r, 0.7, 6)) == event_by_event(ref, data)
         runs += st._run_framing is not None  # type: ignore[attr-defined]
     assert runs > 150  # text runs were really taken
 
