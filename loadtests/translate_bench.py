@@ -7,9 +7,9 @@
 No network: the upstream bytes are the exact SSE the mock upstream (proxy/mockupstream) writes for the
 request the gateway sends it (the feature benchmark's `translation` section: 50 lorem tokens, the client
 asks without `stream_options`). They are fed through the real `HttpProvider.stream` chunk generator
-(transport.py: SSE parse + translator) with a fake upstream response, and drained the way
-`pipeline._respond_stream` writes a stream (`sse.frame`, chunks of one upstream read joined into one
-write, then `[DONE]`); the socket write is a list append. A stream's cost covers the translator's
+(transport.py: whole reads forwarded or translated, else SSE parse + translator) with a fake upstream
+response, and drained the way `pipeline._respond_stream` writes a stream (`sse.relay`: one write per
+upstream read, then `[DONE]`); the socket write is a list append. A stream's cost covers the translator's
 construction and the chunks; the request body translation (`chat_request`, once a stream) is reported
 apart. Reads: `event` delivers each upstream event in its own read (a slow upstream), `all` the whole
 stream in one read (a fast one, as under load).

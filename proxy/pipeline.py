@@ -132,10 +132,7 @@ class Pipeline:
         headers["x-gateway-cost-usd"] = "0.00000000"
         resp = await sse.open_stream(request, headers)
         ctx.mark_first_token()
-        try:
-            await resp.write(sse.frames(self.cache.replay(ctx, hit)) + sse.DONE)
-        finally:
-            await sse.end_stream(resp)
+        await sse.end_stream(resp, sse.frames(self.cache.replay(ctx, hit)) + sse.DONE, quiet=False)
         return resp
 
     async def _respond_stream(self, ctx: RequestContext, request: web.Request, stream: ChunkStream,
