@@ -74,7 +74,7 @@ class OpenAIStream(StreamTranslator):
 
     def _feed_events(self, events: bytes) -> tuple[bytes, Exception | None]:
         """`feed_all` for `data: <payload>` events known to be one line each, ending in a blank line."""
-        return self.feed_all((None, line[6:]) for line in events[:-2].split(b"\n\n"))
+        return self.feed_all([(None, line[6:]) for line in events[:-2].split(b"\n\n")])
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         if data == b"[DONE]":
