@@ -57,7 +57,7 @@ def main() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     uvloop.install()
     web.run_app(build_app(args.upstream, args.upstream_key), host=args.host, port=args.port,
-                print=None, access_log=None)
+                print=None, access_log=None, backlog=4096)  # as the gateway's
 
 
 if __name__ == "__main__":

@@ -427,6 +427,7 @@ class Bench:
         self.mock: Proc | None = None
         self.mock_url = ""
         self._runs = 0
+        self._sseload: list[str] | None = None
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -517,16 +518,30 @@ class Bench:
                 self.log(f"  {t.name} failed: {err}")
         return ok
 
+    def stream_client(self) -> list[str]:
+        """The compiled stream client (loadtests/sseload.c, built once per run), else streamclient.py."""
+        if self._sseload is None:
+            cc = shutil.which("cc") or shutil.which("gcc")
+            exe = self.workdir / "sseload"
+            built = cc and subprocess.run([cc, "-O2", "-o", str(exe), str(HERE / "sseload.c"), "-lm"],
+                                          capture_output=True).returncode == 0
+            self._sseload = [str(exe)] if built else []
+            if not built:
+                self.log("  no C compiler: the concurrent streams use the asyncio client (it saturates first)")
+        return self._sseload or [PYTHON, str(HERE / "streamclient.py")]
+
     def concurrent_streams(self, t: Target) -> dict[str, Any]:
         a = self.args
         assert self.mock is not None
         self._runs += 1
         self.log(f"  concurrent: {t.name}: {a.streams} streams ({a.stream_tokens} tokens at 10/s), ramp {a.ramp}s,"
                  " 2 rounds")
-        proc = Proc("streamclient", [PYTHON, str(HERE / "streamclient.py"), "--url",
-                                     check_local(t.url + "/v1/chat/completions"), "--key", t.key,
-                                     "--model", MODEL, "--streams", str(a.streams), "--ramp", str(a.ramp),
-                                     "--rounds", "2"],
+        url = urllib.parse.urlsplit(check_local(t.url))
+        client = self.stream_client()
+        target = (["--host", url.hostname or HOST, "--port", str(url.port)] if client[0].endswith("sseload")
+                  else ["--url", t.url + "/v1/chat/completions"])
+        proc = Proc("streamclient", [*client, *target, "--key", t.key, "--model", MODEL,
+                                     "--streams", str(a.streams), "--ramp", str(a.ramp), "--rounds", "2"],
                     self.load_core, self.workdir / f"streamclient-{self._runs}.log")
         before, overflows = Snapshot.take(t.proc, self.mock), listen_overflows()
         with running(proc):
