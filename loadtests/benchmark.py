@@ -320,6 +320,11 @@ def start_gateway(workdir: Path, upstream_url: str, variant: Variant, core: int 
     cfg = deep_merge(base_gateway_config(upstream_url, workdir, variant.name), variant.config)
     cfg_path = workdir / f"gateway-{variant.name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    # migrated first, as a deploy does: a gateway starting on a migrated database never loads Alembic
+    migrate = subprocess.run([PYTHON, "-m", "proxy", "migrate", "--config", str(cfg_path)], cwd=ROOT,
+                             capture_output=True, text=True)
+    if migrate.returncode != 0:
+        raise RuntimeError(f"gateway migrate failed: {migrate.stderr.strip()[-500:]}")
     # the per-request JSON log lines go to stdout, i.e. to this log file
     proc = Proc(f"gateway[{variant.name}]", [PYTHON, "-m", "proxy", "serve", "--config", str(cfg_path),
                                              "--host", HOST, "--port", str(port)],

@@ -1,4 +1,4 @@
-"""`gateway` command line: serve, mock-upstream, check-config, hash-key."""
+"""`gateway` command line: serve, migrate, mock-upstream, check-config, hash-key."""
 
 from __future__ import annotations
 
@@ -89,6 +89,33 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the ledger database's migrations and exit: a deploy step before replicas start. `serve` does
+    the same at startup, but on a database already at the newest revision it never loads Alembic."""
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    from .ledger import LedgerStore
+
+    async def migrate() -> bool:
+        store = LedgerStore.from_config(cfg.database)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    try:
+        changed = asyncio.run(migrate())
+    except Exception as err:
+        print(f"migrate failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    print("ledger database migrated to the newest revision" if changed
+          else "ledger database already at the newest revision")
+    return 0
+
+
 def cmd_hash_key(args: argparse.Namespace) -> int:
     from .auth import sha256_hex
 
@@ -106,6 +133,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, to run several processes")
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
     s.set_defaults(func=cmd_serve)
+    mg = sub.add_parser("migrate", help="apply the ledger database's migrations and exit")
+    mg.add_argument("--config", default="gateway.yaml", help="path to gateway.yaml (default ./gateway.yaml)")
+    mg.set_defaults(func=cmd_migrate)
     mu = sub.add_parser("mock-upstream", help="run the standalone mock upstream")
     mu.add_argument("--host", default="127.0.0.1")
     mu.add_argument("--port", type=int, default=9000)

@@ -165,6 +165,16 @@ async def test_stream_idle_timeout_ends_stream(gw, mock_upstream, http) -> None:
     assert b'"upstream_timeout"' in raw and not raw.endswith(b"[DONE]\n\n")
 
 
+async def test_stream_longer_than_idle_timeout_with_steady_chunks_completes(gw, mock_upstream, http) -> None:  # type: ignore[no-untyped-def]
+    # chunks every 0.1 s for ~1.2 s: the idle timer (0.5 s) re-arms after each quiet-enough period
+    mock_upstream.configure(tokens_per_s=10, reply="lorem", reply_tokens=12)
+    body = {"model": "up", "messages": MSG, "stream": True}
+    async with http.post(gw.base_url + "/chat/completions", json=body, headers=auth()) as r:
+        raw = await asyncio.wait_for(r.read(), 5)
+    assert raw.endswith(b"data: [DONE]\n\n") and b"upstream_timeout" not in raw
+    assert raw.count(b"data: {") >= 12
+
+
 async def test_client_disconnect_cancels_upstream(gw, mock_upstream, http) -> None:  # type: ignore[no-untyped-def]
     mock_upstream.configure(tokens_per_s=5, reply="lorem", reply_tokens=50)
     body = {"model": "up", "messages": MSG, "stream": True}

@@ -16,6 +16,8 @@ if TYPE_CHECKING:  # alembic costs ~12 MiB of RSS: it is imported only when migr
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# the newest revision in migrations/versions (a test checks it against Alembic's own head)
+HEAD_REVISION = "0001"
 # pg_advisory_xact_lock key: replicas starting together must not race to create the same tables
 _MIGRATION_LOCK = 0x67772D6C65646772
 
@@ -102,11 +104,27 @@ def _upgrade(connection: sa.Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
 
 
-async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Run migrations inside one transaction. Alembic is synchronous, so it runs through run_sync: the
-    driver I/O still goes through the event loop, only the (brief) script loading is blocking."""
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> bool:
+    """Run migrations inside one transaction; False when the schema was already at HEAD_REVISION.
+
+    That check is one plain query, so a restart on a migrated database never imports Alembic (with Mako
+    and Pygments, ~12 MiB that would stay in the process). Alembic is synchronous, so it runs through
+    run_sync: the driver I/O still goes through the event loop, only the (brief) script loading blocks."""
+    if revision == "head" and await stamped_revision(engine) == HEAD_REVISION:
+        return False
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, revision)
+    return True
+
+
+async def stamped_revision(engine: AsyncEngine) -> str | None:
+    """The revision in `alembic_version`, without Alembic; None on a database never migrated."""
+    async with engine.connect() as conn:
+        try:
+            rows = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).all()
+        except sa.exc.DBAPIError:  # no such table yet
+            return None
+    return rows[0][0] if len(rows) == 1 else None
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

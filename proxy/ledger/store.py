@@ -113,10 +113,10 @@ class LedgerStore(KeysMixin):
             raise
         self._engine = engine
 
-    async def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision; a no-op when it is already there."""
+    async def migrate(self) -> bool:
+        """Bring the schema to the newest Alembic revision; a no-op (False) when it is already there."""
         await self.connect()
-        await db.upgrade(self.engine)
+        return await db.upgrade(self.engine)
 
     async def revision(self) -> str | None:
         return await db.current_revision(self.engine)

@@ -15,8 +15,9 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from proxy.cli import main
 from proxy.config import DatabaseConfig
-from proxy.ledger import LedgerStore
+from proxy.ledger import LedgerStore, db
 from proxy.ledger.db import alembic_config, async_url, head_revision
 from proxy.ledger.schema import metadata
 
@@ -53,6 +54,48 @@ async def test_migrate_is_idempotent(fresh: LedgerStore) -> None:
     assert await fresh.revision() == head_revision()
     async with fresh.engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT count(*) FROM alembic_version"))).scalar_one() == 1
+
+
+def test_head_revision_constant_is_alembics_head() -> None:
+    # a new migration must bump db.HEAD_REVISION, or restarts would skip it
+    assert db.HEAD_REVISION == head_revision()
+
+
+async def test_restart_on_a_migrated_database_does_not_run_alembic(fresh: LedgerStore,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    assert await fresh.migrate() is True  # a new database: Alembic creates the tables
+
+    def no_alembic(*_: Any) -> None:
+        raise AssertionError("Alembic ran on a database already at the newest revision")
+
+    monkeypatch.setattr(db, "_upgrade", no_alembic)
+    assert await fresh.migrate() is False
+    assert await db.stamped_revision(fresh.engine) == head_revision()
+
+
+async def test_an_older_stamp_still_gets_migrated(fresh: LedgerStore) -> None:
+    await fresh.migrate()
+    async with fresh.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+    assert await db.stamped_revision(fresh.engine) is None
+    assert await fresh.migrate() is True
+    assert await _tables(fresh) >= TABLES
+
+
+def test_cli_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "gateway.yaml"
+    cfg.write_text(f"database: {{url: 'sqlite:///{tmp_path}/ledger.db'}}\n")
+    assert main(["migrate", "--config", str(cfg)]) == 0
+    assert "migrated to the newest revision" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "ledger.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (head_revision(),)
+    assert main(["migrate", "--config", str(cfg)]) == 0
+    assert "already at the newest revision" in capsys.readouterr().out
+    cfg.write_text("database: {url: 'postgresql://gw:secret-pw@127.0.0.1:1/x'}\n")  # nothing listens there
+    assert main(["migrate", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "migrate failed" in err and "secret-pw" not in err
+    assert main(["migrate", "--config", str(tmp_path / "missing.yaml")]) == 2
 
 
 async def test_migrations_match_schema_module(fresh: LedgerStore) -> None:
