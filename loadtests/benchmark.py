@@ -6,13 +6,14 @@
 
 Layout on a 2-core machine: the proxies under test (the baseline pass-through and each gateway
 variant) are pinned to core 0 and take the load one at a time; the mock upstream and the load
-generators (wrk, streamclient.py) share core 1. Every target is a ratio to the baseline measured in
+generators (wrk, loadtests/sseload.c) share core 1. Every target is a ratio to the baseline measured in
 the same run, so a noisy machine moves both sides. Sections:
 
   core        wrk, 50 connections, non-stream: req/s, p50/p99, CPU seconds per request, RSS
   latency     wrk, 1 connection: added p50 latency versus going straight to the mock
   streams     wrk, 50 connections, SSE with 20 chunks per stream: CPU per stream
-  concurrent  2,000 concurrent streams (10 tokens at 10 tokens/s): errors, added TTFC p99, RSS
+  concurrent  2,000 concurrent streams (10 tokens at 10 tokens/s): errors, added TTFC p99, RSS; the same
+              at 500 streams (--light-streams), a load the baseline itself carries on this machine
 
 Each section runs in interleaved rounds (baseline, gateway, variants, baseline, ...) and reports the
 best round of each target: other work on a shared machine only ever makes a round worse.
@@ -535,18 +536,18 @@ class Bench:
                 self.log("  no C compiler: the concurrent streams use the asyncio client (it saturates first)")
         return self._sseload or [PYTHON, str(HERE / "streamclient.py")]
 
-    def concurrent_streams(self, t: Target) -> dict[str, Any]:
+    def concurrent_streams(self, t: Target, streams: int) -> dict[str, Any]:
         a = self.args
         assert self.mock is not None
         self._runs += 1
-        self.log(f"  concurrent: {t.name}: {a.streams} streams ({a.stream_tokens} tokens at 10/s), ramp {a.ramp}s,"
+        self.log(f"  concurrent: {t.name}: {streams} streams ({a.stream_tokens} tokens at 10/s), ramp {a.ramp}s,"
                  " 2 rounds")
         url = urllib.parse.urlsplit(check_local(t.url))
         client = self.stream_client()
         target = (["--host", url.hostname or HOST, "--port", str(url.port)] if client[0].endswith("sseload")
                   else ["--url", t.url + "/v1/chat/completions"])
         proc = Proc("streamclient", [*client, *target, "--key", t.key, "--model", MODEL,
-                                     "--streams", str(a.streams), "--ramp", str(a.ramp), "--rounds", "2"],
+                                     "--streams", str(streams), "--ramp", str(a.ramp), "--rounds", "2"],
                     self.load_core, self.workdir / f"streamclient-{self._runs}.log")
         before, overflows = Snapshot.take(t.proc, self.mock), listen_overflows()
         with running(proc):
@@ -554,11 +555,11 @@ class Bench:
         after = Snapshot.take(t.proc, self.mock)
         if rc != 0:
             raise RuntimeError(f"streamclient failed ({rc}):\n{proc.tail()}")
-        out = parse_tagged_json(proc.output(), "STREAMS_JSON")
+        out = parse_tagged_json(proc.output(), "STREAMS_JSON") | {"streams": streams}
         use = usage_between(before, after, self.proxy_core if t.proc else None, self.load_core)
         out |= use | {"listen_overflows": listen_overflows() - overflows}
         if t.proc:
-            out["cpu_per_stream_ms"] = use["proxy_cpu_s"] / (2 * a.streams) * 1000
+            out["cpu_per_stream_ms"] = use["proxy_cpu_s"] / (2 * streams) * 1000
             out["rss_mib"], out["hwm_mib"] = t.proc.memory_mib()
         return out
 
@@ -666,24 +667,30 @@ def evaluate(r: dict[str, Any]) -> list[Check]:
                             + (f" ({gs['errors']} errors)" if gs["errors"] else "") + _noisy(gs, bs),
                             f"<= {limit:.3f} ms (2 ms x baseline/1.1 ms)",
                             gs["cpu_per_req_ms"] <= limit and gs["errors"] / max(1, gs["requests"]) <= MAX_ERROR_RATE))
-    if "concurrent" in g:
-        gc = g["concurrent"]
-        checks.append(Check(f"{r['args']['streams']} concurrent streams: errors", str(gc["errors"]), "0",
-                            gc["errors"] == 0))
-        if "concurrent" in direct and gc["measured"]["ttfc_p99_ms"] is not None:
-            added = gc["measured"]["ttfc_p99_ms"] - direct["concurrent"]["measured"]["ttfc_p99_ms"]
-            checks.append(Check(f"{r['args']['streams']} concurrent streams: added TTFC p99 vs direct",
-                                f"{added:.1f} ms", f"< {TTFC_ADDED_MAX_MS:.0f} ms", added < TTFC_ADDED_MAX_MS))
-            bcon = base.get("concurrent", {}).get("measured", {})
-            if bcon.get("ttfc_p99_ms") is not None:  # context: what the ceiling itself adds under this load
-                b_added = bcon["ttfc_p99_ms"] - direct["concurrent"]["measured"]["ttfc_p99_ms"]
-                checks.append(Check(f"{r['args']['streams']} concurrent streams: baseline's own added TTFC p99",
-                                    f"{b_added:.1f} ms (gateway {added - b_added:+.1f} ms beyond it)",
-                                    "(context)", None, info=True))
-        checks.append(Check(f"{r['args']['streams']} concurrent streams: gateway RSS after the run",
-                            f"{gc['rss_mib']:.1f} MiB (peak {gc['hwm_mib']:.1f})", f"< {RSS_MAX_MIB:.0f} MiB",
-                            gc["rss_mib"] < RSS_MAX_MIB))
+    for key in ("concurrent", "concurrent_light"):
+        if key in g:
+            checks += concurrent_checks(key, g[key], direct.get(key), base.get(key))
     return checks
+
+
+def concurrent_checks(key: str, gc: dict[str, Any], dc: dict[str, Any] | None,
+                      bc: dict[str, Any] | None) -> list[Check]:
+    """The issue's targets at its load ("concurrent"); the same figures as context at the light load."""
+    n, info = gc["streams"], key != "concurrent"
+    label = f"{n} concurrent streams" + (" (lighter load, context)" if info else "")
+    out = [Check(f"{label}: errors", str(gc["errors"]), "0", gc["errors"] == 0, info=info)]
+    d99 = (dc or {}).get("measured", {}).get("ttfc_p99_ms")
+    if d99 is not None and gc["measured"]["ttfc_p99_ms"] is not None:
+        added = gc["measured"]["ttfc_p99_ms"] - d99
+        b99 = (bc or {}).get("measured", {}).get("ttfc_p99_ms")
+        b_added = None if b99 is None else b99 - d99
+        ceiling = "" if b_added is None else f" (baseline adds {b_added:.1f} ms)"
+        out.append(Check(f"{label}: added TTFC p99 vs direct", f"{added:.1f} ms{ceiling}",
+                         f"< {TTFC_ADDED_MAX_MS:.0f} ms", added < TTFC_ADDED_MAX_MS, info=info))
+    out.append(Check(f"{label}: gateway RSS after the run", f"{gc['rss_mib']:.1f} MiB (peak {gc['hwm_mib']:.1f})"
+                     + (f", baseline {bc['rss_mib']:.1f} MiB" if bc and bc.get("rss_mib") else ""),
+                     f"< {RSS_MAX_MIB:.0f} MiB", gc["rss_mib"] < RSS_MAX_MIB, info=info))
+    return out
 
 
 def _f(v: float | None, fmt: str) -> str:
@@ -764,26 +771,29 @@ def report_tables(r: dict[str, Any]) -> list[tuple[str, str]]:
         tables.append(("Streams, 20 chunks each, 50 connections (wrk)", md_table(
             ["target", "streams/s", "p50 ms (whole stream)", "p99 ms", "CPU ms/stream", "RSS MiB", "errors",
              "other load on proxy core (min / max)", "load core busy"], body)))
-    body = []
-    d_ttfc = r.get("direct", {}).get("concurrent", {}).get("measured", {}).get("ttfc_p99_ms")
-    for name, t in rows(r):
-        c = t.get("concurrent")
-        if c:
-            m, cold = c["measured"], c["rounds"][0]
-            added = (None if d_ttfc is None or m["ttfc_p99_ms"] is None or name == "direct to mock"
-                     else m["ttfc_p99_ms"] - d_ttfc)
-            body.append([name, str(c["errors"]), str(m["peak_concurrency"]), _f(m["ttfc_p50_ms"], ".1f"),
-                         _f(m["ttfc_p99_ms"], ".1f"), _f(added, ".1f"), _f(cold["ttfc_p99_ms"], ".1f"),
-                         _f(m["total_p99_ms"], ".0f"), _f(c.get("cpu_per_stream_ms"), ".2f"),
-                         _f(c.get("rss_mib"), ".1f"), _f(c.get("hwm_mib"), ".1f"), _pct(c.get("proxy_core_busy")),
-                         _pct(c.get("load_core_busy")), str(c.get("listen_overflows", "-"))])
-    if body:
-        tables.append((f"{r['args']['streams']} concurrent streams, {r['args'].get('stream_tokens', 10)} tokens at "
-                       "10 tokens/s (asyncio client)",
-                       md_table(["target", "errors", "peak open", "TTFC p50 ms", "TTFC p99 ms", "added TTFC p99 ms",
-                                 "cold-round TTFC p99 ms", "stream p99 ms", "CPU ms/stream", "RSS MiB after",
-                                 "peak RSS MiB", "proxy core busy", "load core busy", "listen overflows"],
-                                body)))
+    for key in ("concurrent", "concurrent_light"):
+        body = []
+        d_ttfc = r.get("direct", {}).get(key, {}).get("measured", {}).get("ttfc_p99_ms")
+        for name, t in rows(r):
+            c = t.get(key)
+            if c:
+                m, cold = c["measured"], c["rounds"][0]
+                added = (None if d_ttfc is None or m["ttfc_p99_ms"] is None or name == "direct to mock"
+                         else m["ttfc_p99_ms"] - d_ttfc)
+                body.append([name, str(c["errors"]), str(m["peak_concurrency"]), _f(m["ttfc_p50_ms"], ".1f"),
+                             _f(m["ttfc_p99_ms"], ".1f"), _f(added, ".1f"), _f(cold["ttfc_p99_ms"], ".1f"),
+                             _f(m["total_p99_ms"], ".0f"), _f(c.get("cpu_per_stream_ms"), ".2f"),
+                             _f(c.get("rss_mib"), ".1f"), _f(c.get("hwm_mib"), ".1f"),
+                             _pct(c.get("proxy_core_busy")), _pct(c.get("load_core_busy")),
+                             str(c.get("listen_overflows", "-"))])
+                client, n = c.get("client", "streamclient.py"), c["streams"]
+        if body:
+            tables.append((f"{n} concurrent streams, {r['args'].get('stream_tokens', 10)} tokens at "
+                           f"10 tokens/s, started over {r['args']['ramp']:g} s ({client})",
+                           md_table(["target", "errors", "peak open", "TTFC p50 ms", "TTFC p99 ms",
+                                     "added TTFC p99 ms", "cold-round TTFC p99 ms", "stream p99 ms",
+                                     "CPU ms/stream", "RSS MiB after", "peak RSS MiB", "proxy core busy",
+                                     "load core busy", "listen overflows"], body)))
     checks = r.get("checks", [])
     if checks:
         tables.append(("Targets (ratios to the baseline measured in the same run)", md_table(
@@ -832,7 +842,9 @@ def render_markdown(r: dict[str, Any]) -> str:
         "Setup: the proxies under test (the bare aiohttp pass-through `loadtests/baseline_passthrough.py` and "
         "each gateway configuration) are pinned to core 0 and take the load one at a time, round-robin; "
         "the mock upstream (`gateway mock-upstream`, 20-token lorem replies) and the load generator (wrk, "
-        "or `loadtests/streamclient.py` for the concurrent streams) share core 1. CPU is the proxy "
+        "or the compiled `loadtests/sseload.c` for the concurrent streams) share core 1. Each gateway "
+        "starts on a ledger database that `gateway migrate` brought to the newest revision, as after a deploy. "
+        "CPU is the proxy "
         "process's utime+stime from /proc divided by the requests served. The gateway runs with key auth, "
         "Prometheus metrics and one JSON log line per request (to a file) unless the row says otherwise. "
         "Targets are ratios to the baseline measured in the same run, because the machine is shared and "
@@ -842,22 +854,7 @@ def render_markdown(r: dict[str, Any]) -> str:
     ]
     for title, table in report_tables(r):
         lines += [f"### {title}", "", table, ""]
-    d = r.get("direct", {}).get("concurrent", {}).get("measured", {})
-    b = r.get("baseline", {}).get("concurrent", {})
-    if d.get("ttfc_p99_ms") is not None and b.get("measured", {}).get("ttfc_p99_ms") is not None:
-        b_added = b["measured"]["ttfc_p99_ms"] - d["ttfc_p99_ms"]
-        if b_added >= TTFC_ADDED_MAX_MS:
-            lines += [f"Note on the concurrent streams: the bare pass-through itself adds {b_added:.0f} ms to the "
-                      f"TTFC p99 (its core {_pct(b.get('proxy_core_busy'))} busy over the run), and even direct to "
-                      f"the mock the TTFC p99 is {d['ttfc_p99_ms']:.0f} ms with the load core "
-                      f"{_pct(r['direct']['concurrent'].get('load_core_busy'))} busy: "
-                      f"{r['args']['streams']} streams of "
-                      f"{r['args'].get('stream_tokens', 10) + 2} events within about a second is more SSE traffic "
-                      "than the Python stream client and mock upstream sharing one core, or one Python proxy, "
-                      "handle on this machine, so the absolute 50 ms target measures saturation here; compare "
-                      "the gateway with the baseline row. The cold round also pays for "
-                      "SYNs dropped by full accept queues (\"listen overflows\": aiohttp's default backlog is "
-                      "128); the measured round reuses keep-alive connections.", ""]
+    lines += concurrent_note(r)
     notes = []
     for v in VARIANTS:
         g = r.get("gateways", {}).get(v.name)
@@ -871,6 +868,32 @@ def render_markdown(r: dict[str, Any]) -> str:
     lines.append(f"Overall: **{'PASS' if ok and all(x is not False for x in ok) else 'FAIL'}** "
                  f"({sum(x is True for x in ok)} pass, {sum(x is False for x in ok)} fail).")
     return "\n".join(lines) + "\n"
+
+
+def concurrent_note(r: dict[str, Any]) -> list[str]:
+    """Why the added TTFC at the issue's load says little when the baseline itself saturates there."""
+    d = r.get("direct", {}).get("concurrent", {}).get("measured", {})
+    b = r.get("baseline", {}).get("concurrent", {})
+    if d.get("ttfc_p99_ms") is None or b.get("measured", {}).get("ttfc_p99_ms") is None:
+        return []
+    b_added = b["measured"]["ttfc_p99_ms"] - d["ttfc_p99_ms"]
+    if b_added < TTFC_ADDED_MAX_MS or not b.get("cpu_per_stream_ms"):
+        return []
+    a = r["args"]
+    events, window = a.get("stream_tokens", 10) + 2, a["ramp"] + a.get("stream_tokens", 10) / 10
+    need = b["streams"] * b["cpu_per_stream_ms"] / 1000
+    light = r.get("gateways", {}).get(VARIANTS[0].name, {}).get("concurrent_light")
+    text = (f"Note on the concurrent streams: at this load the bare pass-through itself adds {b_added:.0f} ms "
+            f"to the TTFC p99. It spends {b['cpu_per_stream_ms']:.2f} ms of CPU on a {events}-event stream, so "
+            f"{b['streams']} streams started within {a['ramp']:g} s ask for {need:.1f} s of one core's time in "
+            f"about {window:.1f} s: its core saturates ({_pct(b.get('proxy_core_busy'))} busy over the whole "
+            "run, ramp-down included) and new streams queue behind the ones already open. Whatever a gateway "
+            "adds on top, the 50 ms target is out of reach for the ceiling itself on this machine, so the "
+            "gateway's figure there measures queueing, not the gateway.")
+    if light:
+        text += (f" The {light['streams']}-stream table is the same test at a load the baseline carries: "
+                 "there the added TTFC measures the gateway.")
+    return [text, ""]
 
 
 def replace_section(doc: str, heading: str, section: str) -> str:
@@ -946,12 +969,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             bench.rounds("streams", ready, 50, args.stream_duration, stream=True)
         if "concurrent" in sections:
             bench.configure_mock({**CONCURRENT_MOCK, "reply_tokens": args.stream_tokens})
-            for t in (direct, baseline, *main_gw):
-                if not t.results.get("error"):
-                    try:
-                        t.results["concurrent"] = bench.concurrent_streams(t)
-                    except RuntimeError as err:
-                        t.results["error"] = f"concurrent: {err}"
+            # the lighter load first: its RSS figure is then its own, not the heavier run's peak
+            for key, streams in (("concurrent_light", args.light_streams), ("concurrent", args.streams)):
+                for t in (direct, baseline, *main_gw) if streams else ():
+                    if not t.results.get("error"):
+                        try:
+                            t.results[key] = bench.concurrent_streams(t, streams)
+                        except RuntimeError as err:
+                            t.results["error"] = f"{key}: {err}"
         if args.profile and main_gw and main_gw[0].proc and not main_gw[0].results.get("error"):
             bench.log("profiling the gateway with py-spy (extra runs, not measured)")
             main_gw[0].results["profile"] = {"nonstream": bench.profile(main_gw[0], stream=False),
@@ -989,6 +1014,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None,
                    help="interleaved rounds per section; each figure is the best round (default 6; quick 2)")
     p.add_argument("--streams", type=int, default=2000, help="concurrent streams in the `concurrent` section")
+    p.add_argument("--light-streams", type=int, default=500,
+                   help="the same again with this many streams, a load the baseline carries (0: skip)")
     p.add_argument("--ramp", type=float, default=1.0, help="seconds over which those streams start")
     p.add_argument("--stream-tokens", type=int, default=10,
                    help="tokens per stream in the `concurrent` section (at 10 a second)")
