@@ -115,6 +115,16 @@ def run_sync(coro: Any) -> None:
     raise RuntimeError("the stream suspended: the benchmark needs a fake upstream that never waits")
 
 
+class NoIdleWatch:
+    """The stream idle timer needs an event loop, which run_sync does without; a read still stores its time."""
+
+    def __init__(self, resp: Any, idle: float) -> None:
+        self.time, self.last = time.monotonic, 0.0
+
+    def stop(self) -> None:
+        pass
+
+
 def make_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
     """One whole stream through `HttpProvider.stream` + the pipeline's write loop, appending what is written."""
     p = provider(path)
@@ -124,6 +134,7 @@ def make_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
         return FakeResponse(reads)
 
     p._send = send  # type: ignore[method-assign]
+    p.idle_watch = NoIdleWatch  # type: ignore[assignment]
     translator = p.translator
 
     class NoRequest:  # the request body translation is timed apart

@@ -6,12 +6,15 @@ No timing is asserted anywhere: performance is measured by `make bench`, never b
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from loadtests import benchmark as bm
+from tests.conftest import IN_CI
 
 
 def test_baseline_passthrough_forwards_json_and_streams(tmp_path: Path) -> None:
@@ -95,20 +98,24 @@ def _load(rps: float, cpu_ms: float | None, p50: float = 1.0) -> dict[str, Any]:
 def _streams(p99: float) -> dict[str, Any]:
     m = {"ok": 10, "errors": 0, "peak_concurrency": 10, "ttfc_p50_ms": p99 / 2, "ttfc_p99_ms": p99,
          "total_p99_ms": 1100.0}
-    return {"rounds": [m, m], "measured": m, "errors": 0, "rss_mib": 60.0, "hwm_mib": 70.0}
+    return {"rounds": [m, m], "measured": m, "errors": 0, "rss_mib": 60.0, "hwm_mib": 70.0, "streams": 10,
+            "cpu_per_stream_ms": 2.0, "client": "sseload"}
 
 
 def test_report_renders_and_evaluates(tmp_path: Path) -> None:
     r: dict[str, Any] = {
         "machine": bm.machine_info(),
         "args": {"quick": True, "duration": 4, "rounds": 2, "latency_duration": 2, "stream_duration": 2,
-                 "streams": 10},
+                 "streams": 10, "ramp": 1.0, "stream_tokens": 10},
         "direct": {"core": _load(8000, None), "latency": _load(2000, None, 0.4),
-                   "streams": _load(2000, None), "concurrent": _streams(20.0)},
+                   "streams": _load(2000, None), "concurrent": _streams(20.0),
+                   "concurrent_light": _streams(5.0)},
         "baseline": {"core": _load(5000, 0.2), "latency": _load(1500, 0.3, 0.6),
-                     "streams": _load(1000, 1.0), "concurrent": _streams(25.0)},
+                     "streams": _load(1000, 1.0), "concurrent": _streams(25.0),
+                     "concurrent_light": _streams(6.0)},
         "gateways": {"gateway": {"core": _load(3500, 0.3), "latency": _load(1200, 0.4, 0.8),
-                                 "streams": _load(800, 1.5), "concurrent": _streams(40.0)},
+                                 "streams": _load(800, 1.5), "concurrent": _streams(40.0),
+                                 "concurrent_light": _streams(9.0)},
                      "metrics-off": {"error": "gateway[metrics-off] exited with 1:\nboom"}},
     }
     checks = bm.evaluate(r)
@@ -121,3 +128,50 @@ def test_report_renders_and_evaluates(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "## Other\n\nkept" in text and "## Gateway core" in text and "PASS" in text
     assert "error: gateway[metrics-off] exited with 1:" in text
+    assert "### 10 concurrent streams, 10 tokens at 10 tokens/s, started over 1 s (sseload)" in text
+    assert "(lighter load, context)" in text and "Note on the concurrent streams" not in text
+    # a saturated baseline: the report says why the added TTFC at that load measures queueing
+    r["baseline"]["concurrent"]["measured"] = {**r["baseline"]["concurrent"]["measured"], "ttfc_p99_ms": 400.0}
+    bm.write_docs(r, doc)
+    text = doc.read_text()
+    assert "Note on the concurrent streams: at this load the bare pass-through itself adds 380 ms" in text
+    assert "10 streams started within 1 s ask for 0.0 s of one core's time in about 2.0 s" in text
+
+
+def test_sseload_counts_streams_chunks_and_errors(tmp_path: Path) -> None:
+    """The compiled stream client of the concurrent-streams benchmark counts what a stream really did."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        if IN_CI:
+            pytest.fail("no C compiler: loadtests/sseload.c cannot be built")
+        pytest.skip("no C compiler to build loadtests/sseload.c")
+    exe = tmp_path / "sseload"
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(bm.HERE / "sseload.c"), "-lm"], check=True)
+    mock, mock_url = bm.start_mock(tmp_path, core=None)
+    port = mock_url.rsplit(":", 1)[1]
+
+    def run(key: str = bm.UPSTREAM_KEY) -> dict[str, Any]:
+        out = subprocess.run([str(exe), "--port", port, "--key", key, "--model", "bench", "--streams", "5",
+                              "--ramp", "0.05", "--rounds", "2", "--timeout", "10"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        return bm.parse_tagged_json(out, "STREAMS_JSON")
+
+    try:
+        bm.configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 4, "tokens_per_s": 0.0})
+        status, _, body = bm.http("POST", mock_url + "/v1/chat/completions", bm.chat_body(stream=True),
+                                  {"Authorization": f"Bearer {bm.UPSTREAM_KEY}"})
+        assert status == 200 and body.endswith(b"data: [DONE]\n\n")
+        events = body.count(b"data:")
+        r = run()
+        assert r["errors"] == 0 and [x["ok"] for x in r["rounds"]] == [5, 5]
+        assert r["measured"]["chunks"] == 5 * events and r["measured"]["peak_concurrency"] >= 1
+        assert 0 < r["measured"]["ttfc_p50_ms"] <= r["measured"]["ttfc_max_ms"]
+        stats = json.loads(bm.http("GET", mock_url + "/_mock/stats")[2])
+        assert stats["calls"]["/v1/chat/completions"] == 1 + 10
+        bad = run(key="sk-wrong")  # 401 from the mock: an error, not a stream
+        assert bad["errors"] == 10 and bad["measured"]["error_kinds"] == {"http_error": 5}
+        bm.configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 8, "cut_after": 2})
+        cut = run()  # streams that stop before `data: [DONE]`
+        assert cut["errors"] == 10 and cut["measured"]["ok"] == 0
+    finally:
+        mock.stop()

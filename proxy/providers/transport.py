@@ -34,8 +34,44 @@ def stream_cut(message: str) -> UpstreamError:
                          code="upstream_stream_error")
 
 
+class IdleWatch:
+    """A stream's idle timeout (longest wait between two reads), as one timer per idle period.
+
+    aiohttp's `sock_read` timer does the same by cancelling and re-creating a timer on every read, which
+    measured ~12k instructions a streamed event. Here a read only stores the time (`last`); the timer, when
+    it fires, either finds a read within the period and re-arms for the rest of it, or ends the stream:
+    the body's reader gets the TimeoutError and the connection, its body unfinished, is not reused.
+    `sock_read` (set per request) still bounds the wait for the response headers."""
+
+    __slots__ = ("_idle", "_loop", "_resp", "_timer", "last", "time")
+
+    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
+        self._resp, self._idle = resp, idle
+        self._loop = asyncio.get_running_loop()
+        self.time = self._loop.time
+        self.last = self.time()
+        if resp.connection is not None:
+            resp.connection.protocol.read_timeout = None  # type: ignore[union-attr]
+        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.last + idle, self._check)
+
+    def _check(self) -> None:
+        due = self.last + self._idle
+        if self.time() < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        self._timer = None
+        self._resp.content.set_exception(TimeoutError("no stream data within the idle timeout"))
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class HttpProvider(Provider):
     """Any HTTP upstream: the translator says what to send and how to read the answer."""
+
+    idle_watch = IdleWatch  # translate_bench, which runs streams without an event loop, swaps it
 
     def __init__(self, name: str, cfg: ProviderConfig, translator: Translator) -> None:
         super().__init__(name, cfg)
@@ -113,7 +149,7 @@ class HttpProvider(Provider):
         req = self.translator.chat_request(body, model, stream=True)
         resp = await self._send(req, opts)
         translator = self.translator.stream_translator(body, model)
-        idle = IdleWatch(resp, opts.idle_timeout)
+        idle = self.idle_watch(resp, opts.idle_timeout)
         raw = resp.content.iter_any()
         if self.translator.stream_framing == "eventstream":
             from .eventstream import iter_eventstream  # optional extra [bedrock]
@@ -168,40 +204,6 @@ class HttpProvider(Provider):
         opts = CallOptions(connect_timeout=3, first_token_timeout=5, idle_timeout=5, total_timeout=5)
         resp = await self._send(req, opts)
         await self._read(resp)
-
-
-class IdleWatch:
-    """A stream's idle timeout (longest wait between two reads), as one timer per idle period.
-
-    aiohttp's `sock_read` timer does the same by cancelling and re-creating a timer on every read, which
-    measured ~12k instructions a streamed event. Here a read only stores the time (`last`); the timer, when
-    it fires, either finds a read within the period and re-arms for the rest of it, or ends the stream:
-    the body's reader gets the TimeoutError and the connection, its body unfinished, is not reused.
-    `sock_read` (set per request) still bounds the wait for the response headers."""
-
-    __slots__ = ("_idle", "_loop", "_resp", "_timer", "last", "time")
-
-    def __init__(self, resp: aiohttp.ClientResponse, idle: float) -> None:
-        self._resp, self._idle = resp, idle
-        self._loop = asyncio.get_running_loop()
-        self.time = self._loop.time
-        self.last = self.time()
-        if resp.connection is not None:
-            resp.connection.protocol.read_timeout = None  # type: ignore[union-attr]
-        self._timer: asyncio.TimerHandle | None = self._loop.call_at(self.last + idle, self._check)
-
-    def _check(self) -> None:
-        due = self.last + self._idle
-        if self.time() < due:
-            self._timer = self._loop.call_at(due, self._check)
-            return
-        self._timer = None
-        self._resp.content.set_exception(TimeoutError("no stream data within the idle timeout"))
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 _TIMEOUTS: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
