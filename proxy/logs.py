@@ -12,6 +12,7 @@ import io
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 import orjson
@@ -25,9 +26,13 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level maps them
 
 
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 class _Stamp:
     """`level` and an ISO-8601 UTC `timestamp` with milliseconds, in one processor (structlog's
-    add_log_level + TimeStamper cost two calls and a strftime per line; strftime here runs once a second)."""
+    add_log_level + TimeStamper cost two calls and a strftime per line; strftime here runs once a second,
+    and the milliseconds' text comes from a table rather than a format spec)."""
 
     __slots__ = ("_prefix", "_sec")
 
@@ -41,7 +46,7 @@ class _Stamp:
         sec = int(now)
         if sec != self._sec:
             self._sec, self._prefix = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        event["timestamp"] = f"{self._prefix}.{int((now - sec) * 1000):03d}Z"
+        event["timestamp"] = self._prefix + _MILLIS[int((now - sec) * 1000)]
         return event
 
 
@@ -62,6 +67,8 @@ class BufferedBytesLogger:
 
 
 _json_logger: BufferedBytesLogger | None = None
+# JSON mode with info enabled: the processors and the logger, for `info_emitter`
+_json_chain: tuple[tuple[Any, ...], BufferedBytesLogger] | None = None
 
 
 def _buffered(stream: Any) -> Any:
@@ -74,20 +81,21 @@ def _buffered(stream: Any) -> Any:
 
 
 def configure(cfg: LoggingConfig, stream: Any = None) -> None:
-    global _json_logger
+    global _json_logger, _json_chain
     stream = stream or sys.stdout
     use_console = cfg.format == "console" or (cfg.format == "auto" and stream.isatty())
     shared: list[Any] = [_Stamp()]
     if use_console:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=stream.isatty())]
         factory: Any = structlog.PrintLoggerFactory(stream)
-        _json_logger = None
+        _json_logger = _json_chain = None
     else:
         processors = [*shared, structlog.processors.format_exc_info,
                       structlog.processors.JSONRenderer(serializer=orjson.dumps, option=orjson.OPT_APPEND_NEWLINE)]
         _json_logger = BufferedBytesLogger(_buffered(getattr(stream, "buffer", stream)))
         logger = _json_logger
         factory = lambda *_: logger  # noqa: E731 - structlog wants a factory callable
+        _json_chain = (tuple(processors), logger) if _LEVELS[cfg.level] <= logging.INFO else None
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
@@ -113,3 +121,23 @@ async def flush_periodically(interval: float = 0.1) -> None:
 
 def get_logger(name: str = "gateway") -> Any:
     return structlog.get_logger(name)
+
+
+def info_emitter(name: str, event: str) -> Callable[[dict[str, Any]], None]:
+    """`emit(fields)` logs `event` at info level as `get_logger(name).info(event, **fields)` does, for a line
+    written on every request. In JSON mode structlog's configured processors run on `fields` itself (which
+    becomes the event dict): the bound logger's `info(**fields)` packs and copies the fields three times
+    on the way, which cost more than rendering the line (~5 of ~9 us). Same bytes out either way."""
+    chain = _json_chain
+    if chain is None:
+        info = structlog.get_logger(name).bind().info  # console mode, or info filtered out (a no-op then)
+        return lambda fields: info(event, **fields)
+    processors, logger = chain
+
+    def emit(fields: dict[str, Any]) -> None:
+        fields["event"] = event
+        for processor in processors:
+            fields = processor(logger, "info", fields)
+        logger.msg(fields)  # the JSON renderer returns bytes: what structlog hands its logger
+
+    return emit

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import metrics as m
 from .context import RequestContext
-from .logs import get_logger
+from .logs import info_emitter
 
 FinishHook = Callable[[RequestContext], Any]
 
@@ -21,22 +21,15 @@ class Meter:
                  price: Callable[[RequestContext], float] | None = None) -> None:
         self.rec = recorder
         self.log_requests = log_requests
-        self.log = get_logger("gateway.request")
-        self._bind_first = True  # structlog's lazy proxy: bind it once, on first use
+        self._emit: Callable[[dict[str, Any]], None] | None = None  # logs.info_emitter, taken on first use
         self.price = price
         self.hooks: list[FinishHook] = []
         self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._child = m.Children()  # the other series it touches
 
-    @property
-    def log(self) -> Any:
-        return self._log_proxy
-
-    @log.setter
-    def log(self, logger: Any) -> None:
-        self._log_proxy = logger
-        self._bind_first = False
-        self._info: Callable[..., Any] | None = None  # its `info`, taken on first use (see _log)
+    def log_to(self, logger: Any) -> None:
+        """Send the request lines to `logger.info("request", **fields)` instead (tests keep them)."""
+        self._emit = lambda fields: logger.info("request", **fields)
 
     def on_finish(self, hook: FinishHook) -> None:
         self.hooks.append(hook)
@@ -129,8 +122,7 @@ class Meter:
             fields["route_rule"] = ctx.route_rule
         if ctx.client_disconnected:
             fields["client_disconnected"] = True
-        info = self._info
-        if info is None:
-            # what cache_logger_on_first_use does inside structlog's lazy proxy, minus its per-call lookups
-            info = self._info = (self._log_proxy.bind() if self._bind_first else self._log_proxy).info
-        info("request", **fields)
+        emit = self._emit
+        if emit is None:  # on first use: logging is configured by then
+            emit = self._emit = info_emitter("gateway.request", "request")
+        emit(fields)

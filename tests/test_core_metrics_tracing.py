@@ -111,3 +111,37 @@ def test_json_logs_are_buffered_even_on_an_unbuffered_stdout(tmp_path) -> None: 
         gc.collect()  # the dropped writer must not have closed the fd it borrowed
         raw.write(b"still open\n")
     assert path.read_bytes().endswith(b"still open\n")
+
+
+def test_request_line_emitter_writes_what_structlog_writes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The per-request line skips structlog's bound logger, not its processors: the same bytes leave as
+    from `get_logger().info(...)`, and a level above info or the console format are still honoured."""
+    import time
+
+    from proxy.logs import get_logger, info_emitter
+
+    monkeypatch.setattr(time, "time", lambda: 1764650000.0071)  # one timestamp for both lines
+    fields = {"request_id": "r1", "key": "dev", "status": 200, "latency_ms": 1.25, "stream": False,
+              "prompt_tokens": 3, "cost_usd": 1e-06}
+    buf = io.BytesIO()
+    configure(LoggingConfig(format="json"), stream=buf)
+    try:
+        get_logger("gateway.request").info("request", **fields)
+        info_emitter("gateway.request", "request")(dict(fields))
+        flush()
+        via_structlog, via_emitter = buf.getvalue().splitlines()
+        assert via_emitter == via_structlog
+        assert orjson.loads(via_emitter)["timestamp"] == "2025-12-02T04:33:20.007Z"
+
+        quiet = io.BytesIO()
+        configure(LoggingConfig(format="json", level="warning"), stream=quiet)
+        info_emitter("gateway.request", "request")(dict(fields))
+        flush()
+        assert quiet.getvalue() == b""
+
+        console = io.StringIO()
+        configure(LoggingConfig(format="console"), stream=console)
+        info_emitter("gateway.request", "request")(dict(fields))
+        assert "request" in console.getvalue() and "latency_ms=1.25" in console.getvalue()
+    finally:
+        configure(LoggingConfig(format="console"))

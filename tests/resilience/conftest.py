@@ -141,5 +141,5 @@ class LogSpy:
 
 def spy_logs(gw: GatewayServer) -> LogSpy:
     spy = LogSpy()
-    gw.gateway.pipeline.meter.log = spy
+    gw.gateway.pipeline.meter.log_to(spy)
     return spy
