@@ -2,7 +2,7 @@
 # Install the system tools the test suite and benchmarks need (idempotent).
 #
 #   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests)
-#   bash scripts/install-system-deps.sh bench    # ... and wrk (load tests)
+#   bash scripts/install-system-deps.sh bench    # ... and wrk, valgrind (load tests, instruction counts)
 #
 # Run by `make test` / `make bench` before anything else. Works on a fresh Debian/Ubuntu image with no
 # apt lists yet. Installs the Debian `prometheus` package only for its binaries: the system service is
@@ -22,6 +22,7 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v amtool >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # amtool checks config/alertmanager.yml
 if [ "$want_bench" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)
+    command -v valgrind >/dev/null 2>&1 || packages+=(valgrind)  # loadtests/instructions.py
 fi
 
 if [ "${#packages[@]}" -eq 0 ]; then

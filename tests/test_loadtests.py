@@ -175,3 +175,19 @@ def test_sseload_counts_streams_chunks_and_errors(tmp_path: Path) -> None:
         assert cut["errors"] == 10 and cut["measured"]["ok"] == 0
     finally:
         mock.stop()
+
+
+def test_instructions_reads_the_newest_callgrind_dump(tmp_path: Path) -> None:
+    from loadtests import instructions
+
+    out = tmp_path / "callgrind.gateway"
+    with pytest.raises(RuntimeError, match="no dump"):
+        instructions.total_instructions(out)
+    (tmp_path / "callgrind.gateway.1").write_text("events: Ir\nsummary: 111\n")
+    (tmp_path / "callgrind.gateway.2").write_text("version: 1\nevents: Ir\nfn=x\n0 5\ntotals: 1234567\n")
+    import os
+
+    os.utime(tmp_path / "callgrind.gateway.1", (1, 1))  # .2 is the newer dump
+    assert instructions.total_instructions(out) == 1234567
+    args = instructions.parse_args(["--stream", "--target", "baseline", "--requests", "50"])
+    assert (args.stream, args.target, args.requests, args.warmup) == (True, "baseline", 50, 300)

@@ -1,0 +1,131 @@
+"""Instructions per request under callgrind: the gateway vs the bare pass-through, a ratio that does not drift.
+
+Wall-clock CPU on a shared VM moves by up to 1.5x between rounds of one run, so hot-path changes are
+A/B-tested by instruction count: the proxy runs under `valgrind --tool=callgrind` (pinned to core 0, the mock
+upstream on core 1); after the warm-up its counters are zeroed, the measured requests are sent (a few at a
+time, from an aiohttp client), and the counters dumped. Instructions count the proxy's own work, threads
+included (the SQLite ledger writer), not the kernel's.
+
+    python loadtests/instructions.py                 # non-stream, gateway and baseline
+    python loadtests/instructions.py --stream        # 20-chunk streams
+    python loadtests/instructions.py --target gateway --requests 2000
+
+Needs valgrind (Debian's `valgrind`; `scripts/install-system-deps.sh bench` installs it). Prints a JSON
+line per target and the ratio; run it alone on the machine, as each target takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark as bench  # sibling script, not a package
+
+
+def callgrind_argv(out: Path) -> list[str]:
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--compress-strings=no"]
+
+
+def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[bench.Proc, str]:
+    port = bench.free_port()
+    if target == "gateway":
+        cfg_path = workdir / "gateway.yaml"
+        cfg_path.write_text(yaml.safe_dump(bench.base_gateway_config(upstream, workdir), sort_keys=False))
+        subprocess.run([bench.PYTHON, "-m", "proxy", "migrate", "--config", str(cfg_path)], cwd=bench.ROOT,
+                       check=True, capture_output=True)
+        argv = [bench.PYTHON, "-m", "proxy", "serve", "--config", str(cfg_path), "--host", bench.HOST,
+                "--port", str(port)]
+    else:
+        argv = [bench.PYTHON, str(bench.HERE / "baseline_passthrough.py"), "--host", bench.HOST, "--port",
+                str(port), "--upstream", upstream + "/v1", "--upstream-key", bench.UPSTREAM_KEY]
+    proc = bench.Proc(target, callgrind_argv(out) + argv, 0, workdir / f"{target}.log")
+    url = f"http://{bench.HOST}:{port}"
+    bench.wait_ready(proc, url + ("/healthz" if target == "gateway" else "/"), timeout=120)
+    return proc, url
+
+
+async def send(url: str, n: int, concurrency: int, stream: bool) -> None:
+    body, headers = bench.chat_body(stream), {"Authorization": f"Bearer {bench.GATEWAY_KEY}"}
+    left = n
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+                data = await r.read()
+                if r.status != 200 or (stream and b"[DONE]" not in data):
+                    raise RuntimeError(f"{url} answered {r.status}: {data[:200]!r}")
+
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+
+
+def total_instructions(out: Path) -> int:
+    """The `summary:` of the dump `callgrind_control -d` wrote (out.1, out.2...: the newest)."""
+    dumps = sorted(out.parent.glob(out.name + ".*"), key=lambda p: p.stat().st_mtime)
+    if not dumps:
+        raise RuntimeError(f"callgrind wrote no dump next to {out}")
+    for line in dumps[-1].read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {dumps[-1]}")
+
+
+def measure(target: str, args: argparse.Namespace, workdir: Path, upstream: str) -> dict[str, Any]:
+    out = workdir / f"callgrind.{target}"
+    proc, url = start_proxy(target, workdir, upstream, out)
+    with bench.running(proc):
+        asyncio.run(send(url, args.warmup, args.concurrency, args.stream))
+        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+        asyncio.run(send(url, args.requests, args.concurrency, args.stream))
+        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    total = total_instructions(out)
+    return {"target": target, "stream": args.stream, "requests": args.requests,
+            "instructions": total, "per_request": round(total / args.requests)}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", choices=("both", "gateway", "baseline"), default="both")
+    p.add_argument("--stream", action="store_true", help="20-chunk streams instead of non-stream requests")
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--concurrency", type=int, default=10)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found: install valgrind (scripts/install-system-deps.sh bench)", file=sys.stderr)
+            return 2
+    targets = ["gateway", "baseline"] if args.target == "both" else [args.target]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
+        workdir = Path(tmp)
+        mock, upstream = bench.start_mock(workdir, 1)
+        with bench.running(mock):
+            for target in targets:
+                results[target] = measure(target, args, workdir, upstream)
+                print(json.dumps(results[target]), flush=True)
+    if len(results) == 2:
+        ratio = results["gateway"]["per_request"] / results["baseline"]["per_request"]
+        print(f"gateway / baseline: {ratio:.2f}x instructions per {'stream' if args.stream else 'request'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
