@@ -50,7 +50,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -306,17 +306,21 @@ def configure_mock(mock_url: str, behaviour: dict[str, Any]) -> None:
         raise RuntimeError(f"mock config failed: {status} {data[:200]!r}")
 
 
-def start_baseline(workdir: Path, upstream_url: str, core: int | None, port: int | None = None) -> tuple[Proc, str]:
+def start_baseline(workdir: Path, upstream_url: str, core: int | None, port: int | None = None,
+                   wrap: Sequence[str] = (), ready_timeout: float = 30.0) -> tuple[Proc, str]:
+    """`wrap`: a command the proxy runs under (valgrind for loadtests/instructions.py)."""
     port = port or free_port()
-    proc = Proc("baseline", [PYTHON, str(HERE / "baseline_passthrough.py"), "--host", HOST, "--port", str(port),
+    proc = Proc("baseline", [*wrap, PYTHON, str(HERE / "baseline_passthrough.py"), "--host", HOST, "--port", str(port),
                              "--upstream", upstream_url + "/v1", "--upstream-key", UPSTREAM_KEY],
                 core, workdir / "baseline.log")
     url = f"http://{HOST}:{port}"
-    wait_ready(proc, url + "/")
+    wait_ready(proc, url + "/", ready_timeout)
     return proc, url
 
 
-def start_gateway(workdir: Path, upstream_url: str, variant: Variant, core: int | None) -> tuple[Proc, str]:
+def start_gateway(workdir: Path, upstream_url: str, variant: Variant, core: int | None,
+                  wrap: Sequence[str] = (), ready_timeout: float = 30.0) -> tuple[Proc, str]:
+    """`variant`'s gateway on a migrated ledger; `wrap` as for start_baseline."""
     port = free_port()
     cfg = deep_merge(base_gateway_config(upstream_url, workdir, variant.name), variant.config)
     cfg_path = workdir / f"gateway-{variant.name}.yaml"
@@ -327,11 +331,11 @@ def start_gateway(workdir: Path, upstream_url: str, variant: Variant, core: int 
     if migrate.returncode != 0:
         raise RuntimeError(f"gateway migrate failed: {migrate.stderr.strip()[-500:]}")
     # the per-request JSON log lines go to stdout, i.e. to this log file
-    proc = Proc(f"gateway[{variant.name}]", [PYTHON, "-m", "proxy", "serve", "--config", str(cfg_path),
+    proc = Proc(f"gateway[{variant.name}]", [*wrap, PYTHON, "-m", "proxy", "serve", "--config", str(cfg_path),
                                              "--host", HOST, "--port", str(port)],
                 core, workdir / f"gateway-{variant.name}.log")
     url = f"http://{HOST}:{port}"
-    wait_ready(proc, url + "/healthz")
+    wait_ready(proc, url + "/healthz", ready_timeout)
     return proc, url
 
 

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark as bench  # sibling script, not a package
@@ -38,21 +37,11 @@ def callgrind_argv(out: Path) -> list[str]:
 
 
 def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[bench.Proc, str]:
-    port = bench.free_port()
+    """benchmark.py's gateway (its `gateway` variant) or baseline, under callgrind on core 0."""
+    wrap, slow_start = callgrind_argv(out), 120.0  # importing under valgrind takes tens of seconds
     if target == "gateway":
-        cfg_path = workdir / "gateway.yaml"
-        cfg_path.write_text(yaml.safe_dump(bench.base_gateway_config(upstream, workdir), sort_keys=False))
-        subprocess.run([bench.PYTHON, "-m", "proxy", "migrate", "--config", str(cfg_path)], cwd=bench.ROOT,
-                       check=True, capture_output=True)
-        argv = [bench.PYTHON, "-m", "proxy", "serve", "--config", str(cfg_path), "--host", bench.HOST,
-                "--port", str(port)]
-    else:
-        argv = [bench.PYTHON, str(bench.HERE / "baseline_passthrough.py"), "--host", bench.HOST, "--port",
-                str(port), "--upstream", upstream + "/v1", "--upstream-key", bench.UPSTREAM_KEY]
-    proc = bench.Proc(target, callgrind_argv(out) + argv, 0, workdir / f"{target}.log")
-    url = f"http://{bench.HOST}:{port}"
-    bench.wait_ready(proc, url + ("/healthz" if target == "gateway" else "/"), timeout=120)
-    return proc, url
+        return bench.start_gateway(workdir, upstream, bench.VARIANTS[0], 0, wrap, slow_start)
+    return bench.start_baseline(workdir, upstream, 0, wrap=wrap, ready_timeout=slow_start)
 
 
 async def send(url: str, n: int, concurrency: int, stream: bool) -> None:

@@ -6,6 +6,7 @@ No timing is asserted anywhere: performance is measured by `make bench`, never b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -185,8 +186,6 @@ def test_instructions_reads_the_newest_callgrind_dump(tmp_path: Path) -> None:
         instructions.total_instructions(out)
     (tmp_path / "callgrind.gateway.1").write_text("events: Ir\nsummary: 111\n")
     (tmp_path / "callgrind.gateway.2").write_text("version: 1\nevents: Ir\nfn=x\n0 5\ntotals: 1234567\n")
-    import os
-
     os.utime(tmp_path / "callgrind.gateway.1", (1, 1))  # .2 is the newer dump
     assert instructions.total_instructions(out) == 1234567
     args = instructions.parse_args(["--stream", "--target", "baseline", "--requests", "50"])
