@@ -17,11 +17,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
-	$(VENV)/bin/ruff check proxy tests loadtests
+	$(VENV)/bin/ruff check proxy mockupstream tests loadtests
 	$(PY) -m pytest -q -p no:cacheprovider --cov=proxy --cov-report=term:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check proxy tests loadtests
+	$(VENV)/bin/ruff check proxy mockupstream tests loadtests
 
 bench: $(STAMP)
 	bash scripts/install-system-deps.sh bench

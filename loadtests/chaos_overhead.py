@@ -35,7 +35,7 @@ def serve(config: str, port: int, bare: bool) -> int:
 
     from proxy.app import build_app, build_gateway
     from proxy.config import load_config
-    from proxy.context import Attempt
+    from proxy.core.context import Attempt
     from proxy.resilience import Executor
 
     class BareExecutor(Executor):
@@ -108,11 +108,11 @@ def micro(n: int = 200_000) -> dict[str, float]:
     so the difference is exactly the machinery's CPU per request, free of network and machine noise."""
     sys.path.insert(0, str(ROOT))
     from proxy.config import parse_config
-    from proxy.context import Attempt, RequestContext
+    from proxy.core.context import Attempt, RequestContext
     from proxy.providers.base import Completion, Usage
     from proxy.providers.transport import HttpProvider
     from proxy.resilience import Executor
-    from proxy.routing import Router
+    from proxy.routing.router import Router
 
     answer = Completion(b"{}", Usage(1, 1), "m")
 

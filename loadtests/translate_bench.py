@@ -34,14 +34,14 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy import sse
+from mockupstream import anthropic as mock_anthropic
+from mockupstream import gemini as mock_gemini
+from mockupstream.server import MockState
 from proxy.config import MockBehaviour, ProviderConfig
-from proxy.mockupstream import anthropic as mock_anthropic
-from proxy.mockupstream import gemini as mock_gemini
-from proxy.mockupstream import replies
-from proxy.mockupstream.server import MockState
+from proxy.infra import sse
 from proxy.providers import build_provider
 from proxy.providers.base import CallOptions, ChunkStream
+from proxy.providers.mock import replies
 from proxy.providers.transport import HttpProvider
 
 PATHS = ("openai", "anthropic", "gemini")

@@ -8,21 +8,24 @@ from typing import Any
 
 from aiohttp import web
 
-from . import accounting, batch, handlers, logs
-from . import metrics as m
-from .admin import add_admin_routes
-from .auth import Authenticator
-from .cache import install_cache
-from .config import GatewayConfig
-from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
-from .health import add_health_routes
-from .logs import get_logger
-from .metering import Meter
-from .pipeline import NoAdmission, NoCache, Pipeline
-from .providers import build_provider
-from .resilience import Executor
-from .routing import Router
-from .state import GATEWAY, Gateway
+from proxy.auth.authenticator import Authenticator
+from proxy.cache import install_cache
+from proxy.config import GatewayConfig
+from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
+from proxy.gateway import GATEWAY, Gateway
+from proxy.http import batch
+from proxy.http import openai_api as handlers
+from proxy.http.admin import add_admin_routes
+from proxy.http.health import add_health_routes
+from proxy.metering import accounting
+from proxy.metering.meter import Meter
+from proxy.observability import logs
+from proxy.observability import metrics as m
+from proxy.observability.logs import get_logger
+from proxy.pipeline import NoAdmission, NoCache, Pipeline
+from proxy.providers import build_provider
+from proxy.resilience import Executor
+from proxy.routing.router import Router
 
 log = get_logger("gateway")
 

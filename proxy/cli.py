@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from .config import ConfigError, GatewayConfig, MockBehaviour, load_config
+from proxy.config import ConfigError, GatewayConfig, MockBehaviour, load_config
 
 
 def _use_uvloop() -> None:
@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg.listen.host, cfg.listen.port = host, port
     banner = startup_banner(cfg, host, port)
     if args.workers > 1:
-        from .workers import run_workers
+        from proxy.workers import run_workers
 
         print(banner + f"\nworkers: {args.workers} (SO_REUSEPORT)", flush=True)
         return run_workers(args.workers, lambda: _serve_one(cfg, reuse_port=True))
@@ -57,8 +57,8 @@ def _serve_one(cfg: GatewayConfig, reuse_port: bool) -> None:
     # imported here so `--workers` can set PROMETHEUS_MULTIPROC_DIR before prometheus_client loads
     from aiohttp import web
 
-    from .app import build_app
-    from .logs import configure
+    from proxy.app import build_app
+    from proxy.observability.logs import configure
 
     configure(cfg.logging)
     _use_uvloop()
@@ -68,7 +68,12 @@ def _serve_one(cfg: GatewayConfig, reuse_port: bool) -> None:
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> int:
-    from .mockupstream.server import run_mock_upstream
+    try:  # a development tool: installed from a checkout (`make install`), not shipped in the image
+        from mockupstream.server import run_mock_upstream
+    except ImportError:
+        print("gateway: the mock upstream is a development tool that lives in the source checkout; "
+              "install the gateway from it (`make install` or `pip install -e '.[dev]'`)", file=sys.stderr)
+        return 2
 
     behaviour = MockBehaviour(reply=args.reply, reply_tokens=args.reply_tokens, ttft=args.ttft,
                               tokens_per_s=args.tokens_per_s, latency=args.latency,
@@ -97,7 +102,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
-    from .ledger import LedgerStore
+    from proxy.ledger import LedgerStore
 
     async def migrate() -> bool:
         store = LedgerStore.from_config(cfg.database)
@@ -117,7 +122,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
-    from .auth import sha256_hex
+    from proxy.auth.authenticator import sha256_hex
 
     print(sha256_hex(args.secret))
     return 0

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .envvars import interpolate
-from .units import ByteSize, Duration
+from proxy.infra.envvars import interpolate
+from proxy.infra.units import ByteSize, Duration
 
 PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
 

@@ -14,14 +14,14 @@ from typing import Protocol
 
 from aiohttp import web
 
-from . import sse
-from .auth import Authenticator
-from .context import RequestContext
-from .errors import UpstreamError
-from .metering import Meter
-from .providers.base import ChunkStream, Completion
-from .resilience import Executor
-from .routing import Router
+from proxy.auth.authenticator import Authenticator
+from proxy.core.context import RequestContext
+from proxy.core.errors import UpstreamError
+from proxy.infra import sse
+from proxy.metering.meter import Meter
+from proxy.providers.base import ChunkStream, Completion
+from proxy.resilience import Executor
+from proxy.routing.router import Router
 
 OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]
 Complete = Callable[[], Awaitable[Completion]]

@@ -12,10 +12,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from mockupstream.server import STATE_KEY, MockState, build_mock_app
 from proxy.app import build_app
 from proxy.config import GatewayConfig, MockBehaviour, parse_config
-from proxy.mockupstream.server import STATE_KEY, MockState, build_mock_app
-from proxy.state import GATEWAY, Gateway
+from proxy.gateway import GATEWAY, Gateway
 
 DEV_KEY = "sk-test-dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..config import ConfigError
-from .backend import Backend
-from .memory import MemoryBackend
-from .stage import ResponseCache
+from proxy.cache.backend import Backend
+from proxy.cache.memory import MemoryBackend
+from proxy.cache.stage import ResponseCache
+from proxy.config import ConfigError
 
 if TYPE_CHECKING:
-    from ..state import Gateway
+    from proxy.gateway import Gateway
 
 __all__ = ["Backend", "MemoryBackend", "ResponseCache", "build_backend", "install_cache"]
 
@@ -22,8 +22,8 @@ __all__ = ["Backend", "MemoryBackend", "ResponseCache", "build_backend", "instal
 def build_backend(gw: Gateway) -> Backend:
     cfg = gw.cfg
     if cfg.cache.backend == "redis":
-        from ..redis_client import shared
-        from .redis_backend import RedisBackend
+        from proxy.cache.redis_backend import RedisBackend
+        from proxy.infra.redis_client import shared
 
         rc = shared(gw)
         if rc is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.base import JSON, Completion, Usage
+from proxy.providers.base import JSON, Completion, Usage
 
 CACHEABLE_FINISH = frozenset({"stop", "length", "tool_calls"})
 

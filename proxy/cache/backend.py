@@ -7,7 +7,7 @@ from typing import Protocol
 
 import orjson
 
-from ..providers.base import Completion, Usage
+from proxy.providers.base import Completion, Usage
 
 # Python object overhead per in-process entry (dict slot, Entry, Completion, Usage, key string),
 # counted with the body so the byte bound holds for many small entries too

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from ..config import GatewayConfig
+from proxy.config import GatewayConfig
 
 # fields that do not change what the model answers
 EXCLUDED = frozenset({"model", "user", "stream", "stream_options", "metadata", "store"})

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from .. import metrics as m
-from .backend import Entry
+from proxy.cache.backend import Entry
+from proxy.observability import metrics as m
 
 
 class MemoryBackend:

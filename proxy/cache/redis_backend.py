@@ -16,9 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import metrics as m
-from ..redis_client import REDIS_ERRORS, RedisClient
-from .backend import BackendUnavailable, Entry, decode, encode
+from proxy.cache.backend import BackendUnavailable, Entry, decode, encode
+from proxy.infra.redis_client import REDIS_ERRORS, RedisClient
+from proxy.observability import metrics as m
 
 _DEL_BATCH = 500
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from ..providers.base import JSON
+from proxy.providers.base import JSON
 
 
 def replay_chunks(data: JSON, include_usage: bool) -> list[bytes]:

@@ -17,20 +17,20 @@ from typing import Any
 
 import orjson
 
-from .. import metrics as m
-from .. import sse
-from ..coalesce import Flights, StreamFlight
-from ..config import CachePolicy, GatewayConfig
-from ..context import RequestContext
-from ..logs import get_logger
-from ..metering import Meter
-from ..pipeline import Complete, OpenStream, Pipeline
-from ..providers.base import ChunkStream, Completion, Usage
-from . import controls
-from .accumulate import CACHEABLE_FINISH, Accumulator
-from .backend import Backend, Entry
-from .keys import cache_key, route_fingerprint
-from .replay import replay_chunks
+from proxy.cache import controls
+from proxy.cache.accumulate import CACHEABLE_FINISH, Accumulator
+from proxy.cache.backend import Backend, Entry
+from proxy.cache.coalesce import Flights, StreamFlight
+from proxy.cache.keys import cache_key, route_fingerprint
+from proxy.cache.replay import replay_chunks
+from proxy.config import CachePolicy, GatewayConfig
+from proxy.core.context import RequestContext
+from proxy.infra import sse
+from proxy.metering.meter import Meter
+from proxy.observability import metrics as m
+from proxy.observability.logs import get_logger
+from proxy.pipeline import Complete, OpenStream, Pipeline
+from proxy.providers.base import ChunkStream, Completion, Usage
 
 log = get_logger("gateway.cache")
 NOTE = "cache"

@@ -1,8 +1,8 @@
 """Usage ledger, virtual keys, admin audit log and budget alerts (SQLite or PostgreSQL)."""
 
-from .keys import DuplicateKeyError
-from .rows import UsageRow
-from .store import GROUP_BYS, LedgerStore
-from .writer import LedgerWriter
+from proxy.ledger.keys import DuplicateKeyError
+from proxy.ledger.rows import UsageRow
+from proxy.ledger.store import GROUP_BYS, LedgerStore
+from proxy.ledger.writer import LedgerWriter
 
 __all__ = ["GROUP_BYS", "DuplicateKeyError", "LedgerStore", "LedgerWriter", "UsageRow"]

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .rows import as_utc
-from .schema import audit_log, budget_alerts, virtual_keys
+from proxy.ledger.rows import as_utc
+from proxy.ledger.schema import audit_log, budget_alerts, virtual_keys
 
 _HASHES = frozenset({"key_sha256", "previous_sha256"})
 _PUBLIC = [c for c in virtual_keys.c if c.name not in _HASHES]

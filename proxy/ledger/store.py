@@ -17,11 +17,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..config import DatabaseConfig
-from . import db
-from .keys import KeysMixin
-from .rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
-from .schema import usage
+from proxy.config import DatabaseConfig
+from proxy.ledger import db
+from proxy.ledger.keys import KeysMixin
+from proxy.ledger.rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
+from proxy.ledger.schema import usage
 
 GROUP_BYS = ("day", "key", "provider", "alias", "team", "model")
 FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until"})

@@ -16,11 +16,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from .. import metrics as m
-from ..asyncutil import wait_event
-from ..config import DatabaseConfig
-from ..logs import get_logger
-from .rows import UsageRow
+from proxy.config import DatabaseConfig
+from proxy.infra.asyncutil import wait_event
+from proxy.ledger.rows import UsageRow
+from proxy.observability import metrics as m
+from proxy.observability.logs import get_logger
 
 # the database is unreachable or busy: keep the rows and retry
 _TRANSIENT = (OSError, TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,

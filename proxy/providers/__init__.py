@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 
-from ..config import ProviderConfig
-from .base import Provider, Translator
-from .transport import HttpProvider
+from proxy.config import ProviderConfig
+from proxy.providers.base import Provider, Translator
+from proxy.providers.transport import HttpProvider
 
 # type -> "module:Translator" for HTTP providers (imported lazily: optional extras stay optional)
 TRANSLATORS = {
@@ -20,7 +20,7 @@ TRANSLATORS = {
 }
 # type -> "module:Provider" for providers that do not speak HTTP
 RUNTIMES = {
-    "mock": "mock:MockProvider",
+    "mock": "mock.provider:MockProvider",
     "cli": "cli:CLIProvider",
     "bedrock": "bedrock:BedrockProvider",  # HttpProvider + one Titan call per embeddings input
 }

@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 import orjson
 
-from ..errors import INVALID_REQUEST, NOT_FOUND, UpstreamError, upstream_error_from_status
-from .base import JSON, StreamTranslator, UpstreamRequest, parse_retry_after
-from .openai import OpenAIStream, OpenAITranslator, openai_error
+from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, UpstreamError, upstream_error_from_status
+from proxy.providers.base import JSON, StreamTranslator, UpstreamRequest, parse_retry_after
+from proxy.providers.openai import OpenAIStream, OpenAITranslator, openai_error
 
 STREAM_OPTIONS_SINCE = "2024-09-01"  # first api-version accepting `stream_options` (-preview, then GA 2024-10-21)
 

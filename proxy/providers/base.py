@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..config import ProviderConfig
-from ..errors import UpstreamError, upstream_error_from_status
-from ..sse import frames
+from proxy.config import ProviderConfig
+from proxy.core.errors import UpstreamError, upstream_error_from_status
+from proxy.infra.sse import frames
 
 JSON = dict[str, Any]
 

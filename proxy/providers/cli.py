@@ -29,12 +29,19 @@ from typing import Any
 
 import orjson
 
-from ..config import ProviderConfig
-from ..errors import UNAVAILABLE, UpstreamError
-from ..sse import frame
-from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
-from .shapes import assistant_message, chat_completion, chunk, completion_id, estimate_tokens, usage_chunk
-from .transport import stream_cut, timeout_error
+from proxy.config import ProviderConfig
+from proxy.core.errors import UNAVAILABLE, UpstreamError
+from proxy.infra.sse import frame
+from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
+from proxy.providers.shapes import (
+    assistant_message,
+    chat_completion,
+    chunk,
+    completion_id,
+    estimate_tokens,
+    usage_chunk,
+)
+from proxy.providers.transport import stream_cut, timeout_error
 
 STDERR_TAIL = 400
 READ_SIZE = 65536

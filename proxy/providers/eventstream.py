@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from ..errors import UpstreamError
-from .bedrock.auth import INSTALL_HINT, provider_unavailable
-from .bedrock.errors import aws_error
-from .transport import bad_response, stream_cut
+from proxy.core.errors import UpstreamError
+from proxy.providers.bedrock.auth import INSTALL_HINT, provider_unavailable
+from proxy.providers.bedrock.errors import aws_error
+from proxy.providers.transport import bad_response, stream_cut
 
 
 def _exception(headers: dict[str, object], payload: bytes) -> UpstreamError:

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
-from .base import JSON, StreamTranslator, parse_retry_after
-from .openai import OpenAIStream, OpenAITranslator
+from proxy.core.errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
+from proxy.providers.base import JSON, StreamTranslator, parse_retry_after
+from proxy.providers.openai import OpenAIStream, OpenAITranslator
 
 DROPPED = ("stream_options", "user", "logprobs", "top_logprobs", "logit_bias", "service_tier", "store",
            "metadata", "parallel_tool_calls", "modalities", "audio", "reasoning_effort", "web_search_options",

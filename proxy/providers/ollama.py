@@ -7,8 +7,8 @@ An `api_key`, when set, is still sent as a Bearer token (for Ollama behind an au
 
 from __future__ import annotations
 
-from .base import UpstreamRequest
-from .openai import OpenAITranslator
+from proxy.providers.base import UpstreamRequest
+from proxy.providers.openai import OpenAITranslator
 
 
 class OllamaTranslator(OpenAITranslator):

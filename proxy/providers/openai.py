@@ -11,9 +11,17 @@ from collections.abc import Mapping
 
 import orjson
 
-from ..errors import UpstreamError, upstream_error_from_status
-from ..sse import DONE
-from .base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage, parse_retry_after
+from proxy.core.errors import UpstreamError, upstream_error_from_status
+from proxy.infra.sse import DONE
+from proxy.providers.base import (
+    JSON,
+    Completion,
+    StreamTranslator,
+    Translator,
+    UpstreamRequest,
+    Usage,
+    parse_retry_after,
+)
 
 _FINISH = b'"finish_reason"'
 _NULL_FINISH = (b'"finish_reason":null', b'"finish_reason": null')

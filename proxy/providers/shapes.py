@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from ..sse import BlockSSEParser
-from .base import JSON, Usage
+from proxy.infra.sse import BlockSSEParser
+from proxy.providers.base import JSON, Usage
 
 
 def completion_id() -> str:

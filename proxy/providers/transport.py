@@ -8,10 +8,19 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from ..config import ProviderConfig
-from ..errors import TIMEOUT, UpstreamError
-from ..sse import BlockSSEParser, frames
-from .base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Translator, UpstreamRequest
+from proxy.config import ProviderConfig
+from proxy.core.errors import TIMEOUT, UpstreamError
+from proxy.infra.sse import BlockSSEParser, frames
+from proxy.providers.base import (
+    JSON,
+    CallOptions,
+    ChunkStream,
+    Completion,
+    Provider,
+    StreamTranslator,
+    Translator,
+    UpstreamRequest,
+)
 
 
 def connect_error(err: Exception) -> UpstreamError:
@@ -152,7 +161,7 @@ class HttpProvider(Provider):
         idle = self.idle_watch(resp, opts.idle_timeout)
         raw = resp.content.iter_any()
         if self.translator.stream_framing == "eventstream":
-            from .eventstream import iter_eventstream  # optional extra [bedrock]
+            from proxy.providers.eventstream import iter_eventstream  # optional extra [bedrock]
 
             events = iter_eventstream(raw)
         else:

@@ -8,6 +8,6 @@
     executor.py  the Executor the pipeline calls
 """
 
-from .executor import Executor
+from proxy.resilience.executor import Executor
 
 __all__ = ["Executor"]

@@ -12,13 +12,13 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..providers.base import CallOptions
-from .breakers import Breaker
+from proxy.providers.base import CallOptions
+from proxy.resilience.breakers import Breaker
 
 if TYPE_CHECKING:
-    from ..config import ModelAlias
-    from ..errors import UpstreamError
-    from ..providers.base import Provider
+    from proxy.config import ModelAlias
+    from proxy.core.errors import UpstreamError
+    from proxy.providers.base import Provider
 
 RING = 128  # latency samples kept per deployment (p95 of the recent ones)
 P95_WINDOW = 60.0  # seconds: older samples do not count

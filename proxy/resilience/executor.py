@@ -16,19 +16,19 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .. import metrics as m
-from ..context import Attempt, RequestContext
-from ..errors import NOT_FOUND, GatewayError, UpstreamError
-from ..providers.base import CallOptions, ChunkStream, Completion, Provider
-from ..providers.transport import bad_response, timeout_error
-from ..rules import estimate_prompt_tokens
-from .balancer import AliasPlan, Slot
-from .fallback import GENERIC, REASON_NAMES, AliasFailed, exhausted, next_alias, sanitize
-from .retry import BREAKER_FAILURES, CLIENT, CONTENT, CONTEXT, SKIP, classify, retry_delay
+from proxy.core.context import Attempt, RequestContext
+from proxy.core.errors import NOT_FOUND, GatewayError, UpstreamError
+from proxy.observability import metrics as m
+from proxy.providers.base import CallOptions, ChunkStream, Completion, Provider
+from proxy.providers.transport import bad_response, timeout_error
+from proxy.resilience.balancer import AliasPlan, Slot
+from proxy.resilience.fallback import GENERIC, REASON_NAMES, AliasFailed, exhausted, next_alias, sanitize
+from proxy.resilience.retry import BREAKER_FAILURES, CLIENT, CONTENT, CONTEXT, SKIP, classify, retry_delay
+from proxy.routing.rules import estimate_prompt_tokens
 
 if TYPE_CHECKING:
-    from ..config import GatewayConfig
-    from ..routing import Router
+    from proxy.config import GatewayConfig
+    from proxy.routing.router import Router
 
 T = TypeVar("T")
 COMPLETE, EMBED, STREAM = 0, 1, 2

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UNAVAILABLE, UpstreamError
-from .retry import CONTENT, CONTEXT
+from proxy.core.errors import UNAVAILABLE, UpstreamError
+from proxy.resilience.retry import CONTENT, CONTEXT
 
 if TYPE_CHECKING:
-    from ..context import RequestContext
-    from .balancer import AliasPlan
+    from proxy.core.context import RequestContext
+    from proxy.resilience.balancer import AliasPlan
 
 GENERIC = 0  # reason an alias failed: every deployment failed / was unavailable
 REASON_NAMES = {GENERIC: "error", CONTEXT: "context_window", CONTENT: "content_policy"}

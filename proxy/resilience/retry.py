@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..errors import UpstreamError
+from proxy.core.errors import UpstreamError
 
 # outcome of one failed attempt
 RETRY = 0  # transient: retry (another deployment at once, the same one after a backoff)

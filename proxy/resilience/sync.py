@@ -25,12 +25,12 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from ..asyncutil import wait_event
-from ..logs import get_logger
-from .breakers import CLOSED, OPEN, Breaker
+from proxy.infra.asyncutil import wait_event
+from proxy.observability.logs import get_logger
+from proxy.resilience.breakers import CLOSED, OPEN, Breaker
 
 if TYPE_CHECKING:
-    from ..redis_client import RedisClient
+    from proxy.infra.redis_client import RedisClient
 
 log = get_logger("gateway.breaker")
 

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from proxy.cache.backend import BackendUnavailable
 from proxy.cache.redis_backend import RedisBackend
 from proxy.config import RedisConfig
-from proxy.redis_client import RedisClient
+from proxy.infra.redis_client import RedisClient
 from tests.cache.conftest import admin, cache_config, chat_body, post, with_redis
 from tests.conftest import GatewayFactory, GatewayServer, MockUpstream, free_port
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from proxy.context import RequestContext
-from proxy.errors import RATE_LIMIT, GatewayError
+from proxy.core.context import RequestContext
+from proxy.core.errors import RATE_LIMIT, GatewayError
 from tests.cache.conftest import cache_config, chat_body
 from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, MockUpstream
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from proxy import metrics as m
-from proxy.context import RequestContext
+from proxy.core.context import RequestContext
+from proxy.observability import metrics as m
 from tests.cache.conftest import chat_body, post
 from tests.conftest import DEV_KEY, GatewayServer, MockUpstream
 

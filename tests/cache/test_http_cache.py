@@ -11,8 +11,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy import metrics as m
-from proxy.context import RequestContext
+from proxy.core.context import RequestContext
+from proxy.observability import metrics as m
 from tests.cache.conftest import cache_config, chat_body, post
 from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, MockUpstream, serve
 

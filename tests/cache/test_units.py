@@ -9,12 +9,12 @@ import time
 import orjson
 import pytest
 
-from proxy import metrics as m
 from proxy.cache.accumulate import Accumulator
 from proxy.cache.backend import ENTRY_OVERHEAD, Entry, decode, encode
+from proxy.cache.coalesce import Flights
 from proxy.cache.memory import MemoryBackend
 from proxy.cache.replay import replay_chunks
-from proxy.coalesce import Flights
+from proxy.observability import metrics as m
 from proxy.providers.base import ChunkStream, Completion, StreamTranslator, Usage
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from proxy.config import Budget, CachePolicy, Limits
 from proxy.ledger import DuplicateKeyError, LedgerStore, UsageRow
-
-from .conftest import Clock
+from tests.ledger.conftest import Clock
 
 
 def sha(secret: str) -> str:

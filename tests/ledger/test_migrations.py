@@ -20,8 +20,7 @@ from proxy.config import DatabaseConfig
 from proxy.ledger import LedgerStore, db
 from proxy.ledger.db import alembic_config, async_url, head_revision
 from proxy.ledger.schema import metadata
-
-from .conftest import postgres_url_or_skip
+from tests.ledger.conftest import postgres_url_or_skip
 
 TABLES = {"usage", "virtual_keys", "audit_log", "budget_alerts", "alembic_version"}
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy import metrics as gateway_metrics
+from proxy.observability import metrics as gateway_metrics
 from tests.observability.promtest import (
     DASHBOARD,
     REPO,

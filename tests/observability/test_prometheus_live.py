@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.metrics import MetricWrapperBase
 
-from proxy import metrics as m
+from proxy.observability import metrics as m
 from tests.observability.promtest import (
     ALERTS,
     PromHandle,

@@ -7,9 +7,9 @@ import itertools
 import random
 from typing import Any
 
+from proxy.infra.sse import BlockSSEParser, SSEParser
 from proxy.providers.base import StreamTranslator
 from proxy.providers.transport import translate_read
-from proxy.sse import BlockSSEParser, SSEParser
 
 
 def cut_reads(data: bytes, sep: bytes, r: random.Random, at_ends: float = 0.5,

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from proxy.config import ProviderConfig
-from proxy.errors import UpstreamError
+from proxy.core.errors import UpstreamError
+from proxy.infra.sse import SSEParser
 from proxy.providers.anthropic import AnthropicTranslator
-from proxy.sse import SSEParser
 from tests.providers.goldens import FIXTURES, golden, without
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

@@ -10,9 +10,9 @@ from urllib.parse import urlsplit
 import orjson
 import pytest
 
+from mockupstream.aws import AuthFailure, validate_shape, verify_sigv4
 from proxy.config import ProviderConfig
-from proxy.errors import UpstreamError
-from proxy.mockupstream.aws import AuthFailure, validate_shape, verify_sigv4
+from proxy.core.errors import UpstreamError
 from proxy.providers.bedrock import BedrockTranslator, embedding_inputs
 from proxy.providers.bedrock.convert import to_converse
 from proxy.providers.bedrock.errors import http_error

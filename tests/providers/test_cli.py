@@ -10,9 +10,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proxy import sse
 from proxy.config import ProviderConfig
-from proxy.errors import UpstreamError
+from proxy.core.errors import UpstreamError
+from proxy.infra import sse
 from proxy.providers.base import CallOptions
 from proxy.providers.cli import CLIProvider, OutputText, redact, render_prompt
 from tests.providers.goldens import FIXTURES

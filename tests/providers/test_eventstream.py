@@ -10,8 +10,8 @@ import orjson
 import pytest
 from botocore.eventstream import EventStreamBuffer
 
-from proxy.errors import UpstreamError
-from proxy.mockupstream.aws import encode_frame, event_frame, exception_frame
+from mockupstream.aws import encode_frame, event_frame, exception_frame
+from proxy.core.errors import UpstreamError
 from proxy.providers.bedrock.response import ConverseStream
 from proxy.providers.eventstream import iter_eventstream
 from tests.providers.goldens import golden

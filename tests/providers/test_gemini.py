@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from proxy.config import ProviderConfig
-from proxy.errors import UpstreamError
+from proxy.core.errors import UpstreamError
+from proxy.infra.sse import SSEParser
 from proxy.providers.gemini import GeminiTranslator
 from proxy.providers.gemini.schema import to_gemini_schema
-from proxy.sse import SSEParser
 from tests.providers.goldens import FIXTURES, golden, without
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {

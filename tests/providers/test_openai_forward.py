@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy import sse
-from proxy.errors import UpstreamError
+from proxy.core.errors import UpstreamError
+from proxy.infra import sse
 from proxy.providers.azure import AzureStream
 from proxy.providers.mistral import MistralStream
 from proxy.providers.openai import OpenAIStream

@@ -14,13 +14,13 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy import sse
-from proxy.errors import UpstreamError
+from proxy.core.errors import UpstreamError
+from proxy.infra import sse
+from proxy.infra.sse import BlockSSEParser, SSEParser
 from proxy.providers.anthropic.stream import AnthropicStream
 from proxy.providers.base import StreamTranslator
 from proxy.providers.gemini.stream import GeminiStream
 from proxy.providers.shapes import CONTENT_CHUNK_TAIL, TextSlot, content_chunk_head
-from proxy.sse import BlockSSEParser, SSEParser
 from tests.providers.goldens import FIXTURES
 from tests.providers.reads import as_the_transport_reads, cut_reads, event_by_event
 

@@ -11,8 +11,8 @@ import aiohttp
 import orjson
 import pytest
 
+from mockupstream.server import build_mock_app
 from proxy.config import MockBehaviour
-from proxy.mockupstream.server import build_mock_app
 from tests.conftest import DEV_KEY, GatewayServer, MockUpstream, free_port, serve
 
 MSG = [{"role": "user", "content": "ping pong"}]

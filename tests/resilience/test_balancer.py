@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from proxy.config import parse_config
-from proxy.routing import Router
+from proxy.routing.router import Router
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import chat, config, route
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from proxy.config import BreakerConfig
-from proxy.errors import upstream_error_from_status
+from proxy.core.errors import upstream_error_from_status
 from proxy.resilience.breakers import CLOSED, HALF_OPEN, OPEN, Breaker
 from tests.conftest import GatewayFactory, service_unavailable
 from tests.resilience.conftest import breaker, chat, config, gauge, health, route
@@ -185,7 +185,7 @@ async def test_unreachable_redis_leaves_breakers_local(gateway_factory: GatewayF
 
 def test_provider_breaker_overrides_the_default() -> None:
     from proxy.config import parse_config
-    from proxy.routing import Router
+    from proxy.routing.router import Router
 
     cfg = parse_config({
         "providers": {"strict": {"type": "mock", "breaker": {"failure_threshold": 1, "reset_timeout": "5s"}},

@@ -8,7 +8,7 @@ import asyncio
 import aiohttp
 import pytest
 
-from proxy.errors import GatewayError
+from proxy.core.errors import GatewayError
 from tests.conftest import GatewayFactory, auth
 from tests.resilience.conftest import chat, config, route
 
@@ -70,7 +70,7 @@ async def test_backoff_longer_than_the_deadline_stops_retrying(gateway_factory: 
 
 
 async def test_executor_api(gateway_factory: GatewayFactory, upstreams) -> None:  # type: ignore[no-untyped-def]
-    from proxy.context import RequestContext
+    from proxy.core.context import RequestContext
 
     (up,) = await upstreams(1)
     gw = await gateway_factory(config({"a": up.url}, {"smart": {"route": route("a"),

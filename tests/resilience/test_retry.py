@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from proxy.errors import UpstreamError, upstream_error_from_status
+from proxy.core.errors import UpstreamError, upstream_error_from_status
 from proxy.resilience.retry import CLIENT, CONTENT, CONTEXT, RETRY, SKIP, backoff_delay, classify, retry_delay
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import breaker, chat, config, route

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 
 from proxy.config import parse_config
-from proxy.context import RequestContext
-from proxy.rules import estimate_prompt_tokens
+from proxy.core.context import RequestContext
+from proxy.routing.rules import estimate_prompt_tokens
 from tests.conftest import GatewayFactory, auth
 from tests.resilience.conftest import chat, config, route, spy_logs
 

@@ -4,7 +4,7 @@ for retry, breaker and fallback."""
 from __future__ import annotations
 
 from proxy.config import parse_config
-from proxy.routing import Router, merged_timeouts
+from proxy.routing.router import Router, merged_timeouts
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import breaker, chat, config, route
 

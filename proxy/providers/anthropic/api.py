@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import orjson
 
-from ...errors import UpstreamError
-from ..base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
-from .chat import build_request, convert_response
-from .errors import anthropic_error
-from .stream import AnthropicStream
+from proxy.core.errors import UpstreamError
+from proxy.providers.anthropic.chat import build_request, convert_response
+from proxy.providers.anthropic.errors import anthropic_error
+from proxy.providers.anthropic.stream import AnthropicStream
+from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
 
 
 class AnthropicTranslator(Translator):

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from ...errors import INVALID_REQUEST, UpstreamError
-from ..base import JSON, Completion, Usage
+from proxy.core.errors import INVALID_REQUEST, UpstreamError
+from proxy.providers.base import JSON, Completion, Usage
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 FINISH = {

@@ -17,11 +17,11 @@ from typing import Any
 
 import orjson
 
-from ..base import JSON, StreamTranslator
-from ..shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
-from ..transport import stream_cut
-from .chat import FINISH, tool_call, usage_from
-from .errors import error_from_body
+from proxy.providers.anthropic.chat import FINISH, tool_call, usage_from
+from proxy.providers.anthropic.errors import error_from_body
+from proxy.providers.base import JSON, StreamTranslator
+from proxy.providers.shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
+from proxy.providers.transport import stream_cut
 
 
 class AnthropicStream(TextRuns, StreamTranslator):

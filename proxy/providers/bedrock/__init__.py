@@ -18,15 +18,15 @@ from urllib.parse import quote
 import orjson
 from yarl import URL
 
-from ...config import ProviderConfig
-from ...errors import UpstreamError
-from ..base import JSON, CallOptions, Completion, StreamTranslator, Translator, UpstreamRequest, Usage
-from ..shapes import embeddings_list
-from ..transport import HttpProvider
-from .auth import Signer
-from .convert import bad_request, to_converse
-from .errors import http_error
-from .response import ConverseStream, from_converse, from_titan
+from proxy.config import ProviderConfig
+from proxy.core.errors import UpstreamError
+from proxy.providers.base import JSON, CallOptions, Completion, StreamTranslator, Translator, UpstreamRequest, Usage
+from proxy.providers.bedrock.auth import Signer
+from proxy.providers.bedrock.convert import bad_request, to_converse
+from proxy.providers.bedrock.errors import http_error
+from proxy.providers.bedrock.response import ConverseStream, from_converse, from_titan
+from proxy.providers.shapes import embeddings_list
+from proxy.providers.transport import HttpProvider
 
 MAX_EMBED_INPUTS = 128
 EMBED_CONCURRENCY = 8

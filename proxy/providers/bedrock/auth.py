@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...config import ProviderConfig
-from ...errors import UNAVAILABLE, UpstreamError
+from proxy.config import ProviderConfig
+from proxy.core.errors import UNAVAILABLE, UpstreamError
 
 SERVICE = "bedrock"  # the signing name of bedrock-runtime (botocore service model `signingName`)
 INSTALL_HINT = "install the optional extra: pip install 'llm-gateway[bedrock]'"

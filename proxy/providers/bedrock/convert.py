@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from ...errors import INVALID_REQUEST, UpstreamError
-from ..base import JSON
+from proxy.core.errors import INVALID_REQUEST, UpstreamError
+from proxy.providers.base import JSON
 
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
 _DATA_URL = re.compile(r"data:image/([a-zA-Z0-9.+-]+);base64,(.*)", re.DOTALL)

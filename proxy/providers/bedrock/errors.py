@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import orjson
 
-from ...errors import INVALID_REQUEST, NOT_FOUND, RATE_LIMIT, TIMEOUT, UNAVAILABLE, UPSTREAM, UpstreamError
-from ..base import parse_retry_after
+from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, RATE_LIMIT, TIMEOUT, UNAVAILABLE, UPSTREAM, UpstreamError
+from proxy.providers.base import parse_retry_after
 
 AUTH_ERRORS = {"accessdeniedexception", "unrecognizedclientexception", "invalidsignatureexception",
                "expiredtokenexception", "incompletesignatureexception", "missingauthenticationtokenexception",

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from ..base import JSON, Completion, StreamTranslator, Usage
-from ..shapes import assistant_message, chat_completion, chunk, completion_id, usage_chunk
+from proxy.providers.base import JSON, Completion, StreamTranslator, Usage
+from proxy.providers.shapes import assistant_message, chat_completion, chunk, completion_id, usage_chunk
 
 STOP_REASONS = {
     "end_turn": "stop",

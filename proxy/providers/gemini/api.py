@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import orjson
 
-from ...errors import UpstreamError
-from ..base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
-from . import chat, embeddings
-from .errors import gemini_error
-from .stream import GeminiStream
+from proxy.core.errors import UpstreamError
+from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
+from proxy.providers.gemini import chat, embeddings
+from proxy.providers.gemini.errors import gemini_error
+from proxy.providers.gemini.stream import GeminiStream
 
 
 class GeminiTranslator(Translator):

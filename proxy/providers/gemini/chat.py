@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from ...errors import INVALID_REQUEST, UpstreamError
-from ..base import JSON, Completion, Usage
-from .errors import blocked_prompt
-from .schema import to_gemini_schema
+from proxy.core.errors import INVALID_REQUEST, UpstreamError
+from proxy.providers.base import JSON, Completion, Usage
+from proxy.providers.gemini.errors import blocked_prompt
+from proxy.providers.gemini.schema import to_gemini_schema
 
 FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
                       "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})

@@ -9,8 +9,8 @@ from typing import Any
 
 import orjson
 
-from ..base import JSON, Completion, Usage
-from .chat import invalid
+from proxy.providers.base import JSON, Completion, Usage
+from proxy.providers.gemini.chat import invalid
 
 
 def model_name(model: str) -> str:

@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from ...errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
-from ..base import parse_retry_after
+from proxy.core.errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
+from proxy.providers.base import parse_retry_after
 
 # google.rpc.Code names -> the HTTP status Google maps them to
 STATUS = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..base import JSON
+from proxy.providers.base import JSON
 
 # google.genai.types.Schema fields the Developer API accepts (wire names)
 KEEP = frozenset({

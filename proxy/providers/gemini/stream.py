@@ -17,11 +17,18 @@ import time
 
 import orjson
 
-from ..base import JSON, StreamTranslator, Usage
-from ..shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
-from ..transport import stream_cut
-from .chat import check_blocked, completion_id, finish_reason, read_parts, usage_from, usage_json
-from .errors import error_from_body
+from proxy.providers.base import JSON, StreamTranslator, Usage
+from proxy.providers.gemini.chat import (
+    check_blocked,
+    completion_id,
+    finish_reason,
+    read_parts,
+    usage_from,
+    usage_json,
+)
+from proxy.providers.gemini.errors import error_from_body
+from proxy.providers.shapes import CONTENT_CHUNK_TAIL, TextRuns, TextSlot, content_chunk_head
+from proxy.providers.transport import stream_cut
 
 _PLAIN_EVENT = frozenset({"candidates", "usageMetadata", "modelVersion", "responseId"})
 _PLAIN_CANDIDATE = frozenset({"content", "index"})

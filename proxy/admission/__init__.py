@@ -1,0 +1,1 @@
+"""Stage 2: admission: rate limits, budgets and their counters (in-process or Redis)."""

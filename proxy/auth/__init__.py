@@ -1,0 +1,1 @@
+"""Stage 1: authentication (who is calling) and authorisation (may they use this alias)."""

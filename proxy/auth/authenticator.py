@@ -1,0 +1,112 @@
+"""Stage 1: authentication (who is calling) and authorisation (may they use this alias)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
+
+from aiohttp import web
+
+from proxy.config import Budget, CachePolicy, KeyConfig, Limits
+from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
+
+
+@dataclass(slots=True)
+class KeyInfo:
+    """A caller's key as the pipeline sees it; never holds the secret."""
+
+    id: str
+    name: str
+    models: list[str] = field(default_factory=lambda: ["*"])
+    limits: Limits | None = None
+    budget: Budget | None = None
+    user: str | None = None
+    team: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
+    cache: CachePolicy | None = None
+    disabled: bool = False
+    source: str = "config"  # config | db
+    _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def may_use(self, alias: str) -> bool:
+        ok = self._allowed.get(alias)
+        if ok is None:
+            ok = any(p == "*" or fnmatchcase(alias, p) for p in self.models)
+            self._allowed[alias] = ok
+        return ok
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
+
+
+def sha256_hex(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_expiry(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def key_from_config(k: KeyConfig) -> tuple[str, KeyInfo]:
+    digest = (k.key_sha256 or sha256_hex(k.key or "")).lower()
+    info = KeyInfo(id=f"cfg:{k.name}", name=k.name, models=k.models, limits=k.limits, budget=k.budget,
+                   user=k.user, team=k.team, metadata=k.metadata, expires_at=parse_expiry(k.expires_at),
+                   cache=k.cache)
+    return digest, info
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The secret from `Authorization: Bearer`, `api-key` or `x-api-key` (in that order)."""
+    h = request.headers
+    auth = h.get("Authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return h.get("api-key") or h.get("x-api-key") or None
+
+
+# a lookup of keys stored outside gateway.yaml (the admin API's database); returns None when unknown
+KeyLookup = Callable[[str], Awaitable[KeyInfo | None]]
+
+
+class Authenticator:
+    def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None) -> None:
+        self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
+        self.lookup = lookup
+
+    async def authenticate(self, request: web.Request) -> KeyInfo:
+        secret = presented_key(request)
+        if secret is None:
+            raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                               AUTHENTICATION, code="missing_api_key")
+        digest = sha256_hex(secret)
+        # Keys are indexed by the SHA-256 of the secret, so lookup timing reveals nothing about the
+        # secret itself; the stored digest is still compared in constant time.
+        info = self._by_hash.get(digest)
+        stored = digest if info is not None else ""
+        if info is None and self.lookup is not None:
+            info = await self.lookup(digest)
+            stored = digest if info is not None else ""
+        if info is None or not hmac.compare_digest(stored, digest):
+            raise GatewayError(401, "Incorrect API key provided.", AUTHENTICATION, code="invalid_api_key")
+        if info.disabled:
+            raise GatewayError(401, "This API key has been disabled.", AUTHENTICATION, code="key_disabled")
+        if info.expired():
+            raise GatewayError(401, "This API key has expired.", AUTHENTICATION, code="key_expired")
+        return info
+
+    @staticmethod
+    def authorize(key: KeyInfo, alias: str) -> None:
+        if not key.may_use(alias):
+            raise GatewayError(403, f"This API key may not use model {alias!r}.", PERMISSION,
+                               code="model_not_allowed", param="model")

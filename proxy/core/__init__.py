@@ -1,0 +1,1 @@
+"""Types every stage may read: the request context and OpenAI-format errors."""

@@ -1,0 +1,110 @@
+"""Per-request state carried through the pipeline stages, and the headers it produces."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
+
+from proxy.providers.base import Usage
+
+if TYPE_CHECKING:
+    from proxy.auth.authenticator import KeyInfo
+    from proxy.core.errors import GatewayError
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One upstream try, kept for headers, logs, the ledger and the final error listing."""
+
+    provider: str
+    model: str
+    status: int
+    error: str | None = None  # UpstreamError.kind
+    duration: float = 0.0
+    alias: str = ""
+
+
+@dataclass(init=False)
+class RequestContext:
+    """Built for every request: plain defaults live on the class and `__init__` sets only what differs
+    per request (a generated dataclass `__init__` assigning all ~30 fields cost ~3 us a request here)."""
+
+    kind: str  # "chat" | "embeddings"
+    request_id: str
+    client_ip: str
+    started: float
+    body: dict[str, Any]
+    alias: str = ""  # as the client asked
+    served_alias: str = ""  # after routing rules / fallbacks
+    stream: bool = False
+    key: KeyInfo | None = None
+    traceparent: str | None = None
+    trace_id: str | None = None
+    request_headers: Any = None  # the client's request headers (a Mapping): per-request cache control
+    # filled by routing / resilience / provider
+    provider: str = ""
+    upstream_model: str = ""
+    attempts: list[Attempt]
+    fallback: str | None = None  # "from->to"
+    route_rule: int | None = None
+    # filled by the response
+    status: int = 200
+    error_type: str | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    ttft: float | None = None
+    cost_usd: float = 0.0
+    saved_usd: float = 0.0
+    cache_status: str | None = None  # hit | miss | bypass
+    cache_key: str | None = None
+    estimated_tokens: int = 0
+    client_disconnected: bool = False
+    headers: dict[str, str]  # extra response headers from stages
+    notes: dict[str, Any]  # stage-private data (e.g. quota reservations)
+
+    def __init__(self, kind: str, request_id: str, client_ip: str, body: dict[str, Any] | None = None) -> None:
+        self.kind = kind
+        self.request_id = request_id
+        self.client_ip = client_ip
+        self.started = time.perf_counter()
+        self.body = {} if body is None else body
+        self.attempts = []
+        self.headers = {}
+        self.notes = {}
+
+    @classmethod
+    def new(cls, kind: str, request_id: str | None, client_ip: str) -> RequestContext:
+        # 128 random bits from the seeded PRNG (reseeded in forked workers): an id, not a secret, and no
+        # getrandom() syscall per request
+        rid = request_id if request_id and len(request_id) <= 128 else f"{getrandbits(128):032x}"
+        return cls(kind, rid, client_ip)
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def mark_first_token(self) -> None:
+        if self.ttft is None:
+            self.ttft = self.elapsed
+
+    def fail(self, err: GatewayError) -> None:
+        self.status = err.status
+        self.error_type = getattr(err, "kind", None) or err.code or err.type
+
+    def response_headers(self) -> dict[str, str]:
+        h = {"x-request-id": self.request_id}
+        if self.provider:
+            h["x-gateway-provider"] = self.provider
+            h["x-gateway-upstream-model"] = self.upstream_model
+        if self.attempts:
+            h["x-gateway-attempts"] = str(len(self.attempts))
+        if self.fallback:
+            h["x-gateway-fallback"] = self.fallback
+        if self.route_rule is not None:
+            h["x-gateway-route-rule"] = str(self.route_rule)
+        h["x-gateway-latency-ms"] = f"{self.elapsed * 1000:.2f}"
+        if self.headers:
+            h.update(self.headers)
+        return h

@@ -1,0 +1,1 @@
+"""The HTTP surface: the OpenAI API, batch, health and the admin API."""

@@ -1,0 +1,99 @@
+"""Admin: response-cache invalidation.
+
+  DELETE /admin/cache                   everything
+  DELETE /admin/cache?alias=NAME        every entry asked as or served by alias NAME
+  DELETE /admin/cache/{key_hash}        one entry (the hash comes back as x-gateway-cache-key)
+  POST   /admin/cache/invalidate        the entry for this chat completion (or embeddings) request body
+
+The body form computes the key as a request without routing rules would: asked and served alias equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.cache.backend import BackendUnavailable
+from proxy.cache.keys import is_key
+from proxy.cache.stage import ResponseCache
+from proxy.core.errors import NOT_FOUND, UNAVAILABLE, GatewayError, bad_request
+from proxy.gateway import GATEWAY
+from proxy.http.admin import require_admin
+from proxy.http.openai_api import read_json, validate_chat, validate_embeddings
+from proxy.observability.logs import get_logger
+
+log = get_logger("gateway.admin")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _stage(request: web.Request) -> ResponseCache | None:
+    return request.app[GATEWAY].extras.get("cache")  # type: ignore[no-any-return]
+
+
+def _unavailable(err: BackendUnavailable) -> GatewayError:
+    return GatewayError(503, f"The cache backend is unavailable ({err}); try again shortly.", UNAVAILABLE,
+                        code="cache_backend_unavailable", headers={"Retry-After": "1"})
+
+
+async def clear(request: web.Request) -> web.Response:
+    actor = require_admin(request)
+    alias = request.query.get("alias")
+    stage = _stage(request)
+    if stage is None:
+        return _json({"deleted": 0, "enabled": False})
+    try:
+        deleted = await (stage.clear_alias(alias) if alias else stage.clear())
+    except BackendUnavailable as err:
+        raise _unavailable(err) from None
+    log.info("cache_cleared", actor=actor, alias=alias, deleted=deleted)
+    return _json({"deleted": deleted, **({"alias": alias} if alias else {})})
+
+
+async def delete_entry(request: web.Request) -> web.Response:
+    actor = require_admin(request)
+    key = request.match_info["key_hash"].lower()
+    if not is_key(key):
+        raise bad_request("A cache key is 32 hex characters, as sent in x-gateway-cache-key.", param="key_hash")
+    return await _delete(request, key, actor, missing=404)
+
+
+async def invalidate(request: web.Request) -> web.Response:
+    actor = require_admin(request)
+    gw = request.app[GATEWAY]
+    body = await read_json(request, gw.cfg.listen.max_body_bytes)
+    kind = "embeddings" if "input" in body and "messages" not in body else "chat"
+    (validate_embeddings if kind == "embeddings" else validate_chat)(body)
+    alias = body["model"]
+    if alias not in gw.cfg.models:
+        raise GatewayError(404, f"The model {alias!r} does not exist.", NOT_FOUND, code="model_not_found",
+                           param="model")
+    stage = _stage(request)
+    if stage is None:
+        return _json({"deleted": False, "enabled": False})
+    key = stage.key_for(kind, alias, alias, body)
+    if key is None:
+        raise bad_request("This request cannot be cached, so it has no entry.")
+    return await _delete(request, key, actor, missing=200)  # idempotent: "make sure it is gone"
+
+
+async def _delete(request: web.Request, key: str, actor: str, missing: int) -> web.Response:
+    stage = _stage(request)
+    if stage is None:
+        return _json({"key": key, "deleted": False, "enabled": False})
+    try:
+        deleted = await stage.invalidate(key)
+    except BackendUnavailable as err:
+        raise _unavailable(err) from None
+    log.info("cache_invalidated", actor=actor, key=key, deleted=deleted)
+    return _json({"key": key, "deleted": deleted}, 200 if deleted else missing)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_delete("/admin/cache", clear)
+    app.router.add_post("/admin/cache/invalidate", invalidate)
+    app.router.add_delete("/admin/cache/{key_hash}", delete_entry)

@@ -1,0 +1,243 @@
+"""Virtual keys at runtime: POST/GET /admin/keys, GET/PATCH/DELETE /admin/keys/{id}, POST .../rotate.
+
+A new secret is returned exactly once (`key` in the create/rotate answer); only its SHA-256 is stored and
+no endpoint returns either again. Keys from gateway.yaml are listed too (`source: config`, read-only).
+Every change is audited, and reaches every replica's key cache at once (KeyStore.changed).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from aiohttp import web
+from pydantic import Field, StringConstraints, field_validator
+
+from proxy.auth.authenticator import sha256_hex
+from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
+from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.gateway import GATEWAY
+from proxy.http.admin.audit import actor, body_as, extra, json_response, record, unprocessable
+from proxy.ledger import DuplicateKeyError
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+MAX_METADATA_BYTES = 16 * 1024
+MAX_GRACE_SECONDS = 30 * 86400
+
+
+class KeyFields(Strict):
+    models: list[Text] | None = Field(None, max_length=1000)
+    limits: Limits | None = None
+    budget: Budget | None = None
+    user: Text | None = None
+    team: Text | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: datetime | None = None
+    cache: CachePolicy | None = None
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and len(orjson.dumps(v)) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is limited to {MAX_METADATA_BYTES} bytes of JSON")
+        return v
+
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
+
+def _name(v: str | None) -> str | None:
+    # ids and names are both accepted wherever a key is named (usage filters): a name must not pose as an id
+    if v is not None and (v.startswith("cfg:") or re.fullmatch(r"key_[0-9a-f]{16}", v)):
+        raise ValueError("a key name cannot look like a key id (cfg:... or key_<16 hex>)")
+    return v
+
+
+class KeyCreate(KeyFields):
+    name: Text
+
+    _valid_name = field_validator("name")(_name)
+
+
+class KeyUpdate(KeyFields):
+    name: Text | None = None
+    disabled: bool | None = None
+
+    _valid_name = field_validator("name")(_name)
+
+
+class Rotate(Strict):
+    grace_seconds: float = Field(0, ge=0, le=MAX_GRACE_SECONDS)
+
+
+def _check_refs(cfg: GatewayConfig, body: KeyFields) -> None:
+    """Per-provider / per-alias limits must name things that exist: a typo would silently limit nothing."""
+    if body.limits is None:
+        return
+    for p in body.limits.per_provider:
+        if p not in cfg.providers:
+            raise unprocessable(f"limits.per_provider.{p}", f"unknown provider {p!r}")
+    for a in body.limits.per_alias:
+        if a not in cfg.models:
+            raise unprocessable(f"limits.per_alias.{a}", f"unknown model alias {a!r}")
+
+
+def new_secret() -> str:
+    return "sk-gw-" + secrets.token_urlsafe(32)
+
+
+def public(row: dict[str, Any]) -> dict[str, Any]:
+    out = {"object": "gateway.key", "source": "db"}
+    out.update({k: v for k, v in row.items() if k not in ("key_sha256", "previous_sha256", "matched_previous")})
+    return out
+
+
+def config_record(k: KeyConfig) -> dict[str, Any]:
+    return {"object": "gateway.key", "source": "config", "read_only": True, "id": f"cfg:{k.name}", "name": k.name,
+            "models": k.models, "limits": k.limits, "budget": k.budget, "user": k.user, "team": k.team,
+            "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False}
+
+
+def not_found(key_id: str) -> GatewayError:
+    return GatewayError(404, f"No key with id {key_id!r}.", NOT_FOUND, code="key_not_found", param="id")
+
+
+def _config_key(cfg: GatewayConfig, key_id: str) -> KeyConfig | None:
+    if not key_id.startswith("cfg:"):
+        return None
+    return next((k for k in cfg.keys if k.name == key_id[4:]), None)
+
+
+def _read_only(key_id: str) -> GatewayError:
+    return GatewayError(409, f"Key {key_id!r} is defined in gateway.yaml; change it there.", code="read_only_key",
+                        param="id")
+
+
+async def _name_taken(request: web.Request, name: str, except_id: str | None = None) -> None:
+    cfg = request.app[GATEWAY].cfg
+    rows = await extra(request, "ledger_store").list_keys()
+    if any(k.name == name for k in cfg.keys) or any(r["name"] == name and r["id"] != except_id for r in rows):
+        raise GatewayError(409, f"A key named {name!r} already exists.", code="duplicate_key_name", param="name")
+
+
+async def create_key(request: web.Request) -> web.Response:
+    who = actor(request)
+    body = await body_as(request, KeyCreate)
+    cfg = request.app[GATEWAY].cfg
+    _check_refs(cfg, body)
+    if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
+        raise unprocessable("expires_at", "must be in the future")
+    store = extra(request, "ledger_store")
+    await _name_taken(request, body.name)
+    secret = new_secret()
+    try:
+        row = await store.create_key(name=body.name, key_sha256=sha256_hex(secret), models=body.models or ["*"],
+                                     limits=body.limits, budget=body.budget, user=body.user, team=body.team,
+                                     metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at)
+    except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
+        raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
+    await record(request, who, "key.create", row["id"], after=row)
+    await extra(request, "keystore").changed(row["id"])  # clears "unknown key" answers cached anywhere
+    return json_response({**public(row), "key": secret}, status=201)
+
+
+async def list_keys(request: web.Request) -> web.Response:
+    actor(request)
+    cfg = request.app[GATEWAY].cfg
+    team = request.query.get("team") or None
+    rows = await extra(request, "ledger_store").list_keys(team=team)
+    data = [] if request.query.get("source") == "db" else [
+        config_record(k) for k in cfg.keys if team is None or k.team == team]
+    data += [public(r) for r in rows]
+    return json_response({"object": "list", "data": data})
+
+
+async def get_key(request: web.Request) -> web.Response:
+    actor(request)
+    key_id = request.match_info["key_id"]
+    if (ck := _config_key(request.app[GATEWAY].cfg, key_id)) is not None:
+        return json_response(config_record(ck))
+    row = await extra(request, "ledger_store").get_key(key_id)
+    if row is None:
+        raise not_found(key_id)
+    return json_response(public(row))
+
+
+async def update_key(request: web.Request) -> web.Response:
+    who = actor(request)
+    key_id = request.match_info["key_id"]
+    body = await body_as(request, KeyUpdate)
+    cfg = request.app[GATEWAY].cfg
+    if _config_key(cfg, key_id) is not None:
+        raise _read_only(key_id)
+    fields = {name: getattr(body, name) for name in body.model_fields_set}
+    if not fields:
+        raise unprocessable("body", "give at least one field to change")
+    for name in ("name", "disabled"):
+        if name in fields and fields[name] is None:
+            raise unprocessable(name, "cannot be null")
+    _check_refs(cfg, body)
+    store = extra(request, "ledger_store")
+    before = await store.get_key(key_id)
+    if before is None:
+        raise not_found(key_id)
+    if "name" in fields and fields["name"] != before["name"]:
+        await _name_taken(request, fields["name"], except_id=key_id)
+    after = await store.update_key(key_id, fields)
+    if after is None:  # deleted meanwhile
+        raise not_found(key_id)
+    await record(request, who, "key.update", key_id, before=before, after=after)
+    await extra(request, "keystore").changed(key_id)
+    return json_response(public(after))
+
+
+async def delete_key(request: web.Request) -> web.Response:
+    who = actor(request)
+    key_id = request.match_info["key_id"]
+    if _config_key(request.app[GATEWAY].cfg, key_id) is not None:
+        raise _read_only(key_id)
+    store = extra(request, "ledger_store")
+    before = await store.get_key(key_id)
+    if before is None or not await store.delete_key(key_id):
+        raise not_found(key_id)
+    await record(request, who, "key.delete", key_id, before=before)
+    await extra(request, "keystore").changed(key_id)
+    return json_response({"object": "gateway.key.deleted", "id": key_id, "deleted": True})
+
+
+async def rotate_key(request: web.Request) -> web.Response:
+    who = actor(request)
+    key_id = request.match_info["key_id"]
+    body = await body_as(request, Rotate) if request.can_read_body else Rotate()
+    if _config_key(request.app[GATEWAY].cfg, key_id) is not None:
+        raise _read_only(key_id)
+    store = extra(request, "ledger_store")
+    before = await store.get_key(key_id)
+    if before is None:
+        raise not_found(key_id)
+    secret = new_secret()
+    try:
+        after = await store.rotate_key(key_id, sha256_hex(secret), body.grace_seconds)
+    except DuplicateKeyError:
+        raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
+    if after is None:
+        raise not_found(key_id)
+    await record(request, who, "key.rotate", key_id, before=before,
+                 after={**after, "grace_seconds": body.grace_seconds})
+    await extra(request, "keystore").changed(key_id)
+    return json_response({**public(after), "key": secret, "grace_seconds": body.grace_seconds})
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/admin/keys", create_key)
+    r.add_get("/admin/keys", list_keys)
+    r.add_get("/admin/keys/{key_id}", get_key)
+    r.add_patch("/admin/keys/{key_id}", update_key)
+    r.add_delete("/admin/keys/{key_id}", delete_key)
+    r.add_post("/admin/keys/{key_id}/rotate", rotate_key)

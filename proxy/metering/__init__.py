@@ -1,0 +1,1 @@
+"""Stage 7: metering: cost, metrics, the request's log line and its ledger row."""

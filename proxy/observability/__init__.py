@@ -1,0 +1,1 @@
+"""Prometheus metrics, their fast exposition, structured logs."""

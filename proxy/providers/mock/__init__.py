@@ -1,0 +1,1 @@
+"""The built-in `mock` provider: in-process deterministic replies (shared with the mock upstream)."""

@@ -1,0 +1,1 @@
+"""Stage 4: routing: alias -> deployments, conditional routing rules."""

@@ -1,3 +1,0 @@
-"""Admin API tests reuse the quota suite's fixtures (Redis database per test, PostgreSQL schema)."""
-
-from tests.quotas.conftest import pg_url, redis_url  # noqa: F401  (fixtures, registered by import)
