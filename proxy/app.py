@@ -8,23 +8,33 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.admission.budgets import EventBus
+from proxy.admission.counters import Counters, LocalCounters
+from proxy.admission.redis_counters import RedisCounters
+from proxy.admission.stage import AdmissionStage
 from proxy.auth.authenticator import Authenticator
-from proxy.cache import install_cache
+from proxy.auth.keystore import KeyStore
+from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
-from proxy.gateway import GATEWAY, Gateway
+from proxy.gateway import GATEWAY, Gateway, Service
 from proxy.http import batch
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.health import add_health_routes
-from proxy.metering import accounting
+from proxy.infra.redis_client import RedisClient
+from proxy.ledger import LedgerStore, LedgerWriter
+from proxy.ledger.service import LedgerService
+from proxy.metering.ledger_hook import ledger_hook
 from proxy.metering.meter import Meter
+from proxy.metering.pricing import PriceTable
 from proxy.observability import logs
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.pipeline import NoAdmission, NoCache, Pipeline
+from proxy.pipeline import NoCache, Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
+from proxy.resilience.sync import BreakerSync
 from proxy.routing.router import Router
 
 log = get_logger("gateway")
@@ -58,22 +68,53 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
 
 
 def build_gateway(cfg: GatewayConfig) -> Gateway:
-    providers = {name: build_provider(name, p) for name, p in cfg.providers.items() if p.enabled}
+    """The composition root: every stage and service is built here, once, with its dependencies."""
     recorder = m.Recorder(cfg.metrics.enabled, cfg.metrics.key_label)
+    redis = RedisClient(cfg.redis) if cfg.redis is not None else None
+    providers = {name: build_provider(name, p) for name, p in cfg.providers.items() if p.enabled}
+    prices = PriceTable(cfg.pricing)
+
+    store = LedgerStore.from_config(cfg.database)
+    writer = LedgerWriter.from_config(store, cfg.database)
+    ledger = LedgerService(store, writer)
+    keystore = KeyStore(store, redis)
+    events = EventBus()
+    counters: Counters = RedisCounters(redis) if redis is not None else LocalCounters()
+    admission = AdmissionStage(cfg, prices, counters, store=store, events=events, recorder=recorder)
+    cache = build_cache(cfg, redis, prices, recorder) if cfg.cache.enabled else None
+
     router = Router(cfg)
+    meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    meter.on_finish(admission.on_finish)
+    meter.on_finish(ledger_hook(writer))
     pipeline = Pipeline(
-        auth=Authenticator(cfg.keys),
-        admission=NoAdmission(),
-        cache=NoCache(),
+        auth=Authenticator(cfg.keys, lookup=keystore.lookup),
+        admission=admission,
+        cache=cache if cache is not None else NoCache(),
         router=router,
         executor=Executor(cfg, router, providers),
-        meter=Meter(recorder, cfg.logging.requests),
+        meter=meter,
     )
-    gw = Gateway(cfg, providers, pipeline, recorder)
-    install_cache(gw)  # swaps NoCache for the response cache only when `cache.enabled`
-    accounting.install(gw)  # keys from the database, quotas, budgets, pricing, usage ledger
-    router.attach(gw)  # breaker state shared through Redis when `redis:` is configured
-    return gw
+    if cfg.ip_limits.rpm:
+        pipeline.pre_auth.append(admission.admit_ip)
+
+    # started in this order, closed in reverse: Redis first up, last down; admission closes before the
+    # ledger and Redis, settling what is owed; no readiness check on the database (config keys and the
+    # proxying keep working without it, and failing every replica would turn a degraded ledger into an outage)
+    services: list[Service] = []
+    ready_checks = []
+    if redis is not None:
+        services.append(redis)
+        ready_checks.append(redis.check)
+    services += [ledger, keystore, admission]
+    if cache is not None:
+        services.append(cache)
+    b = cfg.breaker
+    if redis is not None and b.shared and router.breakers.breakers:
+        services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))
+    return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, router=router, prices=prices,
+                   ledger=ledger, keystore=keystore, admission=admission, events=events, cache=cache, redis=redis,
+                   services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -86,8 +127,10 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     batch.add_routes(app)
     add_health_routes(app)
 
+    log_flusher: list[asyncio.Task[None]] = []
+
     async def on_startup(_: web.Application) -> None:
-        gw.extras["log_flusher"] = asyncio.create_task(logs.flush_periodically())
+        log_flusher.append(asyncio.create_task(logs.flush_periodically()))
         await gw.start()
         # Everything allocated so far lives for the whole process: move it out of the collector's view
         # so full collections stop walking ~200k startup objects (60-80 ms pauses under load), and
@@ -98,7 +141,8 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
-        gw.extras["log_flusher"].cancel()
+        for task in log_flusher:
+            task.cancel()
         logs.flush()
 
     app.on_startup.append(on_startup)

@@ -1,16 +1,30 @@
-"""The running gateway: config, providers, pipeline stages and background services."""
+"""The running gateway: config, providers, the pipeline, and the services its endpoints use.
+
+Built once by the composition root (`app.build_gateway`); every attribute is typed, and nothing is
+added to it after construction. HTTP handlers reach it as `request.app[GATEWAY]`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
 
+from proxy.admission.budgets import EventBus
+from proxy.admission.stage import AdmissionStage
+from proxy.auth.keystore import KeyStore
+from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
+from proxy.infra.redis_client import RedisClient
+from proxy.ledger import LedgerStore, LedgerWriter
+from proxy.ledger.service import LedgerService
+from proxy.metering.pricing import PriceTable
 from proxy.observability import metrics as m
 from proxy.pipeline import Pipeline
 from proxy.providers.base import Provider
+from proxy.routing.router import Router
 
 
 class Service(Protocol):
@@ -24,20 +38,34 @@ class Service(Protocol):
 Check = Callable[[], Awaitable[str | None]]  # returns a problem description, None when fine
 
 
+@dataclass(eq=False)
 class Gateway:
-    def __init__(self, cfg: GatewayConfig, providers: dict[str, Provider], pipeline: Pipeline,
-                 recorder: m.Recorder) -> None:
-        self.cfg = cfg
-        self.providers = providers
-        self.pipeline = pipeline
-        self.recorder = recorder
-        self.services: list[Service] = []
-        self.ready_checks: list[Check] = []
-        self.ready = False
-        self.extras: dict[str, Any] = {}  # stage objects other endpoints need (ledger, cache, breakers...)
-        # kind -> its gauge cell's inc: not metrics.Children + Gauge.inc, which (two calls a request, with
-        # the label tuple built and Gauge's own checks) measured 11k instructions of ~1,000k a request
-        self._in_flight: dict[str, Any] = {}
+    cfg: GatewayConfig
+    providers: dict[str, Provider]
+    pipeline: Pipeline
+    recorder: m.Recorder
+    router: Router
+    prices: PriceTable
+    ledger: LedgerService
+    keystore: KeyStore
+    admission: AdmissionStage
+    events: EventBus
+    cache: ResponseCache | None = None  # None: no alias or key can turn the cache on
+    redis: RedisClient | None = None
+    services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
+    ready_checks: list[Check] = field(default_factory=list)
+    ready: bool = False
+    # kind -> its gauge cell's inc: not metrics.Children + Gauge.inc, which (two calls a request, with
+    # the label tuple built and Gauge's own checks) measured 11k instructions of ~1,000k a request
+    _in_flight: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger_store(self) -> LedgerStore:
+        return self.ledger.store
+
+    @property
+    def ledger_writer(self) -> LedgerWriter:
+        return self.ledger.writer
 
     def in_flight(self, kind: str, delta: int) -> None:
         if self.recorder.enabled:

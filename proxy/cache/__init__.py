@@ -1,43 +1,29 @@
 """Exact-match response cache: keys, backends (memory LRU / Redis), the pipeline stage, stream replay.
 
-`install_cache(gateway)` swaps the pipeline's `NoCache` for `ResponseCache` when `cache.enabled`; with
-the cache off nothing here runs on the request path.
+`build_cache` makes the stage the composition root puts in the pipeline when `cache.enabled`; with the
+cache off the pipeline keeps `NoCache` and nothing here runs on the request path.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from proxy.cache.backend import Backend
 from proxy.cache.memory import MemoryBackend
-from proxy.cache.stage import ResponseCache
-from proxy.config import ConfigError
+from proxy.cache.stage import Prices, ResponseCache
+from proxy.config import ConfigError, GatewayConfig
+from proxy.infra.redis_client import RedisClient
+from proxy.observability import metrics as m
 
-if TYPE_CHECKING:
-    from proxy.gateway import Gateway
-
-__all__ = ["Backend", "MemoryBackend", "ResponseCache", "build_backend", "install_cache"]
+__all__ = ["Backend", "MemoryBackend", "ResponseCache", "build_cache"]
 
 
-def build_backend(gw: Gateway) -> Backend:
-    cfg = gw.cfg
+def build_cache(cfg: GatewayConfig, redis: RedisClient | None, prices: Prices, recorder: m.Recorder) -> ResponseCache:
+    backend: Backend
     if cfg.cache.backend == "redis":
         from proxy.cache.redis_backend import RedisBackend
-        from proxy.infra.redis_client import shared
 
-        rc = shared(gw)
-        if rc is None:
+        if redis is None:
             raise ConfigError("invalid gateway config:\n  cache.backend: redis needs a top-level `redis: {url}`")
-        return RedisBackend(rc, gw.recorder)
-    return MemoryBackend(cfg.cache.max_bytes, gw.recorder)
-
-
-def install_cache(gw: Gateway) -> ResponseCache | None:
-    """Wire the cache stage into a built gateway; `gw.extras["cache"]` is what the admin API uses."""
-    if not gw.cfg.cache.enabled:
-        return None
-    stage = ResponseCache(gw.cfg, build_backend(gw), gw.pipeline, gw.recorder)
-    gw.pipeline.cache = stage
-    gw.extras["cache"] = stage
-    gw.services.append(stage)
-    return stage
+        backend = RedisBackend(redis, recorder)
+    else:
+        backend = MemoryBackend(cfg.cache.max_bytes, recorder)
+    return ResponseCache(cfg, backend, prices, recorder)

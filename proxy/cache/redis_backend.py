@@ -1,4 +1,4 @@
-"""Redis backend (`cache: {backend: redis}`), over the gateway's shared client (`redis_client.shared`).
+"""Redis backend (`cache: {backend: redis}`), over the gateway's one shared `RedisClient`.
 
 Layout: `<prefix>e:<key>` holds one encoded entry with a Redis TTL; `<prefix>a:<alias>` is a set of
 the keys stored for an alias, for invalidation by alias (a stale member costs one no-op DEL).

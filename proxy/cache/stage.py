@@ -5,7 +5,7 @@ free `NoCache`. Per request, `lookup` decides the plan (key, TTL, store or not) 
 policies and the request's cache headers, and leaves it in `ctx.notes` for `complete`/`stream`.
 
 Money: a hit costs the key nothing (`ctx.provider` stays empty so metering prices nothing) and
-`ctx.saved_usd` gets what the cached usage would have cost, priced by the meter's own price function.
+`ctx.saved_usd` gets what the cached usage would have cost, priced by the same `PriceTable.cost` that prices live calls.
 A request that shared another's in-flight call is treated the same way: it caused no upstream spend.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -26,10 +26,9 @@ from proxy.cache.replay import replay_chunks
 from proxy.config import CachePolicy, GatewayConfig
 from proxy.core.context import RequestContext
 from proxy.infra import sse
-from proxy.metering.meter import Meter
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.pipeline import Complete, OpenStream, Pipeline
+from proxy.pipeline import Complete, OpenStream
 from proxy.providers.base import ChunkStream, Completion, Usage
 
 log = get_logger("gateway.cache")
@@ -52,29 +51,18 @@ class Plan:
     aliases: tuple[str, ...]
 
 
-def price_as(meter: Meter, ctx: RequestContext, usage: Usage, provider: str, model: str) -> float:
-    """What `usage` from `provider/model` costs, by the meter's price function, without charging ctx."""
-    price = meter.price
-    if price is None or not provider:
-        return 0.0
-    # priced as the live call it stands for: a price function that zeroes hits must not see "hit" here
-    saved = ctx.provider, ctx.upstream_model, ctx.usage, ctx.cache_status, ctx.saved_usd
-    ctx.provider, ctx.upstream_model, ctx.usage, ctx.cache_status = provider, model, usage, None
-    try:
-        return float(price(ctx))
-    except Exception:
-        log.exception("pricing a cached answer failed", provider=provider, model=model)
-        return 0.0
-    finally:
-        ctx.provider, ctx.upstream_model, ctx.usage, ctx.cache_status, ctx.saved_usd = saved
+class Prices(Protocol):
+    """What the cache needs of metering's PriceTable (passed in by the composition root)."""
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float: ...
 
 
 class ResponseCache:
-    def __init__(self, cfg: GatewayConfig, backend: Backend, pipeline: Pipeline, recorder: m.Recorder) -> None:
+    def __init__(self, cfg: GatewayConfig, backend: Backend, prices: Prices, recorder: m.Recorder) -> None:
         self.cfg = cfg
         self.default_ttl = cfg.cache.ttl
         self.backend = backend
-        self.pipeline = pipeline
+        self.prices = prices
         self.rec = recorder
         self.flights = Flights()
         self._counter = m.Children()  # hit/miss counters per alias
@@ -82,11 +70,6 @@ class ResponseCache:
         for name, alias in cfg.models.items():
             pol = alias.cache or CachePolicy()
             self.aliases[name] = AliasPolicy(pol.enabled, pol.ttl, route_fingerprint(cfg, name))
-
-    @property
-    def meter(self) -> Meter:
-        # read per use: whoever wires pricing may replace the pipeline's meter after we are built
-        return self.pipeline.meter
 
     # ------------------------------------------------------------------ lifecycle (Gateway service)
     async def start(self) -> None:
@@ -136,7 +119,7 @@ class ResponseCache:
         ctx.headers["x-gateway-cache"] = "hit"
         ctx.headers["x-gateway-cache-age"] = str(max(0, int(now - entry.created)))
         c = entry.completion
-        ctx.saved_usd = price_as(self.meter, ctx, c.usage, entry.provider, entry.upstream_model)
+        ctx.saved_usd = self.prices.cost(entry.provider, entry.upstream_model, c.usage) if entry.provider else 0.0
         ctx.notes["cache_provider"] = entry.provider
         if self.rec.enabled:
             self._counter(m.CACHE_HITS, ctx.alias).inc()
@@ -156,7 +139,7 @@ class ResponseCache:
 
         (c, provider, model), shared = await self.flights.run(("c", plan.key, plan.store), lead, plan.join)
         if shared:
-            settle_shared(ctx, self.meter, self.rec, c.usage, provider, model)
+            settle_shared(ctx, self.prices, self.rec, c.usage, provider, model)
         return c
 
     async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]:
@@ -177,7 +160,7 @@ class ResponseCache:
         def on_end(f: StreamFlight) -> None:
             owner = f.owner
             if f.usage is not None and owner is not None:
-                settle_shared(ctx, self.meter, self.rec, f.usage, owner.provider, owner.upstream_model)
+                settle_shared(ctx, self.prices, self.rec, f.usage, owner.provider, owner.upstream_model)
 
         mark_coalesced(ctx, self.rec)
         return await flight.join(on_end)
@@ -257,12 +240,12 @@ def mark_coalesced(ctx: RequestContext, rec: m.Recorder) -> None:
         m.COALESCED.labels(ctx.alias).inc()
 
 
-def settle_shared(ctx: RequestContext, meter: Meter, rec: m.Recorder, usage: Usage, provider: str,
+def settle_shared(ctx: RequestContext, prices: Prices, rec: m.Recorder, usage: Usage, provider: str,
                   model: str) -> None:
     """A request answered by another's upstream call: no charge (ctx.provider stays empty), and what
     the call would have cost is recorded as saved."""
     mark_coalesced(ctx, rec)
-    ctx.saved_usd = price_as(meter, ctx, usage, provider, model)
+    ctx.saved_usd = prices.cost(provider, model, usage) if provider else 0.0
     if rec.enabled:
         count_saved(ctx, rec)
 

@@ -77,7 +77,7 @@ class _Batch:
         ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
         if first.cache_status is not None:
             ctx.cache_status = first.cache_status
-        settle_shared(ctx, pipeline.meter, self.gw.recorder, c.usage, first.provider, first.upstream_model)
+        settle_shared(ctx, self.gw.prices, self.gw.recorder, c.usage, first.provider, first.upstream_model)
         if first.cache_status == "hit":
             ctx.saved_usd = first.saved_usd
         return c

@@ -22,16 +22,19 @@ from proxy.resilience.fallback import sanitize
 
 if TYPE_CHECKING:
     from proxy.gateway import Gateway
+    from proxy.providers.base import Provider
     from proxy.routing.router import Router
 
 CACHE_SECONDS = 5.0
 PROBE_TIMEOUT = 5.0
-EXTRA_KEY = "health_prober"
 
 
 class HealthProber:
-    def __init__(self, gw: Gateway, ttl: float = CACHE_SECONDS, timeout: float = PROBE_TIMEOUT) -> None:
-        self.gw = gw
+    """Probes every provider at most once per `ttl`, one round at a time, for GET /health/providers."""
+
+    def __init__(self, providers: dict[str, Provider], ttl: float = CACHE_SECONDS,
+                 timeout: float = PROBE_TIMEOUT) -> None:
+        self.providers = providers
         self.ttl = ttl
         self.timeout = timeout
         self._probes: dict[str, dict[str, Any]] = {}
@@ -49,12 +52,12 @@ class HealthProber:
         return self._probes
 
     async def _probe_all(self) -> dict[str, dict[str, Any]]:
-        names = list(self.gw.providers)
+        names = list(self.providers)
         results = await asyncio.gather(*(self._probe(n) for n in names))
         return dict(zip(names, results, strict=True))
 
     async def _probe(self, name: str) -> dict[str, Any]:
-        provider = self.gw.providers[name]
+        provider = self.providers[name]
         t0 = time.perf_counter()
         error: dict[str, Any] | None = None
         try:
@@ -73,10 +76,7 @@ class HealthProber:
 
 async def providers_health(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    prober: HealthProber | None = gw.extras.get(EXTRA_KEY)
-    if prober is None:
-        prober = gw.extras[EXTRA_KEY] = HealthProber(gw)
-    probes = await prober.probes()
+    probes = await request.app[PROBER].probes()
     router: Router = gw.pipeline.router
     deployments = router.snapshot()
     out: dict[str, Any] = {}
@@ -121,4 +121,8 @@ def _with_time(err: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def add_health_routes(app: web.Application) -> None:
+    app[PROBER] = HealthProber(app[GATEWAY].providers)
     app.router.add_get("/health/providers", providers_health)
+
+
+PROBER: web.AppKey[HealthProber] = web.AppKey("health_prober", HealthProber)

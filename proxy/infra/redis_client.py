@@ -1,7 +1,8 @@
 """The one shared Redis connection (redis.asyncio) with health tracking and the fail-open/closed policy.
 
 Every stage that talks to Redis (limits, budgets, key-cache invalidation, the response cache...) goes
-through `shared(gw)` so a gateway holds a single connection pool and a single notion of "Redis is down":
+through the one client the composition root builds, so a gateway holds a single connection pool and a
+single notion of "Redis is down":
 
 * the first failed operation marks Redis down, counts `gateway_backend_errors{backend="redis"}` and logs
   once; while it is down, operations are not even tried (no per-request connect timeout), they take the
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -29,11 +30,7 @@ from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
-if TYPE_CHECKING:
-    from proxy.gateway import Gateway
-
 T = TypeVar("T")
-EXTRA_KEY = "redis"
 # what a broken or absent Redis raises through redis-py (OSError: refused / reset sockets)
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
@@ -196,17 +193,3 @@ class RedisClient:
             finally:
                 with contextlib.suppress(*REDIS_ERRORS, RuntimeError):
                     await pubsub.aclose()
-
-
-def shared(gw: Gateway) -> RedisClient | None:
-    """The gateway's Redis client (created and registered as a service on first use), None without
-    `redis:` in the config. Other stages call this too, so there is one pool per gateway."""
-    if gw.cfg.redis is None:
-        return None
-    client = gw.extras.get(EXTRA_KEY)
-    if client is None:
-        client = RedisClient(gw.cfg.redis)
-        gw.extras[EXTRA_KEY] = client
-        gw.services.append(client)
-        gw.ready_checks.append(client.check)
-    return client  # type: ignore[no-any-return]

@@ -19,7 +19,6 @@ from proxy.routing.rules import RuleSet
 
 if TYPE_CHECKING:
     from proxy.core.context import RequestContext
-    from proxy.gateway import Gateway
     from proxy.providers.base import Provider
 
 
@@ -82,18 +81,6 @@ class Router:
             for s in plan.slots:
                 s.client = providers[s.provider]
                 s.self_timed = isinstance(s.client, HttpProvider)
-
-    def attach(self, gw: Gateway) -> None:
-        """Register background services: breaker state mirrored through Redis when configured."""
-        gw.extras["router"] = self
-        b = self.cfg.breaker
-        if self.cfg.redis is not None and b.shared and self.breakers.breakers:
-            from proxy.infra.redis_client import shared
-            from proxy.resilience.sync import BreakerSync
-
-            client = shared(gw)
-            if client is not None:
-                gw.services.append(BreakerSync(list(self.breakers), client, b.redis_prefix, b.sync_interval))
 
     # ------------------------------------------------------------------ per request
     def resolve(self, ctx: RequestContext) -> ModelAlias:

@@ -56,7 +56,7 @@ async def test_team_budget_shared_by_its_keys_and_alerts(gateway_factory: Gatewa
     cfg["keys"] = [{"name": "a", "key": "sk-a", "team": "ml"}, {"name": "b", "key": "sk-b", "team": "ml"}]
     gw = await gateway_factory(cfg)
     events: list[dict[str, Any]] = []
-    gw.gateway.extras["events"].subscribe(events.append)
+    gw.gateway.events.subscribe(events.append)
     for key in ("sk-a", "sk-b", "sk-a", "sk-b", "sk-a"):
         assert (await post_chat(http, gw, chat(max_tokens=2), key=key))[0] == 200
     status, _, body = await post_chat(http, gw, chat(max_tokens=2), key="sk-b")

@@ -62,7 +62,7 @@ async def test_tpm_estimate_before_and_usage_after(gateway_factory: GatewayFacto
     used = body["usage"]["total_tokens"]
     assert h["x-ratelimit-limit-tokens"] == "100"
     estimate_left = int(h["x-ratelimit-remaining-tokens"])
-    admission = gw.gateway.extras["admission"]
+    admission = gw.gateway.admission
     key = dev_key(gw)
     await wait_for(lambda: _tpm_left(admission, key, 100 - used))
     assert estimate_left <= 100 - used  # the estimate was at least the real usage here
@@ -95,7 +95,7 @@ async def test_stream_is_charged_when_it_finishes(gateway_factory: GatewayFactor
         if chunk.usage is not None:
             usage = chunk.usage
     assert usage is not None and usage.total_tokens > 0
-    await wait_for(lambda: _tpm_left(gw.gateway.extras["admission"], dev_key(gw), 1000 - usage.total_tokens))
+    await wait_for(lambda: _tpm_left(gw.gateway.admission, dev_key(gw), 1000 - usage.total_tokens))
 
 
 async def test_per_provider_rpd_policy(gateway_factory: GatewayFactory, mock_upstream: MockUpstream,

@@ -40,7 +40,7 @@ async def test_two_replicas_admit_exactly_the_limit(gateway_factory: GatewayFact
     statuses = await burst(http, [a, b], 15)
     assert statuses.count(200) == 10 and statuses.count(429) == 20
     # and again on a second limit: rpd 25 per provider, 10 more fit in a fresh minute window
-    counters = a.gateway.extras["admission"].counters
+    counters = a.gateway.admission.counters
     await counters.redis.client.delete(*[k async for k in counters.redis.client.scan_iter(match="*minute*")])
     statuses = await burst(http, [a, b], 10)
     assert statuses.count(200) == 10
@@ -61,7 +61,7 @@ async def test_token_window_shared_and_settled_in_redis(gateway_factory: Gateway
     key = next(iter(a.gateway.pipeline.auth._by_hash.values()))
 
     async def settled() -> bool:
-        rows = await b.gateway.extras["admission"].limit_status(key)  # read by limits' RedisStorage
+        rows = await b.gateway.admission.limit_status(key)  # read by limits' RedisStorage
         return any(r["metric"] == "tpm" and r["remaining"] == 10_000 - used for r in rows)
 
     await wait_for(settled)
@@ -74,7 +74,7 @@ async def test_budget_shared_not_overspent(gateway_factory: GatewayFactory, redi
                    budget={"usd": 0.02, "period": "daily"})
     a = await gateway_factory(cfg)
     b = await gateway_factory(cfg)
-    admission = a.gateway.extras["admission"]
+    admission = a.gateway.admission
     client = admission.counters.redis.client
     served = 0
     for _ in range(20):  # concurrent bursts at both replicas until the budget is spent

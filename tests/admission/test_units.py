@@ -44,7 +44,7 @@ async def test_failover_charges_the_provider_that_served(gateway_factory: Gatewa
     mock_upstream.configure(error_status=500)
     status, h, _ = await post_chat(http, gw, chat("dual"))
     assert status == 200 and h["x-gateway-provider"] == "mock"
-    admission = gw.gateway.extras["admission"]
+    admission = gw.gateway.admission
     key = next(iter(gw.gateway.pipeline.auth._by_hash.values()))
 
     async def moved() -> bool:

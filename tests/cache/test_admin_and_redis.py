@@ -177,7 +177,7 @@ async def test_redis_backend_really_stores_in_redis(gateway_factory: GatewayFact
     cfg = cache_config(mock_upstream.url, backend="redis", ttl="1h")
     with_redis(cfg, redis_url)
     gw = await gateway_factory(cfg)
-    assert gw.gateway.extras["cache"].backend.name == "redis"
+    assert gw.gateway.cache.backend.name == "redis"
     _, h, _ = await post(http, gw, chat_body("in redis", temperature=0))
     r = aioredis.Redis.from_url(redis_url)
     try:

@@ -47,7 +47,7 @@ async def test_identical_items_run_once(gw: GatewayServer, mock_upstream: MockUp
     mock_upstream.configure(latency=0.1)
     seen: list[RequestContext] = []
     gw.gateway.pipeline.meter.on_finish(seen.append)
-    gw.gateway.pipeline.meter.price = lambda ctx: 0.5
+    gw.gateway.prices.cost = lambda provider, model, usage: 0.5  # type: ignore[method-assign]
     items = [chat_body("same"), chat_body("other"), chat_body("same", user="u2"), chat_body("same")]
     status, out = await batch(http, gw, {"requests": items})
     assert status == 200 and [x["status"] for x in out["results"]] == [200] * 4

@@ -30,7 +30,7 @@ async def test_coalesced_waiters_are_not_charged(cached_gw: GatewayServer, mock_
                                                  http: Any) -> None:
     mock_upstream.configure(latency=0.2)
     gw = cached_gw.gateway
-    gw.pipeline.meter.price = lambda ctx: 1.0
+    gw.prices.cost = lambda provider, model, usage: 1.0  # type: ignore[method-assign]
     seen: list[RequestContext] = []
     gw.pipeline.meter.on_finish(seen.append)
     await asyncio.gather(*(post(http, cached_gw, chat_body("split the bill")) for _ in range(3)))
@@ -120,7 +120,7 @@ async def test_everyone_leaving_cancels_the_upstream_call(cached_gw: GatewayServ
 
     await asyncio.gather(*(asyncio.wait_for(quitter(), 0.1) for _ in range(3)), return_exceptions=True)
     await asyncio.sleep(0.05)
-    stage = cached_gw.gateway.extras["cache"]
+    stage = cached_gw.gateway.cache
     assert len(stage.flights) == 0
     assert mock_upstream.state.in_flight == 0  # the upstream request was dropped too
 

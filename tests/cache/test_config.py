@@ -21,7 +21,7 @@ def test_defaults_and_units() -> None:
     assert cfg.models["demo"].cache.ttl == 3600 and cfg.models["off"].cache.enabled is False  # type: ignore[union-attr]
     assert cfg.keys[0].cache.ttl == 30  # type: ignore[union-attr]
     assert (cfg.batch.max_items, cfg.batch.max_concurrency) == (100, 16)
-    stage = build_gateway(cfg).extras["cache"]
+    stage = build_gateway(cfg).cache
     assert isinstance(stage.backend, MemoryBackend) and stage.backend.max_bytes == 64 * 1024 * 1024
     assert stage.aliases["demo"].ttl == 3600 and not stage.aliases["off"].enabled
 

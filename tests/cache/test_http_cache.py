@@ -13,6 +13,7 @@ from aiohttp import web
 
 from proxy.core.context import RequestContext
 from proxy.observability import metrics as m
+from proxy.providers.base import Usage
 from tests.cache.conftest import cache_config, chat_body, post
 from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, MockUpstream, serve
 
@@ -24,9 +25,8 @@ def finished(gw: GatewayServer) -> list[RequestContext]:
     return seen
 
 
-def flat_price(ctx: RequestContext) -> float:
-    assert ctx.usage is not None
-    return ctx.usage.prompt_tokens * 0.001 + ctx.usage.completion_tokens * 0.002
+def flat_price(provider: str, model: str, usage: Usage) -> float:
+    return usage.prompt_tokens * 0.001 + usage.completion_tokens * 0.002
 
 
 # ---------------------------------------------------------------- 1. exact-match cache
@@ -272,7 +272,7 @@ async def test_malformed_controls_warn_not_fail(cached_gw: GatewayServer, http: 
 
 
 async def test_hit_costs_nothing_and_records_the_saving(cached_gw: GatewayServer, http: Any) -> None:
-    cached_gw.gateway.pipeline.meter.price = flat_price
+    cached_gw.gateway.prices.cost = flat_price  # type: ignore[method-assign]
     seen = finished(cached_gw)
     saved_before = m.CACHE_SAVED_USD.labels("up", "dev", "")._value.get()
     hits_before = m.CACHE_HITS.labels("up")._value.get()
@@ -341,7 +341,7 @@ async def test_cache_disabled_globally_keeps_the_free_stage(gateway_factory: Gat
     cfg = cache_config(mock_upstream.url)
     cfg["cache"] = {"enabled": False}
     gw = await gateway_factory(cfg)
-    assert isinstance(gw.gateway.pipeline.cache, NoCache) and "cache" not in gw.gateway.extras
+    assert isinstance(gw.gateway.pipeline.cache, NoCache) and gw.gateway.cache is None
     _, h, _ = await post(http, gw, chat_body())
     assert "x-gateway-cache" not in h
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from proxy.core.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
-from proxy.gateway import GATEWAY
+from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin import require_admin
 from proxy.http.openai_api import read_json
 from proxy.infra.units import parse_duration
@@ -31,14 +31,12 @@ def actor(request: web.Request) -> str:
     return f"{require_admin(request)}@{request.remote or 'unknown'}"
 
 
-def extra(request: web.Request, name: str) -> Any:
-    """A stage object from gw.extras, 503 when the gateway was built without it or the DB is down."""
+def database(request: web.Request) -> Gateway:
+    """The gateway, once its database is reachable (503 otherwise): for routes that read or write it."""
     gw = request.app[GATEWAY]
-    obj = gw.extras.get(name)
-    ledger = gw.extras.get("ledger")
-    if obj is None or (name in ("ledger_store", "keystore") and ledger is not None and not ledger.ready):
+    if not gw.ledger.ready:
         raise GatewayError(503, "The gateway database is unavailable.", UNAVAILABLE, code="database_unavailable")
-    return obj
+    return gw
 
 
 def _default(obj: Any) -> Any:
@@ -106,9 +104,7 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
 async def record(request: web.Request, who: str, action: str, target: str | None, before: Any = None,
                  after: Any = None) -> None:
     """Write the audit row; a failure is logged and counted but does not undo the (done) change."""
-    store = request.app[GATEWAY].extras.get("ledger_store")
-    if store is None:
-        return
+    store = request.app[GATEWAY].ledger_store
     try:
         await store.add_audit(who, action, target, before=before, after=after)
     except Exception as err:
@@ -118,7 +114,7 @@ async def record(request: web.Request, who: str, action: str, target: str | None
 
 async def list_audit(request: web.Request) -> web.Response:
     actor(request)
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     rows = await store.list_audit(limit=query_int(request, "limit", 100, 1, 1000), since=query_time(request, "since"),
                                   target=request.query.get("target") or None,
                                   action=request.query.get("action") or None)

@@ -14,14 +14,14 @@ from aiohttp import web
 
 from proxy.config import Budget
 from proxy.gateway import GATEWAY
-from proxy.http.admin.audit import actor, extra, json_response, query_int, unprocessable
+from proxy.http.admin.audit import actor, database, json_response, query_int, unprocessable
 
 
 async def list_budgets(request: web.Request) -> web.Response:
     actor(request)
     gw = request.app[GATEWAY]
-    admission = extra(request, "admission")
-    store = extra(request, "ledger_store")
+    admission = request.app[GATEWAY].admission
+    store = database(request).ledger_store
     scope = request.query.get("scope") or None
     if scope not in (None, "key", "team"):
         raise unprocessable("scope", "must be key or team")

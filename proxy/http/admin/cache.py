@@ -32,7 +32,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 def _stage(request: web.Request) -> ResponseCache | None:
-    return request.app[GATEWAY].extras.get("cache")  # type: ignore[no-any-return]
+    return request.app[GATEWAY].cache
 
 
 def _unavailable(err: BackendUnavailable) -> GatewayError:

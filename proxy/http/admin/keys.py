@@ -20,7 +20,7 @@ from proxy.auth.authenticator import sha256_hex
 from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.gateway import GATEWAY
-from proxy.http.admin.audit import actor, body_as, extra, json_response, record, unprocessable
+from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable
 from proxy.ledger import DuplicateKeyError
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -120,7 +120,7 @@ def _read_only(key_id: str) -> GatewayError:
 
 async def _name_taken(request: web.Request, name: str, except_id: str | None = None) -> None:
     cfg = request.app[GATEWAY].cfg
-    rows = await extra(request, "ledger_store").list_keys()
+    rows = await database(request).ledger_store.list_keys()
     if any(k.name == name for k in cfg.keys) or any(r["name"] == name and r["id"] != except_id for r in rows):
         raise GatewayError(409, f"A key named {name!r} already exists.", code="duplicate_key_name", param="name")
 
@@ -132,7 +132,7 @@ async def create_key(request: web.Request) -> web.Response:
     _check_refs(cfg, body)
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise unprocessable("expires_at", "must be in the future")
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     await _name_taken(request, body.name)
     secret = new_secret()
     try:
@@ -142,7 +142,7 @@ async def create_key(request: web.Request) -> web.Response:
     except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
-    await extra(request, "keystore").changed(row["id"])  # clears "unknown key" answers cached anywhere
+    await database(request).keystore.changed(row["id"])  # clears "unknown key" answers cached anywhere
     return json_response({**public(row), "key": secret}, status=201)
 
 
@@ -150,7 +150,7 @@ async def list_keys(request: web.Request) -> web.Response:
     actor(request)
     cfg = request.app[GATEWAY].cfg
     team = request.query.get("team") or None
-    rows = await extra(request, "ledger_store").list_keys(team=team)
+    rows = await database(request).ledger_store.list_keys(team=team)
     data = [] if request.query.get("source") == "db" else [
         config_record(k) for k in cfg.keys if team is None or k.team == team]
     data += [public(r) for r in rows]
@@ -162,7 +162,7 @@ async def get_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
     if (ck := _config_key(request.app[GATEWAY].cfg, key_id)) is not None:
         return json_response(config_record(ck))
-    row = await extra(request, "ledger_store").get_key(key_id)
+    row = await database(request).ledger_store.get_key(key_id)
     if row is None:
         raise not_found(key_id)
     return json_response(public(row))
@@ -182,7 +182,7 @@ async def update_key(request: web.Request) -> web.Response:
         if name in fields and fields[name] is None:
             raise unprocessable(name, "cannot be null")
     _check_refs(cfg, body)
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     before = await store.get_key(key_id)
     if before is None:
         raise not_found(key_id)
@@ -192,7 +192,7 @@ async def update_key(request: web.Request) -> web.Response:
     if after is None:  # deleted meanwhile
         raise not_found(key_id)
     await record(request, who, "key.update", key_id, before=before, after=after)
-    await extra(request, "keystore").changed(key_id)
+    await database(request).keystore.changed(key_id)
     return json_response(public(after))
 
 
@@ -201,12 +201,12 @@ async def delete_key(request: web.Request) -> web.Response:
     key_id = request.match_info["key_id"]
     if _config_key(request.app[GATEWAY].cfg, key_id) is not None:
         raise _read_only(key_id)
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     before = await store.get_key(key_id)
     if before is None or not await store.delete_key(key_id):
         raise not_found(key_id)
     await record(request, who, "key.delete", key_id, before=before)
-    await extra(request, "keystore").changed(key_id)
+    await database(request).keystore.changed(key_id)
     return json_response({"object": "gateway.key.deleted", "id": key_id, "deleted": True})
 
 
@@ -216,7 +216,7 @@ async def rotate_key(request: web.Request) -> web.Response:
     body = await body_as(request, Rotate) if request.can_read_body else Rotate()
     if _config_key(request.app[GATEWAY].cfg, key_id) is not None:
         raise _read_only(key_id)
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     before = await store.get_key(key_id)
     if before is None:
         raise not_found(key_id)
@@ -229,7 +229,7 @@ async def rotate_key(request: web.Request) -> web.Response:
         raise not_found(key_id)
     await record(request, who, "key.rotate", key_id, before=before,
                  after={**after, "grace_seconds": body.grace_seconds})
-    await extra(request, "keystore").changed(key_id)
+    await database(request).keystore.changed(key_id)
     return json_response({**public(after), "key": secret, "grace_seconds": body.grace_seconds})
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.gateway import GATEWAY
-from proxy.http.admin.audit import actor, extra, json_response, query_int, query_time, unprocessable
+from proxy.http.admin.audit import actor, database, json_response, query_int, query_time, unprocessable
 from proxy.ledger import GROUP_BYS
 
 FILTERS = ("key", "user", "team", "provider", "alias", "model", "status")
@@ -32,7 +32,7 @@ RECENT_FIELDS = ("request_id", "created_at", "alias", "provider", "upstream_mode
 
 async def _flush(request: web.Request) -> None:
     """Rows of this replica still queued would be missing from an answer right after the calls."""
-    writer = request.app[GATEWAY].extras.get("ledger_writer")
+    writer = request.app[GATEWAY].ledger_writer
     if writer is not None:
         with contextlib.suppress(Exception):
             await writer.flush()
@@ -63,7 +63,7 @@ def _csv(group_by: str | None, totals: dict[str, Any], groups: list[dict[str, An
 
 async def admin_usage(request: web.Request) -> web.Response:
     actor(request)
-    store = extra(request, "ledger_store")
+    store = database(request).ledger_store
     q = request.query
     group_by = q.get("group_by") or None
     if group_by is not None and group_by not in GROUP_BYS:
@@ -86,8 +86,8 @@ async def admin_usage(request: web.Request) -> web.Response:
 async def key_usage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     key = await gw.pipeline.auth.authenticate(request)
-    store = extra(request, "ledger_store")
-    admission = extra(request, "admission")
+    store = database(request).ledger_store
+    admission = request.app[GATEWAY].admission
     limit = query_int(request, "limit", 20, 0, 200)
     budget = await admission.budget_status("key", key.id, key.name, key.budget) if key.budget else None
     team_budget = None
