@@ -67,7 +67,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         meter=Meter(recorder, cfg.logging.requests),
     )
     gw = Gateway(cfg, providers, pipeline, recorder)
-    install_cache(gw)  # swaps NoCache for the response cache only when `cache.enabled`
+    install_cache(gw)  # the response cache; off per request unless the global default, alias or key turns it on
     accounting.install(gw)  # keys from the database, quotas, budgets, pricing, usage ledger
     router.attach(gw)  # breaker state shared through Redis when `redis:` is configured
     return gw

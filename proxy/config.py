@@ -41,7 +41,8 @@ class BreakerConfig(Strict):
 
 
 class CachePolicy(Strict):
-    """Per alias / per key override of the response cache."""
+    """Per alias / per key override of the response cache: a section turns it on for that alias or key
+    (even with the global cache off) unless it says `enabled: false`, which turns it off."""
 
     enabled: bool = True
     ttl: Duration | None = None
@@ -234,6 +235,8 @@ class DatabaseConfig(Strict):
 
 
 class CacheConfig(Strict):
+    # opt-in: without a `cache:` section the gateway default is off (GatewayConfig.cache); a section
+    # turns it on unless it says `enabled: false`
     enabled: bool = True
     backend: Literal["memory", "redis"] = "memory"
     ttl: Duration = 7 * 86400
@@ -279,7 +282,7 @@ class GatewayConfig(Strict):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     redis: RedisConfig | None = None
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
+    cache: CacheConfig = Field(default_factory=lambda: CacheConfig(enabled=False))
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     routing_rules: list[RoutingRule] = Field(default_factory=list)
@@ -309,9 +312,14 @@ class GatewayConfig(Strict):
 
     @model_validator(mode="after")
     def _cache_backend(self) -> GatewayConfig:
-        if self.cache.enabled and self.cache.backend == "redis" and self.redis is None:
+        if self.cache.backend == "redis" and self.redis is None and self.cache_configured():
             raise ValueError("cache.backend: redis needs a top-level `redis: {url: redis://...}`")
         return self
+
+    def cache_configured(self) -> bool:
+        """Whether this file turns the response cache on anywhere (globally, for an alias or a key)."""
+        policies = [m.cache for m in self.models.values()] + [k.cache for k in self.keys]
+        return self.cache.enabled or any(p is not None and p.enabled for p in policies)
 
     def live_aliases(self) -> list[str]:
         return [a for a, m in self.models.items() if any(self.providers[d.provider].enabled for d in m.route)]
