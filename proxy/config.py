@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .envvars import interpolate
 from .units import ByteSize, Duration
@@ -29,6 +29,14 @@ class Timeouts(Strict):
     first_token: Duration = 120.0  # headers + first byte of the body
     idle: Duration = 120.0  # between two stream chunks
     total: Duration = 600.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_total(cls, v: Any) -> Any:
+        # `timeout: 30s` (or a number of seconds) is the total deadline, as other gateways write it
+        if isinstance(v, str | int | float):
+            return {"total": v}
+        return v
 
 
 class BreakerConfig(Strict):
@@ -152,12 +160,20 @@ class ModelAlias(Strict):
     route: list[Deployment] = Field(min_length=1)
     strategy: Literal["priority", "weighted", "least-busy", "latency"] = "priority"
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    timeouts: Timeouts | None = None
+    # `timeout:` is accepted too, the provider-level spelling
+    timeouts: Timeouts | None = Field(None, validation_alias=AliasChoices("timeouts", "timeout"))
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: CachePolicy | None = None
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_timeout_key(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "timeout" in v and "timeouts" in v:
+            raise ValueError("give one of `timeout` or `timeouts` (two spellings of the same setting)")
+        return v
 
 
 class RuleWhen(Strict):
