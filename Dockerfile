@@ -15,4 +15,7 @@ ENV PYTHONUNBUFFERED=1
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+# Listening on 0.0.0.0, `gateway serve` refuses the documented default keys (exit 2): pass your own,
+#   docker run -e GATEWAY_DEV_KEY=... -e GATEWAY_ADMIN_KEY=... -p 8080:8080 llm-gateway
+# (or --env-file with them, or mount a gateway.yaml of your own at /app/gateway.yaml).
 CMD ["gateway", "serve", "--config", "/app/gateway.yaml", "--host", "0.0.0.0"]

@@ -249,7 +249,7 @@ def render(r: dict[str, Any]) -> str:
     _, base, chaos, _, dead = r["phases"]
     lines = [HEADING, "", f"`loadtests/chaos.py`, {r['when']}, {r['cpus']} CPUs, {r['concurrency']} concurrent "
              f"clients, {r['phase_seconds']} s phases. Alias `smart` = two mock upstream processes (weighted, 3 "
-             "attempts, breaker 8 failures / 2 s), fallback `backup` = in-process mock.", "",
+             "attempts, breaker 8 failures / 2 s), fallback `backup` = in-process mock; response cache off.", "",
              "| phase | requests | req/s | client errors | error rate | p50 ms | p99 ms | retried | fallbacks |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in r["phases"]:

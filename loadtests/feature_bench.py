@@ -606,7 +606,8 @@ def render_section(name: str, r: dict[str, Any], m: dict[str, Any], a: argparse.
              f"{m['python']}, aiohttp {m['aiohttp']} · commit {m['commit']} (plus uncommitted changes) · mode: "
              f"{'quick' if a.quick else 'full'} ({a.duration} s per configuration at 50 connections in {a.rounds} "
              "interleaved rounds, best round kept). The gateway under test is pinned to core 0; the mock "
-             "upstream and wrk share core 1. CPU = the gateway process's utime+stime / requests.", ""]
+             "upstream and wrk share core 1. CPU = the gateway process's utime+stime / requests. The response "
+             "cache is off (the default) in every row except the Response cache section's `cache on` rows.", ""]
     lines += body_md(name, r)
     if "error" in r:
         lines += [f"Error: `{r['error'][:300]}`", ""]

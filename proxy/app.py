@@ -31,7 +31,7 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import logs
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.pipeline import NoCache, Pipeline
+from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
 from proxy.resilience.sync import BreakerSync
@@ -81,7 +81,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     events = EventBus()
     counters: Counters = RedisCounters(redis) if redis is not None else LocalCounters()
     admission = AdmissionStage(cfg, prices, counters, store=store, events=events, recorder=recorder)
-    cache = build_cache(cfg, redis, prices, recorder) if cfg.cache.enabled else None
+    cache = build_cache(cfg, redis, prices, recorder)
 
     router = Router(cfg)
     meter = Meter(recorder, cfg.logging.requests, price=prices.price)
@@ -90,7 +90,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     pipeline = Pipeline(
         auth=Authenticator(cfg.keys, lookup=keystore.lookup),
         admission=admission,
-        cache=cache if cache is not None else NoCache(),
+        cache=cache,
         router=router,
         executor=Executor(cfg, router, providers),
         meter=meter,
@@ -106,9 +106,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, admission]
-    if cache is not None:
-        services.append(cache)
+    services += [ledger, keystore, admission, cache]
     b = cfg.breaker
     if redis is not None and b.shared and router.breakers.breakers:
         services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))

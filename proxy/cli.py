@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import sys
 from collections.abc import Sequence
 
@@ -33,6 +34,30 @@ def startup_banner(cfg: GatewayConfig, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name (or 0.0.0.0's friends): assume reachable from elsewhere
+
+
+def dev_keys_refusal(cfg: GatewayConfig, host: str) -> str | None:
+    """Why serving on `host` with these keys is refused, or None: a documented default key on a
+    non-loopback address lets anyone who read the README in."""
+    # imported here: auth loads aiohttp, which the other commands skip
+    from proxy.auth.authenticator import documented_defaults_in
+
+    found = documented_defaults_in(cfg)
+    if not found or is_loopback(host):
+        return None
+    lines = [f"refusing to serve on {host}: these keys are documented defaults that anyone can read:"]
+    lines += [f"  {where}: set {var} to a secret of your own" for where, var in found]
+    lines.append("(or listen on 127.0.0.1, or pass --allow-dev-keys for a throwaway setup)")
+    return "\n".join(lines)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
@@ -42,6 +67,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or cfg.listen.host
     port = args.port if args.port is not None else cfg.listen.port
     cfg.listen.host, cfg.listen.port = host, port
+    refusal = None if args.allow_dev_keys else dev_keys_refusal(cfg, host)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     banner = startup_banner(cfg, host, port)
     if args.workers > 1:
         from proxy.workers import run_workers
@@ -137,6 +166,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None)
     s.add_argument("--reuse-port", action="store_true", help="SO_REUSEPORT, to run several processes")
     s.add_argument("--workers", type=int, default=1, help="worker processes sharing the port (default 1)")
+    s.add_argument("--allow-dev-keys", action="store_true",
+                   help="serve on a non-loopback address even with a documented default key")
     s.set_defaults(func=cmd_serve)
     mg = sub.add_parser("migrate", help="apply the ledger database's migrations and exit")
     mg.add_argument("--config", default="gateway.yaml", help="path to gateway.yaml (default ./gateway.yaml)")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from proxy.infra.envvars import interpolate
 from proxy.infra.units import ByteSize, Duration
@@ -30,6 +30,14 @@ class Timeouts(Strict):
     idle: Duration = 120.0  # between two stream chunks
     total: Duration = 600.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_total(cls, v: Any) -> Any:
+        # `timeout: 30s` (or a number of seconds) is the total deadline, as other gateways write it
+        if isinstance(v, str | int | float):
+            return {"total": v}
+        return v
+
 
 class BreakerConfig(Strict):
     failure_threshold: int = Field(5, ge=1)
@@ -41,7 +49,8 @@ class BreakerConfig(Strict):
 
 
 class CachePolicy(Strict):
-    """Per alias / per key override of the response cache."""
+    """Per alias / per key override of the response cache: a section turns it on for that alias or key
+    (even with the global cache off) unless it says `enabled: false`, which turns it off."""
 
     enabled: bool = True
     ttl: Duration | None = None
@@ -151,12 +160,20 @@ class ModelAlias(Strict):
     route: list[Deployment] = Field(min_length=1)
     strategy: Literal["priority", "weighted", "least-busy", "latency"] = "priority"
     retry: RetryConfig = Field(default_factory=RetryConfig)
-    timeouts: Timeouts | None = None
+    # `timeout:` is accepted too, the provider-level spelling
+    timeouts: Timeouts | None = Field(None, validation_alias=AliasChoices("timeouts", "timeout"))
     fallbacks: list[str] = Field(default_factory=list)
     context_window_fallbacks: list[str] = Field(default_factory=list)
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: CachePolicy | None = None
     description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_timeout_key(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "timeout" in v and "timeouts" in v:
+            raise ValueError("give one of `timeout` or `timeouts` (two spellings of the same setting)")
+        return v
 
 
 class RuleWhen(Strict):
@@ -234,6 +251,8 @@ class DatabaseConfig(Strict):
 
 
 class CacheConfig(Strict):
+    # opt-in: without a `cache:` section the gateway default is off (GatewayConfig.cache); a section
+    # turns it on unless it says `enabled: false`
     enabled: bool = True
     backend: Literal["memory", "redis"] = "memory"
     ttl: Duration = 7 * 86400
@@ -279,7 +298,7 @@ class GatewayConfig(Strict):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     redis: RedisConfig | None = None
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
+    cache: CacheConfig = Field(default_factory=lambda: CacheConfig(enabled=False))
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
     routing_rules: list[RoutingRule] = Field(default_factory=list)
@@ -309,9 +328,14 @@ class GatewayConfig(Strict):
 
     @model_validator(mode="after")
     def _cache_backend(self) -> GatewayConfig:
-        if self.cache.enabled and self.cache.backend == "redis" and self.redis is None:
+        if self.cache.backend == "redis" and self.redis is None and self.cache_configured():
             raise ValueError("cache.backend: redis needs a top-level `redis: {url: redis://...}`")
         return self
+
+    def cache_configured(self) -> bool:
+        """Whether this file turns the response cache on anywhere (globally, for an alias or a key)."""
+        policies = [m.cache for m in self.models.values()] + [k.cache for k in self.keys]
+        return self.cache.enabled or any(p is not None and p.enabled for p in policies)
 
     def live_aliases(self) -> list[str]:
         return [a for a, m in self.models.items() if any(self.providers[d.provider].enabled for d in m.route)]

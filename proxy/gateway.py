@@ -50,7 +50,7 @@ class Gateway:
     keystore: KeyStore
     admission: AdmissionStage
     events: EventBus
-    cache: ResponseCache | None = None  # None: no alias or key can turn the cache on
+    cache: ResponseCache
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

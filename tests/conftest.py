@@ -101,7 +101,6 @@ def base_config(upstream_url: str | None = None, **overrides: Any) -> dict[str, 
         "models": {"demo": {"route": [{"provider": "mock", "model": "mock-1"}]}},
         "keys": [{"name": "dev", "key": DEV_KEY, "models": ["*"]}],
         "logging": {"requests": True, "format": "json"},
-        "cache": {"enabled": False},
     }
     if upstream_url:
         cfg["providers"]["up"] = {"type": "openai", "base_url": upstream_url + "/v1", "api_key": "sk-upstream"}

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.config import Budget, CachePolicy, KeyConfig, Limits
+from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 
 
@@ -47,6 +47,25 @@ class KeyInfo:
 
 def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# Every secret README, docs/ or the shipped configs give as a default (`${VAR:-secret}`), with the
+# variable that replaces it: anyone can read these, so `gateway serve` refuses them on a public address.
+DOCUMENTED_DEFAULT_KEYS = {"sk-gateway-dev": "GATEWAY_DEV_KEY", "sk-gateway-admin": "GATEWAY_ADMIN_KEY"}
+_DEFAULT_DIGESTS = {sha256_hex(secret): var for secret, var in DOCUMENTED_DEFAULT_KEYS.items()}
+
+
+def documented_defaults_in(cfg: GatewayConfig) -> list[tuple[str, str]]:
+    """(where in gateway.yaml, the env var to set) for each key or admin key equal to a documented
+    default; keys given as `key_sha256` are compared by digest."""
+    found = []
+    for i, k in enumerate(cfg.keys):
+        var = _DEFAULT_DIGESTS.get((k.key_sha256 or sha256_hex(k.key or "")).lower())
+        if var:
+            found.append((f"keys.{i} ({k.name})", var))
+    if cfg.admin.key and (var := _DEFAULT_DIGESTS.get(sha256_hex(cfg.admin.key))):
+        found.append(("admin.key", var))
+    return found
 
 
 def parse_expiry(value: str | None) -> datetime | None:

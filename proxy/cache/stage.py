@@ -1,8 +1,11 @@
 """The response-cache stage: lookup before routing, store after a complete answer, coalescing between.
 
-Implements `pipeline.CacheStage`. Only built when `cache.enabled`; otherwise the pipeline keeps the
-free `NoCache`. Per request, `lookup` decides the plan (key, TTL, store or not) from the alias and key
-policies and the request's cache headers, and leaves it in `ctx.notes` for `complete`/`stream`.
+Implements `pipeline.CacheStage`. Always built, because an alias or a key (also one created later
+through the admin API) may turn the cache on while the global `cache:` default is off. Per request,
+`lookup` decides the plan (key, TTL, store or not) from the global default, the alias and key
+policies and the request's cache headers, and leaves it in `ctx.notes` for `complete`/`stream`. A
+request the cache is off for leaves no plan: nothing is hashed, looked up, stored or coalesced, and
+no `x-gateway-cache` header is sent (`bypass` when an `enabled: false` policy switched it off).
 
 Money: a hit costs the key nothing (`ctx.provider` stays empty so metering prices nothing) and
 `ctx.saved_usd` gets what the cached usage would have cost, priced by the same `PriceTable.cost` that prices live calls.
@@ -23,7 +26,7 @@ from proxy.cache.backend import Backend, Entry
 from proxy.cache.coalesce import Flights, StreamFlight
 from proxy.cache.keys import cache_key, route_fingerprint
 from proxy.cache.replay import replay_chunks
-from proxy.config import CachePolicy, GatewayConfig
+from proxy.config import GatewayConfig
 from proxy.core.context import RequestContext
 from proxy.infra import sse
 from proxy.observability import metrics as m
@@ -35,9 +38,12 @@ log = get_logger("gateway.cache")
 NOTE = "cache"
 
 
+BYPASS = -1.0  # `_policy_ttl`: an `enabled: false` policy turned the cache off for this request
+
+
 @dataclass(slots=True, frozen=True)
 class AliasPolicy:
-    enabled: bool
+    enabled: bool | None  # the alias's `cache:` section: True on, False off, None = no section (the default)
     ttl: float | None  # explicit per-alias TTL, None = the global default
     fingerprint: str
 
@@ -60,6 +66,8 @@ class Prices(Protocol):
 class ResponseCache:
     def __init__(self, cfg: GatewayConfig, backend: Backend, prices: Prices, recorder: m.Recorder) -> None:
         self.cfg = cfg
+        self.enabled = cfg.cache.enabled  # the global default
+        self.configured = cfg.cache_configured()  # on anywhere in gateway.yaml (database keys aside)
         self.default_ttl = cfg.cache.ttl
         self.backend = backend
         self.prices = prices
@@ -68,8 +76,12 @@ class ResponseCache:
         self._counter = m.Children()  # hit/miss counters per alias
         self.aliases: dict[str, AliasPolicy] = {}
         for name, alias in cfg.models.items():
-            pol = alias.cache or CachePolicy()
-            self.aliases[name] = AliasPolicy(pol.enabled, pol.ttl, route_fingerprint(cfg, name))
+            pol = alias.cache
+            self.aliases[name] = AliasPolicy(None if pol is None else pol.enabled, pol.ttl if pol else None,
+                                             route_fingerprint(cfg, name))
+        # with the default off and no alias turning it on, only a key's own `cache:` can: the common
+        # request then leaves `lookup` after two attribute reads
+        self.aliases_only_off = not self.enabled and all(a.enabled is not True for a in self.aliases.values())
 
     # ------------------------------------------------------------------ lifecycle (Gateway service)
     async def start(self) -> None:
@@ -88,10 +100,14 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ CacheStage
     async def lookup(self, ctx: RequestContext) -> Completion | None:
+        if self.aliases_only_off and (ctx.key is None or ctx.key.cache is None):
+            return None
         served = ctx.served_alias or ctx.alias
+        ttl = self._policy_ttl(ctx, served)
+        if ttl is None:
+            return None
         pol = self.aliases.get(served)
-        ttl = self._policy_ttl(ctx, served) if pol is not None else None
-        if ttl is None or pol is None:
+        if ttl == BYPASS or pol is None:
             return self._bypass(ctx)
         ctl = controls.parse(ctx.request_headers)
         if ctl.warnings:
@@ -181,25 +197,31 @@ class ResponseCache:
 
     # ------------------------------------------------------------------ internals
     def _policy_ttl(self, ctx: RequestContext, served: str) -> float | None:
-        """The TTL the alias and key policies allow, or None when either disables caching.
+        """The TTL the global default, alias and key policies allow: None when nothing turns the cache
+        on for this request, BYPASS when a policy (alias asked for, alias serving, key) says
+        `enabled: false` — an explicit off wins over any on.
 
-        Explicit TTLs (alias asked for, alias serving, key) combine to the shortest; without any, the
-        global `cache.ttl` applies.
+        Explicit TTLs combine to the shortest; without any, the global `cache.ttl` applies.
         """
+        on = self.enabled
         ttl: float | None = None
         for pol in (self.aliases.get(ctx.alias), self.aliases.get(served) if served != ctx.alias else None):
-            if pol is None:
+            if pol is None or pol.enabled is None:
                 continue
             if not pol.enabled:
-                return None
+                return BYPASS
+            on = True
             if pol.ttl is not None:
                 ttl = pol.ttl if ttl is None else min(ttl, pol.ttl)
         kp = ctx.key.cache if ctx.key is not None else None
         if kp is not None:
             if not kp.enabled:
-                return None
+                return BYPASS
+            on = True
             if kp.ttl is not None:
                 ttl = kp.ttl if ttl is None else min(ttl, kp.ttl)
+        if not on:
+            return None
         return self.default_ttl if ttl is None else ttl
 
     @staticmethod

@@ -34,4 +34,10 @@ def test_bad_cache_config_is_named(cache: dict[str, str]) -> None:
 
 
 def test_redis_backend_without_redis_is_fine_when_cache_is_off() -> None:
-    parse_config({**MODELS, "cache": {"enabled": False, "backend": "redis"}}, env={})
+    cfg = parse_config({"cache": {"enabled": False, "backend": "redis"}}, env={})
+    assert isinstance(build_gateway(cfg).cache.backend, MemoryBackend)
+
+
+def test_cache_is_off_without_a_section() -> None:
+    assert parse_config(MODELS, env={}).cache.enabled is False
+    assert parse_config({**MODELS, "cache": {}}, env={}).cache.enabled is True

@@ -334,16 +334,19 @@ async def test_alias_and_key_policies(gateway_factory: GatewayFactory, mock_upst
     assert h["x-gateway-cache"] == "miss"
 
 
-async def test_cache_disabled_globally_keeps_the_free_stage(gateway_factory: GatewayFactory,
-                                                           mock_upstream: MockUpstream, http: Any) -> None:
-    from proxy.pipeline import NoCache
+async def test_cache_off_hashes_nothing(gateway_factory: GatewayFactory, mock_upstream: MockUpstream,
+                                        http: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from proxy.cache import stage
 
+    def no_hashing(*_: Any) -> str:
+        raise AssertionError("a request the cache is off for must not compute a cache key")
+
+    monkeypatch.setattr(stage, "cache_key", no_hashing)
     cfg = cache_config(mock_upstream.url)
     cfg["cache"] = {"enabled": False}
     gw = await gateway_factory(cfg)
-    assert isinstance(gw.gateway.pipeline.cache, NoCache) and gw.gateway.cache is None
-    _, h, _ = await post(http, gw, chat_body())
-    assert "x-gateway-cache" not in h
+    _, h, _ = await post(http, gw, chat_body(), headers={"Cache-Control": "max-age=5"})
+    assert "x-gateway-cache" not in h and "x-gateway-cache-key" not in h
 
 
 # ---------------------------------------------------------------- 4. never cached

@@ -3,7 +3,9 @@ for retry, breaker and fallback."""
 
 from __future__ import annotations
 
-from proxy.config import parse_config
+import pytest
+
+from proxy.config import ConfigError, parse_config
 from proxy.routing.router import Router, merged_timeouts
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import breaker, chat, config, route
@@ -61,3 +63,45 @@ async def test_connect_timeout_is_a_retryable_failure(gateway_factory: GatewayFa
         "smart": {"route": route("a", "b"), "timeouts": {"connect": 0.05}}}))
     r = await chat(gw)
     assert r.status == 200 and r.headers["x-gateway-provider"] == "b" and r.attempts == 2
+
+
+def test_a_plain_duration_is_the_total_deadline() -> None:
+    cfg = parse_config({
+        "providers": {"p": {"type": "mock", "timeout": "30s"}, "q": {"type": "mock", "timeout": 45}},
+        "models": {"a": {"route": [{"provider": "p", "model": "x"}], "timeout": "5s"},
+                   "b": {"route": [{"provider": "q", "model": "x"}], "timeouts": 2.5},
+                   "c": {"route": [{"provider": "p", "model": "x"}]}},
+    }, env={})
+    assert cfg.providers["p"].timeout.total == 30 and cfg.providers["q"].timeout.total == 45
+    assert cfg.providers["p"].timeout.connect == 10  # the other fields keep their defaults
+    t = merged_timeouts(cfg.models["a"], cfg.providers["p"])
+    assert (t.connect, t.first_token, t.idle, t.total) == (10, 120, 120, 5)
+    plans = Router(cfg).plans
+    assert (plans["a"].deadline, plans["b"].deadline, plans["c"].deadline) == (5, 2.5, 30)
+
+
+@pytest.mark.parametrize(("models", "needle"), [
+    ({"timeout": "soon"}, "models.a.timeout.total: Value error, invalid duration 'soon'"),
+    ({"timeouts": True}, "models.a.timeouts.total"),
+    ({"timeout": "1s", "timeouts": "2s"}, "give one of `timeout` or `timeouts`"),
+])
+def test_bad_plain_timeouts_are_named(models: dict[str, object], needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"providers": {"p": {"type": "mock"}},
+                      "models": {"a": {"route": [{"provider": "p", "model": "x"}], **models}}}, env={})
+    assert needle in str(err.value)
+
+
+async def test_plain_timeout_bounds_the_call(gateway_factory: GatewayFactory, upstreams) -> None:  # type: ignore[no-untyped-def]
+    (up,) = await upstreams(1)
+    up.configure(latency=2)
+    cfg = config({"a": up.url}, {"smart": {"route": route("a"), "retry": {"attempts": 1}}})
+    cfg["providers"]["a"]["timeout"] = "200ms"
+    gw = await gateway_factory(cfg)
+    r = await chat(gw)
+    assert r.status == 504 and r.error["code"] == "upstream_timeout" and r.elapsed < 1.5
+    cfg["providers"]["a"]["timeout"] = 10
+    cfg["models"]["smart"]["timeout"] = 0.2
+    gw = await gateway_factory(cfg)
+    r = await chat(gw)
+    assert r.status == 504 and r.error["code"] == "upstream_timeout" and r.elapsed < 1.5

@@ -6,6 +6,8 @@
   POST   /admin/cache/invalidate        the entry for this chat completion (or embeddings) request body
 
 The body form computes the key as a request without routing rules would: asked and served alias equal.
+While gateway.yaml turns the cache on nowhere, answers say `"enabled": false` (only a database key's own
+`cache:` policy can have stored anything then).
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def _stage(request: web.Request) -> ResponseCache | None:
+def _stage(request: web.Request) -> ResponseCache:
     return request.app[GATEWAY].cache
+
+
+def _json_for(stage: ResponseCache, data: dict[str, Any], status: int = 200) -> web.Response:
+    return _json(data if stage.configured else {**data, "enabled": False}, status)
 
 
 def _unavailable(err: BackendUnavailable) -> GatewayError:
@@ -44,14 +50,12 @@ async def clear(request: web.Request) -> web.Response:
     actor = require_admin(request)
     alias = request.query.get("alias")
     stage = _stage(request)
-    if stage is None:
-        return _json({"deleted": 0, "enabled": False})
     try:
         deleted = await (stage.clear_alias(alias) if alias else stage.clear())
     except BackendUnavailable as err:
         raise _unavailable(err) from None
     log.info("cache_cleared", actor=actor, alias=alias, deleted=deleted)
-    return _json({"deleted": deleted, **({"alias": alias} if alias else {})})
+    return _json_for(stage, {"deleted": deleted, **({"alias": alias} if alias else {})})
 
 
 async def delete_entry(request: web.Request) -> web.Response:
@@ -72,10 +76,7 @@ async def invalidate(request: web.Request) -> web.Response:
     if alias not in gw.cfg.models:
         raise GatewayError(404, f"The model {alias!r} does not exist.", NOT_FOUND, code="model_not_found",
                            param="model")
-    stage = _stage(request)
-    if stage is None:
-        return _json({"deleted": False, "enabled": False})
-    key = stage.key_for(kind, alias, alias, body)
+    key = _stage(request).key_for(kind, alias, alias, body)
     if key is None:
         raise bad_request("This request cannot be cached, so it has no entry.")
     return await _delete(request, key, actor, missing=200)  # idempotent: "make sure it is gone"
@@ -83,14 +84,12 @@ async def invalidate(request: web.Request) -> web.Response:
 
 async def _delete(request: web.Request, key: str, actor: str, missing: int) -> web.Response:
     stage = _stage(request)
-    if stage is None:
-        return _json({"key": key, "deleted": False, "enabled": False})
     try:
         deleted = await stage.invalidate(key)
     except BackendUnavailable as err:
         raise _unavailable(err) from None
     log.info("cache_invalidated", actor=actor, key=key, deleted=deleted)
-    return _json({"key": key, "deleted": deleted}, 200 if deleted else missing)
+    return _json_for(stage, {"key": key, "deleted": deleted}, 200 if deleted else missing)
 
 
 def add_routes(app: web.Application) -> None:
