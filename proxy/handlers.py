@@ -114,6 +114,7 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
     ctx = new_context(request, kind)
     gw.in_flight(kind, +1)
     try:
+        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
         body = await read_json(request, gw.cfg.listen.max_body_bytes)
         if kind == "chat":
             validate_chat(body)
