@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from .context import RequestContext
 from .errors import INVALID_REQUEST, GatewayError, bad_request
@@ -30,6 +31,9 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(max_bytes) from None
+    except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
+        raise bad_request("The request body cannot be decoded (content or transfer encoding).",
+                          code="invalid_http_request") from None
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
     try:

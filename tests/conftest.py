@@ -15,6 +15,7 @@ from aiohttp import web
 from proxy.app import build_app
 from proxy.config import GatewayConfig, MockBehaviour, parse_config
 from proxy.mockupstream.server import STATE_KEY, MockState, build_mock_app
+from proxy.serving import GatewayRunner
 from proxy.state import GATEWAY, Gateway
 
 DEV_KEY = "sk-test-dev"
@@ -44,7 +45,7 @@ class Server:
 
 
 async def serve(app: web.Application, port: int | None = None) -> Server:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2)
+    runner = GatewayRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2)
     await runner.setup()
     port = port or free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

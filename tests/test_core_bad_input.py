@@ -139,3 +139,9 @@ async def test_openai_rules_are_enforced_before_any_quota_or_upstream_call(
                               {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "r"}]}],
         n=1)
     assert ok.choices[0].message.content and mock_upstream.calls == 1
+
+
+async def test_undecodable_body_is_400(gw, http) -> None:  # type: ignore[no-untyped-def]
+    code, body = await post(http, gw, b"this is not gzip", {"Content-Type": "application/json",
+                                                            "Content-Encoding": "gzip"})
+    assert code == 400 and body["error"]["code"] == "invalid_http_request"
