@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import (
 )
 from aiohttp.web_protocol import RequestHandler
 
-from .errors import INVALID_REQUEST, SERVER, GatewayError
+from .errors import INVALID_REQUEST, SERVER, TIMEOUT, GatewayError
 from .logs import get_logger
 
 log = get_logger("gateway.http")
@@ -44,7 +44,7 @@ _MALFORMED = "The request is not valid HTTP/1.1 (request line, headers or chunke
 
 
 def protocol_error(status: int, exc: BaseException | None) -> GatewayError:
-    """The client's answer to a request aiohttp could not parse (or, status 500, could not serve)."""
+    """The client's answer to a request aiohttp could not parse (or, 500/504, could not serve)."""
     if isinstance(exc, LineTooLong):
         limit = exc.args[1] if len(exc.args) > 1 else "the allowed number of"
         return GatewayError(431, f"A request header field or the request line is longer than {limit} bytes.",
@@ -52,8 +52,8 @@ def protocol_error(status: int, exc: BaseException | None) -> GatewayError:
     if isinstance(exc, HttpProcessingError):
         what = next((text for cls, text in _WHAT if isinstance(exc, cls)), _MALFORMED)
         return GatewayError(400, what, INVALID_REQUEST, code="invalid_http_request")
-    if status < 500:
-        return GatewayError(status, "The request could not be processed.", INVALID_REQUEST, code="invalid_http_request")
+    if status == 504:  # aiohttp's answer when a handler raised a TimeoutError
+        return GatewayError(504, "The gateway timed out handling the request.", TIMEOUT, code="timeout")
     return GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER, code="internal_error")
 
 

@@ -14,6 +14,8 @@ import orjson
 
 from proxy.config import LoggingConfig
 from proxy.logs import configure, flush
+from proxy.serving import protocol_error
+from tests.conftest import GatewayFactory, base_config
 from tests.test_core_server import start
 
 SECRET = b"sk-" + b"s" * 9000  # a header value over max_field_size (8190): its bytes must not be echoed
@@ -84,3 +86,21 @@ def test_aiohttp_log_records_become_one_json_line() -> None:
         assert "RuntimeError: boom" in line["exception"]
     finally:
         configure(LoggingConfig(format="console"))
+
+
+async def test_non_http_bytes_get_a_json_400(gateway_factory: GatewayFactory) -> None:
+    """TLS sent to the plain HTTP port (what scanners and misconfigured clients do)."""
+    gw = await gateway_factory(base_config())
+    port = int(gw.url.rsplit(":", 1)[1])
+    status_line, headers, body = await exchange(port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\0" * 64)
+    assert " 400 " in status_line and headers["content-type"].startswith("application/json")
+    err = orjson.loads(body)["error"]
+    assert err["code"] == "invalid_http_request" and "TLS" in err["message"]
+
+
+def test_what_escapes_the_handlers_is_a_json_500_or_504() -> None:
+    err = protocol_error(500, RuntimeError("boom"))
+    assert (err.status, err.code, err.type) == (500, "internal_error", "server_error")
+    assert "boom" not in err.message
+    err = protocol_error(504, None)
+    assert (err.status, err.code, err.type) == (504, "timeout", "timeout_error")
