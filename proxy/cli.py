@@ -84,16 +84,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _serve_one(cfg: GatewayConfig, reuse_port: bool) -> None:
     # imported here so `--workers` can set PROMETHEUS_MULTIPROC_DIR before prometheus_client loads
-    from aiohttp import web
-
     from proxy.app import build_app
+    from proxy.http.serving import run
     from proxy.observability.logs import configure
 
     configure(cfg.logging)
     _use_uvloop()
-    web.run_app(build_app(cfg), host=cfg.listen.host, port=cfg.listen.port, print=None, access_log=None,
-                shutdown_timeout=cfg.listen.shutdown_timeout, handler_cancellation=True, reuse_port=reuse_port,
-                backlog=4096)
+    run(build_app(cfg), cfg.listen.host, cfg.listen.port, shutdown_timeout=cfg.listen.shutdown_timeout,
+        reuse_port=reuse_port)
 
 
 def cmd_mock_upstream(args: argparse.Namespace) -> int:

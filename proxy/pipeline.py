@@ -2,6 +2,8 @@
 
     auth -> admission (quotas, budgets) -> cache -> routing -> resilience -> provider adapter -> metering
 
+Authentication (`authenticate`) runs before the handler reads the body, so a caller without a valid key
+gets its 401 whatever it sent; the alias check (403) and everything after it (`admit`) need the body.
 Each stage is an object with a small interface; app.py decides which implementation each slot gets.
 This module only sequences them and turns the outcome into an HTTP response.
 """
@@ -14,7 +16,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from proxy.auth.authenticator import Authenticator
+from proxy.auth.authenticator import Authenticator, KeyInfo
 from proxy.core.context import RequestContext
 from proxy.core.errors import UpstreamError
 from proxy.infra import sse
@@ -76,17 +78,22 @@ class Pipeline:
         # checks before auth (the per-client-IP limit): raise a GatewayError to refuse
         self.pre_auth: list[Callable[[RequestContext], Awaitable[None]]] = []
 
-    async def authorize(self, ctx: RequestContext, request: web.Request) -> None:
-        """auth -> routing resolve -> admission; shared by every endpoint that reaches an upstream."""
+    async def authenticate(self, ctx: RequestContext, request: web.Request, key: KeyInfo | None = None) -> None:
+        """Who is calling, before anything reads the body: the pre-auth checks, then the key (`key` when the
+        caller looked it up already: the batch endpoint does once for all its items)."""
         for check in self.pre_auth:
             await check(ctx)
-        ctx.key = await self.auth.authenticate(request)
+        ctx.key = key if key is not None else await self.auth.authenticate(request)
+
+    async def admit(self, ctx: RequestContext) -> None:
+        """may the key use ctx.alias -> routing resolve -> admission; once the body named the alias."""
+        assert ctx.key is not None, "authenticate() runs first"
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)
         await self.admission.admit(ctx)
 
     async def chat(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
-        await self.authorize(ctx, request)
+        await self.admit(ctx)
         hit = await self.cache.lookup(ctx)
         if hit is not None:
             return await self._respond_hit(ctx, request, hit)
@@ -98,7 +105,7 @@ class Pipeline:
 
     async def answer(self, ctx: RequestContext) -> Completion:
         """cache -> routing/resilience for an authorized non-stream chat call, returning the Completion
-        instead of writing HTTP (the batch endpoint runs each item through this after `authorize`)."""
+        instead of writing HTTP (the batch endpoint runs each item through this after `admit`)."""
         c = await self.cache.lookup(ctx)
         if c is None:
             c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
@@ -108,7 +115,7 @@ class Pipeline:
         return c
 
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
-        await self.authorize(ctx, request)
+        await self.admit(ctx)
         hit = await self.cache.lookup(ctx)
         if hit is not None:
             return self._respond_json(ctx, hit)

@@ -16,6 +16,7 @@ from mockupstream.server import STATE_KEY, MockState, build_mock_app
 from proxy.app import build_app
 from proxy.config import GatewayConfig, MockBehaviour, parse_config
 from proxy.gateway import GATEWAY, Gateway
+from proxy.http.serving import GatewayRunner
 
 DEV_KEY = "sk-test-dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -44,7 +45,7 @@ class Server:
 
 
 async def serve(app: web.Application, port: int | None = None) -> Server:
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2)
+    runner = GatewayRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2)
     await runner.setup()
     port = port or free_port()
     site = web.TCPSite(runner, "127.0.0.1", port)

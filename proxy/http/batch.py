@@ -5,7 +5,8 @@
 
 Results come back in input order, each with its own status. Every item runs through the same stages as
 a single call — auth, admission (quotas, budgets), cache, routing, resilience, metering (its own ledger
-row and log line) — through `Pipeline.authorize` and `Pipeline.answer`, without an HTTP round trip.
+row and log line) — through `Pipeline.authenticate` (with the batch's key, looked up once before the body
+is read), `Pipeline.admit` and `Pipeline.answer`, without an HTTP round trip.
 Identical items (same normalised request, as the cache key sees it) share one answer: the first to pass
 admission runs, the others wait for it; they are each still admitted and metered, at no charge.
 """
@@ -18,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from proxy.auth.authenticator import KeyInfo
 from proxy.cache.keys import cache_key
 from proxy.cache.stage import settle_shared
 from proxy.core.context import RequestContext
@@ -30,9 +32,10 @@ Outcome = tuple[Completion | None, GatewayError | None, RequestContext]
 
 
 class _Batch:
-    def __init__(self, gw: Gateway, request: web.Request, concurrency: int, request_id: str) -> None:
+    def __init__(self, gw: Gateway, request: web.Request, key: KeyInfo, concurrency: int, request_id: str) -> None:
         self.gw = gw
         self.request = request
+        self.key = key
         self.request_id = request_id
         self.sem = asyncio.Semaphore(concurrency)
         self.leaders: dict[str, asyncio.Future[Outcome]] = {}
@@ -64,7 +67,8 @@ class _Batch:
             if body.get("stream"):
                 raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
             ctx.body, ctx.alias = body, body["model"]
-            await pipeline.authorize(ctx, self.request)
+            await pipeline.authenticate(ctx, self.request, self.key)  # the batch's key, looked up once
+            await pipeline.admit(ctx)
             key = cache_key("chat", ctx.alias, ctx.served_alias, "", body)
             leader = self.leaders.get(key) if key is not None else None
             if leader is None:
@@ -115,6 +119,8 @@ def _meta(ctx: RequestContext) -> bytes:
 async def batch(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     limits = gw.cfg.batch
+    # one clear 401 for a bad key, before the body is read or judged, instead of the same error on every item
+    key = await gw.pipeline.auth.authenticate(request)
     body = await read_json(request, gw.cfg.listen.max_body_bytes)
     items = body.get("requests")
     if not isinstance(items, list) or not items:
@@ -126,10 +132,8 @@ async def batch(request: web.Request) -> web.Response:
     concurrency = body.get("concurrency", limits.max_concurrency)
     if type(concurrency) is not int or concurrency < 1:
         raise bad_request("'concurrency' must be a positive integer.", param="concurrency")
-    # one clear 401/403 for a bad key instead of the same error on every item
-    await gw.pipeline.auth.authenticate(request)
     rid = new_context(request, "chat").request_id
-    runner = _Batch(gw, request, min(concurrency, limits.max_concurrency), rid)
+    runner = _Batch(gw, request, key, min(concurrency, limits.max_concurrency), rid)
     results = await asyncio.gather(*(runner.item(i, b) for i, b in enumerate(items)))
     out = b'{"object":"gateway.batch","results":[' + b",".join(results) + b"]}"
     return web.Response(body=out, content_type="application/json", headers={"x-request-id": rid})

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
@@ -30,6 +31,9 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(max_bytes) from None
+    except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
+        raise bad_request("The request body cannot be decoded (content or transfer encoding).",
+                          code="invalid_http_request") from None
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
     try:
@@ -64,6 +68,28 @@ _CHAT_TYPES: dict[str, tuple[tuple[type, ...] | type, str]] = {
 }
 
 
+# OpenAI's message roles, and those whose `content` is required (a string or a non-empty array of parts;
+# assistant content may be null when it carries tool_calls, function content may be null)
+_ROLES = frozenset(("system", "developer", "user", "assistant", "tool", "function"))
+_CONTENT_REQUIRED = frozenset(("system", "developer", "user", "tool"))
+MAX_N = 128  # OpenAI's maximum for `n`
+
+
+def _check_content(msg: dict[str, Any], i: int) -> None:
+    """A message whose role requires `content` has a string or a non-empty array there."""
+    content, param = msg.get("content"), f"messages[{i}].content"
+    if isinstance(content, list):
+        if content:
+            return
+        raise bad_request(f"Invalid '{param}': empty array. Expected an array with minimum length 1.",
+                          param=param, code="empty_array")
+    if "content" not in msg:
+        raise bad_request(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    got = "null" if content is None else type(content).__name__
+    raise bad_request(f"Invalid type for '{param}': expected a string or an array of content parts, but got {got} "
+                      "instead.", param=param, code="invalid_type")
+
+
 def validate_chat(body: dict[str, Any]) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
@@ -75,15 +101,24 @@ def validate_chat(body: dict[str, Any]) -> None:
     if not isinstance(messages, list) or not messages:
         raise bad_request("Invalid 'messages': expected a non-empty array of messages.", param="messages")
     for i, msg in enumerate(messages):
-        if not isinstance(msg, dict) or not isinstance(msg.get("role"), str):
+        if not isinstance(msg, dict) or not isinstance(role := msg.get("role"), str):
             raise bad_request(f"Invalid 'messages[{i}]': each message needs a string 'role'.",
                               param=f"messages[{i}].role")
+        if role not in _ROLES:
+            raise bad_request(f"Invalid value: {role[:64]!r}. Supported values are: 'system', 'developer', 'user', "
+                              "'assistant', 'tool', and 'function'.", param=f"messages[{i}].role",
+                              code="invalid_value")
+        if role in _CONTENT_REQUIRED and type(msg.get("content")) is not str:
+            _check_content(msg, i)
     present = [name for name in _CHAT_TYPES if name in body]  # usually 0-2 of them: check only those
     for name in present:
         _type_check(body, name, *_CHAT_TYPES[name])
     for name in present:
         if _CHAT_TYPES[name][1] == "an integer" and body[name] is not None and body[name] < 1:
             raise bad_request(f"Invalid '{name}': must be at least 1.", param=name)
+    if (n := body.get("n")) is not None and n > MAX_N:
+        raise bad_request(f"Invalid 'n': integer above maximum value. Expected a value <= {MAX_N}, but got {n} "
+                          "instead.", param="n", code="integer_above_max_value")
     if body.get("stream_options") is not None and not body.get("stream"):
         raise bad_request("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
 
@@ -114,6 +149,7 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
     ctx = new_context(request, kind)
     gw.in_flight(kind, +1)
     try:
+        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
         body = await read_json(request, gw.cfg.listen.max_body_bytes)
         if kind == "chat":
             validate_chat(body)

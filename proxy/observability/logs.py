@@ -79,6 +79,24 @@ def _buffered(stream: Any) -> Any:
     return stream
 
 
+class _FromStdlib(logging.Handler):
+    """aiohttp logs through the standard library (`aiohttp.server`, `aiohttp.web`, ...): each record becomes one
+    structured line through the gateway's processors (an exception's traceback inside it, as a field) instead
+    of raw lines on stderr beside the JSON ones."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage(), exc_info=record.exc_info or None)
+
+
+def _bridge_aiohttp(level: int) -> None:
+    aio = logging.getLogger("aiohttp")
+    for h in [h for h in aio.handlers if isinstance(h, _FromStdlib)]:
+        aio.removeHandler(h)
+    aio.addHandler(_FromStdlib())
+    aio.setLevel(level)
+    aio.propagate = False
+
+
 def configure(cfg: LoggingConfig, stream: Any = None) -> None:
     global _json_logger, _json_processors
     stream = stream or sys.stdout
@@ -101,6 +119,7 @@ def configure(cfg: LoggingConfig, stream: Any = None) -> None:
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    _bridge_aiohttp(_LEVELS[cfg.level])
 
 
 def flush() -> None:

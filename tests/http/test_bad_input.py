@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import openai
 import pytest
 
-from tests.conftest import GatewayFactory, auth, base_config
+from tests.conftest import GatewayFactory, MockUpstream, auth, base_config
 
 
 @pytest.fixture
@@ -102,3 +105,43 @@ async def test_unexpected_bug_is_500_without_traceback(gw, http, monkeypatch) ->
     assert code == 500
     assert "secret internals" not in str(body) and "Traceback" not in str(body)
     assert body["error"]["code"] == "internal_error"
+
+
+@pytest.mark.parametrize(("messages", "extra", "param", "code"), [
+    ([{"role": "human", "content": "x"}], {}, "messages[0].role", "invalid_value"),
+    ([{"role": "system", "content": "be brief"}, {"role": "model", "content": "x"}], {}, "messages[1].role",
+     "invalid_value"),
+    ([{"role": "user", "content": None}], {}, "messages[0].content", "invalid_type"),
+    ([{"role": "system", "content": None}, {"role": "user", "content": "x"}], {}, "messages[0].content",
+     "invalid_type"),
+    ([{"role": "user"}], {}, "messages[0].content", "missing_required_parameter"),
+    ([{"role": "user", "content": []}], {}, "messages[0].content", "empty_array"),
+    ([{"role": "user", "content": 5}], {}, "messages[0].content", "invalid_type"),
+    ([{"role": "user", "content": "x"}], {"n": 129}, "n", "integer_above_max_value"),
+])
+async def test_openai_rules_are_enforced_before_any_quota_or_upstream_call(
+        gateway_factory: GatewayFactory, mock_upstream: MockUpstream, messages: list[dict[str, Any]],
+        extra: dict[str, Any], param: str, code: str) -> None:
+    cfg = base_config(mock_upstream.url)
+    cfg["keys"][0]["limits"] = {"rpm": 1}
+    gw = await gateway_factory(cfg)
+    client = gw.openai()
+    with pytest.raises(openai.BadRequestError) as exc:
+        await client.chat.completions.create(model="up", messages=messages, **extra)  # type: ignore[arg-type]
+    assert exc.value.status_code == 400
+    assert exc.value.param == param and exc.value.code == code
+    assert mock_upstream.calls == 0
+    # nothing was counted: the key's one request a minute is still there
+    ok = await client.chat.completions.create(
+        model="up", messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": None, "tool_calls": [
+                                  {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                              {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "r"}]}],
+        n=1)
+    assert ok.choices[0].message.content and mock_upstream.calls == 1
+
+
+async def test_undecodable_body_is_400(gw, http) -> None:  # type: ignore[no-untyped-def]
+    code, body = await post(http, gw, b"this is not gzip", {"Content-Type": "application/json",
+                                                            "Content-Encoding": "gzip"})
+    assert code == 400 and body["error"]["code"] == "invalid_http_request"

@@ -1,7 +1,8 @@
 """Admin API (`/admin/*`): Bearer <admin key> from `admin: {key}`; each concern is a module here.
 
 Every module in ADMIN_MODULES exposes `add_routes(app: web.Application) -> None`; handlers call
-`require_admin(request)` first, which answers 401 without a key, 403 for a non-admin key.
+`await require_admin(request)` first, which answers 401 without a key or with an unknown one, 403 for
+a valid non-admin key.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ from proxy.gateway import GATEWAY
 ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit"]
 
 
-def require_admin(request: web.Request) -> str:
-    """Returns the actor name for the audit log."""
+async def require_admin(request: web.Request) -> str:
+    """Returns the actor name for the audit log. An unknown key is a 401 as on every route; a valid API key
+    that is not the admin key is a 403."""
     secret = presented_key(request)
     if secret is None:
         raise GatewayError(401, "Missing admin key. Send `Authorization: Bearer <admin key>`.", AUTHENTICATION,
                            code="missing_api_key")
-    admin_key = request.app[GATEWAY].cfg.admin.key
-    if not admin_key or not hmac.compare_digest(secret.encode(), admin_key.encode()):
-        raise GatewayError(403, "This key is not allowed to use the admin API.", PERMISSION,
-                           code="admin_required")
-    return "admin"
+    gw = request.app[GATEWAY]
+    admin_key = gw.cfg.admin.key
+    if admin_key and hmac.compare_digest(secret.encode(), admin_key.encode()):
+        return "admin"
+    await gw.pipeline.auth.authenticate(request)  # 401 unless it is some caller's valid key
+    raise GatewayError(403, "This key is not allowed to use the admin API.", PERMISSION, code="admin_required")
 
 
 def add_admin_routes(app: web.Application) -> None:

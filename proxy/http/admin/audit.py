@@ -26,9 +26,9 @@ M = TypeVar("M", bound=BaseModel)
 log = get_logger("gateway.admin")
 
 
-def actor(request: web.Request) -> str:
+async def actor(request: web.Request) -> str:
     """Checks the admin key (401/403) and names the caller for the audit log."""
-    return f"{require_admin(request)}@{request.remote or 'unknown'}"
+    return f"{await require_admin(request)}@{request.remote or 'unknown'}"
 
 
 def database(request: web.Request) -> Gateway:
@@ -113,7 +113,7 @@ async def record(request: web.Request, who: str, action: str, target: str | None
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     store = database(request).ledger_store
     rows = await store.list_audit(limit=query_int(request, "limit", 100, 1, 1000), since=query_time(request, "since"),
                                   target=request.query.get("target") or None,

@@ -18,7 +18,7 @@ from proxy.http.admin.audit import actor, database, json_response, query_int, un
 
 
 async def list_budgets(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     gw = request.app[GATEWAY]
     admission = request.app[GATEWAY].admission
     store = database(request).ledger_store

@@ -47,7 +47,7 @@ def _unavailable(err: BackendUnavailable) -> GatewayError:
 
 
 async def clear(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = await require_admin(request)
     alias = request.query.get("alias")
     stage = _stage(request)
     try:
@@ -59,7 +59,7 @@ async def clear(request: web.Request) -> web.Response:
 
 
 async def delete_entry(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = await require_admin(request)
     key = request.match_info["key_hash"].lower()
     if not is_key(key):
         raise bad_request("A cache key is 32 hex characters, as sent in x-gateway-cache-key.", param="key_hash")
@@ -67,7 +67,7 @@ async def delete_entry(request: web.Request) -> web.Response:
 
 
 async def invalidate(request: web.Request) -> web.Response:
-    actor = require_admin(request)
+    actor = await require_admin(request)
     gw = request.app[GATEWAY]
     body = await read_json(request, gw.cfg.listen.max_body_bytes)
     kind = "embeddings" if "input" in body and "messages" not in body else "chat"
