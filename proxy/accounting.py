@@ -4,7 +4,8 @@
 * the ledger: a `Meter.on_finish` hook queues one UsageRow per call into the LedgerWriter (never awaited
   on the request path); `LedgerService` migrates the database at startup and flushes on shutdown;
 * DB-backed virtual keys: the Authenticator's `lookup` is the KeyStore (in-process cache + invalidation);
-* admission: quotas + budgets, settled by another finish hook; the per-IP limit runs before auth.
+* admission: quotas + budgets, settled by another finish hook; the per-IP limit runs before auth;
+* the client guard (clientip.py): failed-auth throttle per client IP, in the same counters.
 The admin API and /v1/usage find these objects in `gw.extras`.
 """
 
@@ -18,6 +19,7 @@ from . import metrics as m
 from . import redis_client
 from .admission import AdmissionStage
 from .budgets import EventBus
+from .clientip import ClientGuard
 from .counters import Counters, LocalCounters
 from .keystore import KeyStore
 from .ledger import LedgerStore, LedgerWriter, UsageRow
@@ -93,7 +95,7 @@ def usage_row(ctx: RequestContext) -> UsageRow:
         latency_ms=round(ctx.elapsed * 1000, 3), ttft_ms=round(ctx.ttft * 1000, 3) if ctx.ttft is not None else None,
         status=ctx.status, error_type=ctx.error_type, cache_hit=hit, stream=ctx.stream,
         fallback=ctx.fallback.split("->", 1)[0] if ctx.fallback else None,
-        attempts=len(ctx.attempts) or (0 if hit else 1),
+        attempts=len(ctx.attempts) or (0 if hit else 1), client_ip=ctx.client_ip or None,
     )
 
 
@@ -133,6 +135,11 @@ def install(gw: Gateway) -> None:
     meter.on_finish(ledger_hook(writer))
     if cfg.ip_limits.rpm:
         gw.pipeline.pre_auth.append(admission.admit_ip)
+    guard = ClientGuard(cfg.ip_limits.failed_auth_per_minute, counters, admission=admission,
+                        ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=gw.recorder)
+    gw.services.append(guard)
+    if guard.limit:
+        gw.pipeline.auth.on_failure = guard.failed
 
     gw.extras.update(prices=prices, ledger_store=store, ledger_writer=writer, ledger=ledger, keystore=keystore,
-                     admission=admission, events=events)
+                     admission=admission, events=events, client_guard=guard)

@@ -13,6 +13,7 @@ from . import metrics as m
 from .admin import add_admin_routes
 from .auth import Authenticator
 from .cache import install_cache
+from .clientip import ClientGuard, ClientIPResolver
 from .config import GatewayConfig
 from .errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from .health import add_health_routes
@@ -75,7 +76,12 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
     gw = gateway or build_gateway(cfg)
-    app = web.Application(middlewares=[openai_errors], client_max_size=cfg.listen.max_body_bytes)
+    middlewares: list[Any] = [openai_errors]
+    guard: ClientGuard | None = gw.extras.get("client_guard")
+    resolver = ClientIPResolver(cfg.listen.trusted_networks) if cfg.listen.trusted_networks else None
+    if guard is not None and (resolver is not None or guard.limit or guard.ip_rpm):
+        middlewares.append(guard.middleware(resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
+    app = web.Application(middlewares=middlewares, client_max_size=cfg.listen.max_body_bytes)
     app[GATEWAY] = gw
     handlers.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
