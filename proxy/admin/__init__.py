@@ -1,7 +1,7 @@
 """Admin API (`/admin/*`): Bearer <admin key> from `admin: {key}`; each concern is a module here.
 
 Every module in ADMIN_MODULES exposes `add_routes(app: web.Application) -> None`; handlers call
-`require_admin(request)` first, which answers 401 without a key, 403 for a non-admin key.
+`await audit.actor(request)` first, which answers 401 without a key, 403 for a non-admin key (audited).
 """
 
 from __future__ import annotations

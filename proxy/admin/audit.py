@@ -1,8 +1,9 @@
 """GET /admin/audit, and what every admin module shares: the actor, the audit record, JSON in and out.
 
 Every admin change is written to the audit log: who (`admin@<client ip>`), what (`key.create`,
-`key.update`, `key.rotate`, `key.delete`), when, and the record before and after — never a secret or a
-hash (records carry none, and the ledger redacts such fields again).
+`key.update`, `budget.update`, `key.rotate`, `key.delete`, `cache.clear`, `cache.invalidate`, and
+`admin.auth_failed` for a key that is not the admin key), when, from which client IP, and the record
+before and after — never a secret or a hash (records carry none, and the ledger redacts such fields again).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .. import metrics as m
+from ..auth import presented_key
 from ..errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from ..handlers import read_json
 from ..logs import get_logger
@@ -26,9 +28,32 @@ M = TypeVar("M", bound=BaseModel)
 log = get_logger("gateway.admin")
 
 
-def actor(request: web.Request) -> str:
-    """Checks the admin key (401/403) and names the caller for the audit log."""
-    return f"{require_admin(request)}@{request.remote or 'unknown'}"
+async def actor(request: web.Request) -> str:
+    """Checks the admin key (401/403) and names the caller for the audit log. A key that is not the admin
+    key is audited (`admin.auth_failed`), and one that is no key at all counts for the failed-auth throttle."""
+    try:
+        return f"{require_admin(request)}@{request.remote or 'unknown'}"
+    except GatewayError as err:
+        if err.code == "admin_required":
+            await _auth_failed(request)
+        raise
+
+
+async def _auth_failed(request: web.Request) -> None:
+    gw = request.app[GATEWAY]
+    ip = request.remote or ""
+    secret = presented_key(request) or ""
+    try:
+        key = await gw.pipeline.auth.find(secret)
+    except GatewayError:  # the key store is down: the caller stays unnamed
+        key = None
+    # who: the API key's name when it is one, never the presented secret or its hash
+    who = f"key:{key.name}@{ip or 'unknown'}" if key is not None else f"unknown@{ip or 'unknown'}"
+    reason = "an API key without admin rights" if key is not None else "not the admin key"
+    await record(request, who, "admin.auth_failed", request.path, after={"method": request.method, "reason": reason})
+    guard = gw.extras.get("client_guard")
+    if key is None and guard is not None:  # a guess, as a wrong API key is; a real key is a mistake, not one
+        await guard.failed(ip)
 
 
 def extra(request: web.Request, name: str) -> Any:
@@ -110,14 +135,14 @@ async def record(request: web.Request, who: str, action: str, target: str | None
     if store is None:
         return
     try:
-        await store.add_audit(who, action, target, before=before, after=after)
+        await store.add_audit(who, action, target, before=before, after=after, ip=request.remote or None)
     except Exception as err:
         m.BACKEND_ERRORS.labels("db", "audit").inc()
         log.error("audit_write_failed", action=action, target=target, error=f"{type(err).__name__}: {err}")
 
 
 async def list_audit(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     store = extra(request, "ledger_store")
     rows = await store.list_audit(limit=query_int(request, "limit", 100, 1, 1000), since=query_time(request, "since"),
                                   target=request.query.get("target") or None,

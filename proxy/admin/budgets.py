@@ -18,7 +18,7 @@ from .audit import actor, extra, json_response, query_int, unprocessable
 
 
 async def list_budgets(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     gw = request.app[GATEWAY]
     admission = extra(request, "admission")
     store = extra(request, "ledger_store")

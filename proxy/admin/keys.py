@@ -126,7 +126,7 @@ async def _name_taken(request: web.Request, name: str, except_id: str | None = N
 
 
 async def create_key(request: web.Request) -> web.Response:
-    who = actor(request)
+    who = await actor(request)
     body = await body_as(request, KeyCreate)
     cfg = request.app[GATEWAY].cfg
     _check_refs(cfg, body)
@@ -147,7 +147,7 @@ async def create_key(request: web.Request) -> web.Response:
 
 
 async def list_keys(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     cfg = request.app[GATEWAY].cfg
     team = request.query.get("team") or None
     rows = await extra(request, "ledger_store").list_keys(team=team)
@@ -158,7 +158,7 @@ async def list_keys(request: web.Request) -> web.Response:
 
 
 async def get_key(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     key_id = request.match_info["key_id"]
     if (ck := _config_key(request.app[GATEWAY].cfg, key_id)) is not None:
         return json_response(config_record(ck))
@@ -169,7 +169,7 @@ async def get_key(request: web.Request) -> web.Response:
 
 
 async def update_key(request: web.Request) -> web.Response:
-    who = actor(request)
+    who = await actor(request)
     key_id = request.match_info["key_id"]
     body = await body_as(request, KeyUpdate)
     cfg = request.app[GATEWAY].cfg
@@ -192,12 +192,15 @@ async def update_key(request: web.Request) -> web.Response:
     if after is None:  # deleted meanwhile
         raise not_found(key_id)
     await record(request, who, "key.update", key_id, before=before, after=after)
+    if before.get("budget") != after.get("budget"):  # its own entry too: `?action=budget.update` finds them all
+        await record(request, who, "budget.update", key_id, before={"budget": before.get("budget")},
+                     after={"budget": after.get("budget")})
     await extra(request, "keystore").changed(key_id)
     return json_response(public(after))
 
 
 async def delete_key(request: web.Request) -> web.Response:
-    who = actor(request)
+    who = await actor(request)
     key_id = request.match_info["key_id"]
     if _config_key(request.app[GATEWAY].cfg, key_id) is not None:
         raise _read_only(key_id)
@@ -211,7 +214,7 @@ async def delete_key(request: web.Request) -> web.Response:
 
 
 async def rotate_key(request: web.Request) -> web.Response:
-    who = actor(request)
+    who = await actor(request)
     key_id = request.match_info["key_id"]
     body = await body_as(request, Rotate) if request.can_read_body else Rotate()
     if _config_key(request.app[GATEWAY].cfg, key_id) is not None:

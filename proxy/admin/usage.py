@@ -62,7 +62,7 @@ def _csv(group_by: str | None, totals: dict[str, Any], groups: list[dict[str, An
 
 
 async def admin_usage(request: web.Request) -> web.Response:
-    actor(request)
+    await actor(request)
     store = extra(request, "ledger_store")
     q = request.query
     group_by = q.get("group_by") or None
