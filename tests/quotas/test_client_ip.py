@@ -182,3 +182,19 @@ async def test_replicas_on_one_redis_share_the_failed_auth_count(gateway_factory
         return (await call(http, a, "POST", "/v1/chat/completions", body=chat()))[0] == 429
 
     await wait_for(a_blocked, timeout=3)
+
+
+async def test_streams_and_embeddings_behind_the_load_balancer(gateway_factory: GatewayFactory) -> None:
+    """The handlers get a request whose `remote` is the client (aiohttp's clone): streams still flow."""
+    gw = await gateway_factory(quota_config(listen={"trusted_proxies": LB}))
+    lines = Lines()
+    gw.gateway.pipeline.meter.log_to(lines)
+    client = gw.openai(default_headers={"X-Forwarded-For": "192.0.2.1"})
+    text = ""
+    async for c in await client.chat.completions.create(model="demo", stream=True,
+                                                        messages=[{"role": "user", "content": "hello there"}]):
+        text += (c.choices[0].delta.content or "") if c.choices else ""
+    assert text == "hello there"
+    assert (await client.embeddings.create(model="demo", input="x")).data
+    assert [line["client_ip"] for line in lines.lines] == ["192.0.2.1", "192.0.2.1"]
+    assert await ledger_ips(gw) == ["192.0.2.1", "192.0.2.1"]
