@@ -159,9 +159,11 @@ class ClientGuard:
         return left
 
     def block(self, ip: str, seconds: float) -> None:
-        if len(self.blocked) >= 100_000:
+        if len(self.blocked) >= 100_000:  # bounded: drop the expired, and everything if that is not enough
             now = time.time()
-            self.blocked = {k: v for k, v in self.blocked.items() if v > now} if len(self.blocked) < 200_000 else {}
+            self.blocked = {k: v for k, v in self.blocked.items() if v > now}
+            if len(self.blocked) >= 100_000:
+                self.blocked.clear()
         self.blocked[ip] = max(self.blocked.get(ip, 0.0), time.time() + seconds)
 
     def window(self, ip: str) -> Window:
