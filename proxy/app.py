@@ -21,6 +21,7 @@ from proxy.gateway import GATEWAY, Gateway, Service
 from proxy.http import batch
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
+from proxy.http.clientip import ClientGuard, ClientIPResolver
 from proxy.http.health import add_health_routes
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
@@ -97,6 +98,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     )
     if cfg.ip_limits.rpm:
         pipeline.pre_auth.append(admission.admit_ip)
+    # failed-auth throttle per client IP, in the same counters as the quotas (shared through Redis)
+    guard = ClientGuard(cfg.ip_limits.failed_auth_per_minute, counters, admission=admission,
+                        ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
+    if guard.limit:
+        pipeline.auth.on_failure = guard.failed
 
     # started in this order, closed in reverse: Redis first up, last down; admission closes before the
     # ledger and Redis, settling what is owed; no readiness check on the database (config keys and the
@@ -106,18 +112,23 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, admission, cache]
+    services += [ledger, keystore, admission, guard, cache]
     b = cfg.breaker
     if redis is not None and b.shared and router.breakers.breakers:
         services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, router=router, prices=prices,
-                   ledger=ledger, keystore=keystore, admission=admission, events=events, cache=cache, redis=redis,
-                   services=services, ready_checks=ready_checks)
+                   ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
+                   cache=cache, redis=redis, services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
     gw = gateway or build_gateway(cfg)
-    app = web.Application(middlewares=[openai_errors], client_max_size=cfg.listen.max_body_bytes)
+    middlewares: list[Any] = [openai_errors]
+    guard = gw.client_guard
+    resolver = ClientIPResolver(cfg.listen.trusted_networks) if cfg.listen.trusted_networks else None
+    if resolver is not None or guard.limit or guard.ip_rpm:
+        middlewares.append(guard.middleware(resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
+    app = web.Application(middlewares=middlewares, client_max_size=cfg.listen.max_body_bytes)
     app[GATEWAY] = gw
     handlers.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)

@@ -5,17 +5,28 @@ Everything here is parsed once at startup; the request path only reads the resul
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from proxy.infra.envvars import interpolate
 from proxy.infra.units import ByteSize, Duration
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
 
 
@@ -232,6 +243,29 @@ class Listen(Strict):
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: ByteSize = 10 * 1024 * 1024
     shutdown_timeout: Duration = 30.0
+    # load balancers whose X-Forwarded-For / Forwarded name the client (clientip.py); empty = the peer is it
+    trusted_proxies: list[str] = Field(default_factory=list)
+    _networks: tuple[IPNetwork, ...] = PrivateAttr(default=())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        out = []
+        for i, text in enumerate(v):
+            try:  # host bits allowed (10.1.2.3/8 means 10.0.0.0/8); a bare address is a /32 or /128
+                out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"item {i}: {text!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
+        return out
+
+    @model_validator(mode="after")
+    def _parse_networks(self) -> Listen:
+        self._networks = tuple(ipaddress.ip_network(c) for c in self.trusted_proxies)  # parsed once, here
+        return self
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return self._networks
 
 
 class AdminConfig(Strict):
@@ -287,6 +321,8 @@ class BudgetSettings(Strict):
 
 class IpLimits(Strict):
     rpm: int | None = Field(None, ge=1)
+    # wrong keys from one client IP per minute before it gets 429 everywhere; 0 turns the throttle off
+    failed_auth_per_minute: int = Field(20, ge=0, le=1_000_000)
 
 
 class GatewayConfig(Strict):

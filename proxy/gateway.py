@@ -17,6 +17,7 @@ from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
+from proxy.http.clientip import ClientGuard
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.service import LedgerService
@@ -49,6 +50,7 @@ class Gateway:
     ledger: LedgerService
     keystore: KeyStore
     admission: AdmissionStage
+    client_guard: ClientGuard
     events: EventBus
     cache: ResponseCache
     redis: RedisClient | None = None

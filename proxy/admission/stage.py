@@ -253,13 +253,17 @@ class AdmissionStage:
 
     async def admit_ip(self, ctx: RequestContext) -> None:
         """Per-client-IP request rate, before auth (abuse by callers without a valid key)."""
+        await self.admit_client_ip(ctx.client_ip)
+
+    async def admit_client_ip(self, ip: str) -> None:
+        """`ip_limits.rpm` for one request from `ip` (also the routes outside the pipeline: clientip.py)."""
         if not self.ip_rpm:
             return
-        w = self._ip_windows.get(ctx.client_ip)
+        w = self._ip_windows.get(ip)
         if w is None:
             if len(self._ip_windows) >= 100_000:
                 self._ip_windows.clear()
-            w = self._ip_windows[ctx.client_ip] = ip_window(ctx.client_ip, self.ip_rpm)
+            w = self._ip_windows[ip] = ip_window(ip, self.ip_rpm)
         outcome = await self.counters.acquire((w,), [1], [], 0.0)
         if outcome is not None and outcome.failed_window == 0:
             if self.rec.enabled:

@@ -102,21 +102,29 @@ class Authenticator:
     def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None) -> None:
         self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
         self.lookup = lookup
+        # told the client IP of every wrong key (the failed-auth throttle, clientip.ClientGuard.failed)
+        self.on_failure: Callable[[str], Awaitable[None]] | None = None
+
+    async def find(self, secret: str) -> KeyInfo | None:
+        """The key this secret belongs to (config or database), None when it is no key; not its state."""
+        digest = sha256_hex(secret)
+        # Keys are indexed by the SHA-256 of the secret, so lookup timing reveals nothing about the
+        # secret itself; the stored digest is still compared in constant time.
+        info = self._by_hash.get(digest)
+        if info is None and self.lookup is not None:
+            info = await self.lookup(digest)
+        stored = digest if info is not None else ""
+        return info if hmac.compare_digest(stored, digest) else None
 
     async def authenticate(self, request: web.Request) -> KeyInfo:
         secret = presented_key(request)
         if secret is None:
             raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
                                AUTHENTICATION, code="missing_api_key")
-        digest = sha256_hex(secret)
-        # Keys are indexed by the SHA-256 of the secret, so lookup timing reveals nothing about the
-        # secret itself; the stored digest is still compared in constant time.
-        info = self._by_hash.get(digest)
-        stored = digest if info is not None else ""
-        if info is None and self.lookup is not None:
-            info = await self.lookup(digest)
-            stored = digest if info is not None else ""
-        if info is None or not hmac.compare_digest(stored, digest):
+        info = await self.find(secret)
+        if info is None:
+            if self.on_failure is not None:
+                await self.on_failure(request.remote or "")
             raise GatewayError(401, "Incorrect API key provided.", AUTHENTICATION, code="invalid_api_key")
         if info.disabled:
             raise GatewayError(401, "This API key has been disabled.", AUTHENTICATION, code="key_disabled")

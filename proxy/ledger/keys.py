@@ -190,9 +190,9 @@ class KeysMixin:
 
     # ------------------------------------------------------------ audit log
     async def add_audit(self, actor: str, action: str, target: str | None = None, before: Any = None,
-                        after: Any = None) -> dict[str, Any]:
+                        after: Any = None, *, ip: str | None = None) -> dict[str, Any]:
         stmt = audit_log.insert().values(at=self._now(), actor=actor, action=action, target=target,
-                                         before=_redact(before), after=_redact(after)).returning(*audit_log.c)
+                                         before=_redact(before), after=_redact(after), ip=ip).returning(*audit_log.c)
         async with self.engine.begin() as conn:
             return dict((await conn.execute(stmt)).one()._mapping)
 

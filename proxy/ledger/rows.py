@@ -36,6 +36,7 @@ class UsageRow:
     stream: bool = False
     fallback: str | None = None  # the alias we fell back from, when a fallback served the call
     attempts: int = 1
+    client_ip: str | None = None
     created_at: datetime = field(default_factory=utcnow)
 
     def as_dict(self) -> dict[str, Any]:

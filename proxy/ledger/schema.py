@@ -66,6 +66,7 @@ usage = sa.Table(
     sa.Column("stream", sa.Boolean, nullable=False),
     sa.Column("fallback", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("client_ip", sa.Text),  # as resolved behind trusted proxies (0002)
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Index("ix_usage_created_at", "created_at"),
     # (x, created_at) serves both "all rows of x" and the budget query "spend of x since t"
@@ -110,6 +111,7 @@ audit_log = sa.Table(
     sa.Column("target", sa.Text),
     sa.Column("before", JSON),
     sa.Column("after", JSON),
+    sa.Column("ip", sa.Text),  # the caller's client IP (0002)
     sa.Index("ix_audit_log_at", "at"),
 )
 

@@ -22,7 +22,7 @@ def usage_row(ctx: RequestContext) -> UsageRow:
         latency_ms=round(ctx.elapsed * 1000, 3), ttft_ms=round(ctx.ttft * 1000, 3) if ctx.ttft is not None else None,
         status=ctx.status, error_type=ctx.error_type, cache_hit=hit, stream=ctx.stream,
         fallback=ctx.fallback.split("->", 1)[0] if ctx.fallback else None,
-        attempts=len(ctx.attempts) or (0 if hit else 1),
+        attempts=len(ctx.attempts) or (0 if hit else 1), client_ip=ctx.client_ip or None,
     )
 
 

@@ -93,6 +93,7 @@ class Meter:
         fields: dict[str, Any] = {
             "request_id": ctx.request_id,
             "kind": ctx.kind,
+            "client_ip": ctx.client_ip,
             "key": ctx.key.name if ctx.key else None,
             "alias": ctx.alias,
             "provider": ctx.provider or None,

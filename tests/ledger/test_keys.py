@@ -186,12 +186,13 @@ async def test_audit_log(store: LedgerStore, clock: Clock) -> None:
     await store.add_audit("admin", "key.update", "key_1", {"name": "a", "key_sha256": sha("a")},
                           {"name": "b", "previous_sha256": sha("z")})
     clock.advance(10)
-    await store.add_audit("ops", "key.delete", "key_2", {"name": "c"}, None)
+    await store.add_audit("ops", "key.delete", "key_2", {"name": "c"}, None, ip="203.0.113.9")
 
     log = await store.list_audit()
     assert [e["action"] for e in log] == ["key.delete", "key.update", "key.create"]
     assert log[1]["before"] == {"name": "a"} and log[1]["after"] == {"name": "b"}
     assert log[0]["actor"] == "ops" and log[0]["after"] is None and log[0]["at"] == clock.now
+    assert log[0]["ip"] == "203.0.113.9" and log[1]["ip"] is None
     assert_no_hashes(log, "a", "z")
     assert [e["action"] for e in await store.list_audit(limit=1)] == ["key.delete"]
     assert len(await store.list_audit(since=clock.now - timedelta(seconds=10))) == 2

@@ -38,7 +38,7 @@ def dataset() -> list[UsageRow]:
 
 
 async def test_roundtrip_keeps_every_field(store: LedgerStore) -> None:
-    r = row(1, ttft_ms=12.5, stream=True, fallback="slow", attempts=3, error_type=None,
+    r = row(1, ttft_ms=12.5, stream=True, fallback="slow", attempts=3, error_type=None, client_ip="2001:db8::7",
             created_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone(timedelta(hours=2))))
     await store.insert_usage([r])
     [got] = await store.recent_usage("key_a")

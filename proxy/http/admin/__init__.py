@@ -1,8 +1,8 @@
 """Admin API (`/admin/*`): Bearer <admin key> from `admin: {key}`; each concern is a module here.
 
 Every module in ADMIN_MODULES exposes `add_routes(app: web.Application) -> None`; handlers call
-`await require_admin(request)` first, which answers 401 without a key or with an unknown one, 403 for
-a valid non-admin key.
+`await audit.actor(request)` first, which answers 401 without a key or with an unknown one, 403 for a
+valid non-admin key (refusals of a presented key are audited).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """GET /admin/audit, and what every admin module shares: the actor, the audit record, JSON in and out.
 
 Every admin change is written to the audit log: who (`admin@<client ip>`), what (`key.create`,
-`key.update`, `key.rotate`, `key.delete`), when, and the record before and after — never a secret or a
-hash (records carry none, and the ledger redacts such fields again).
+`key.update`, `budget.update`, `key.rotate`, `key.delete`, `cache.clear`, `cache.invalidate`, and
+`admin.auth_failed` for a key that is not the admin key), when, from which client IP, and the record
+before and after — never a secret or a hash (records carry none, and the ledger redacts such fields again).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from proxy.auth.authenticator import presented_key
 from proxy.core.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin import require_admin
@@ -27,8 +29,31 @@ log = get_logger("gateway.admin")
 
 
 async def actor(request: web.Request) -> str:
-    """Checks the admin key (401/403) and names the caller for the audit log."""
-    return f"{await require_admin(request)}@{request.remote or 'unknown'}"
+    """Checks the admin key (401/403) and names the caller for the audit log. A key that is not the admin
+    key is audited (`admin.auth_failed`), and one that is no key at all counts for the failed-auth throttle."""
+    try:
+        return f"{await require_admin(request)}@{request.remote or 'unknown'}"
+    except GatewayError as err:
+        if err.code in ("admin_required", "invalid_api_key", "key_disabled", "key_expired"):
+            await _auth_failed(request, named=err.code != "invalid_api_key")
+        raise
+
+
+async def _auth_failed(request: web.Request, named: bool) -> None:
+    """Audit a refused admin call. An unknown key was already counted for the failed-auth throttle by
+    the Authenticator (`on_failure`); a real API key is a mistake, not a guess, and is not counted."""
+    gw = request.app[GATEWAY]
+    ip = request.remote or ""
+    key = None
+    if named:
+        try:
+            key = await gw.pipeline.auth.find(presented_key(request) or "")
+        except GatewayError:  # the key store is down: the caller stays unnamed
+            key = None
+    # who: the API key's name when it is one, never the presented secret or its hash
+    who = f"key:{key.name}@{ip or 'unknown'}" if key is not None else f"unknown@{ip or 'unknown'}"
+    reason = "an API key without admin rights" if key is not None else "not the admin key"
+    await record(request, who, "admin.auth_failed", request.path, after={"method": request.method, "reason": reason})
 
 
 def database(request: web.Request) -> Gateway:
@@ -106,7 +131,7 @@ async def record(request: web.Request, who: str, action: str, target: str | None
     """Write the audit row; a failure is logged and counted but does not undo the (done) change."""
     store = request.app[GATEWAY].ledger_store
     try:
-        await store.add_audit(who, action, target, before=before, after=after)
+        await store.add_audit(who, action, target, before=before, after=after, ip=request.remote or None)
     except Exception as err:
         m.BACKEND_ERRORS.labels("db", "audit").inc()
         log.error("audit_write_failed", action=action, target=target, error=f"{type(err).__name__}: {err}")

@@ -22,7 +22,8 @@ from proxy.cache.keys import is_key
 from proxy.cache.stage import ResponseCache
 from proxy.core.errors import NOT_FOUND, UNAVAILABLE, GatewayError, bad_request
 from proxy.gateway import GATEWAY
-from proxy.http.admin import require_admin
+from proxy.http.admin.audit import actor as admin_actor
+from proxy.http.admin.audit import record
 from proxy.http.openai_api import read_json, validate_chat, validate_embeddings
 from proxy.observability.logs import get_logger
 
@@ -47,7 +48,7 @@ def _unavailable(err: BackendUnavailable) -> GatewayError:
 
 
 async def clear(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
+    actor = await admin_actor(request)
     alias = request.query.get("alias")
     stage = _stage(request)
     try:
@@ -55,11 +56,12 @@ async def clear(request: web.Request) -> web.Response:
     except BackendUnavailable as err:
         raise _unavailable(err) from None
     log.info("cache_cleared", actor=actor, alias=alias, deleted=deleted)
+    await record(request, actor, "cache.clear", alias, after={"alias": alias, "deleted": deleted})
     return _json_for(stage, {"deleted": deleted, **({"alias": alias} if alias else {})})
 
 
 async def delete_entry(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
+    actor = await admin_actor(request)
     key = request.match_info["key_hash"].lower()
     if not is_key(key):
         raise bad_request("A cache key is 32 hex characters, as sent in x-gateway-cache-key.", param="key_hash")
@@ -67,7 +69,7 @@ async def delete_entry(request: web.Request) -> web.Response:
 
 
 async def invalidate(request: web.Request) -> web.Response:
-    actor = await require_admin(request)
+    actor = await admin_actor(request)
     gw = request.app[GATEWAY]
     body = await read_json(request, gw.cfg.listen.max_body_bytes)
     kind = "embeddings" if "input" in body and "messages" not in body else "chat"
@@ -89,6 +91,8 @@ async def _delete(request: web.Request, key: str, actor: str, missing: int) -> w
     except BackendUnavailable as err:
         raise _unavailable(err) from None
     log.info("cache_invalidated", actor=actor, key=key, deleted=deleted)
+    # the entry's hash is a digest of a request, not of a secret (it is sent as x-gateway-cache-key)
+    await record(request, actor, "cache.invalidate", key, after={"deleted": deleted})
     return _json_for(stage, {"key": key, "deleted": deleted}, 200 if deleted else missing)
 
 

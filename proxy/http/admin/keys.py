@@ -192,6 +192,9 @@ async def update_key(request: web.Request) -> web.Response:
     if after is None:  # deleted meanwhile
         raise not_found(key_id)
     await record(request, who, "key.update", key_id, before=before, after=after)
+    if before.get("budget") != after.get("budget"):  # its own entry too: `?action=budget.update` finds them all
+        await record(request, who, "budget.update", key_id, before={"budget": before.get("budget")},
+                     after={"budget": after.get("budget")})
     await database(request).keystore.changed(key_id)
     return json_response(public(after))
 
