@@ -1,6 +1,6 @@
 """Wires keys, quotas, budgets, pricing and the usage ledger into a Gateway (`install`, from build_gateway).
 
-* pricing: `Meter.price` prices every call from the PriceTable;
+* pricing: `Meter.price` prices every call from the PriceTable, `Meter.unpriced` counts those it cannot;
 * the ledger: a `Meter.on_finish` hook queues one UsageRow per call into the LedgerWriter (never awaited
   on the request path); `LedgerService` migrates the database at startup and flushes on shutdown;
 * DB-backed virtual keys: the Authenticator's `lookup` is the KeyStore (in-process cache + invalidation);
@@ -108,9 +108,10 @@ def ledger_hook(writer: LedgerWriter) -> FinishHook:
 
 def install(gw: Gateway) -> None:
     cfg = gw.cfg
-    prices = PriceTable(cfg.pricing)
+    prices = PriceTable.from_config(cfg)
     meter = gw.pipeline.meter
     meter.price = prices.price
+    meter.unpriced = prices.count_unpriced
     redis = redis_client.shared(gw)
 
     store = LedgerStore.from_config(cfg.database)
