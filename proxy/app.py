@@ -73,7 +73,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     recorder = m.Recorder(cfg.metrics.enabled, cfg.metrics.key_label)
     redis = RedisClient(cfg.redis) if cfg.redis is not None else None
     providers = {name: build_provider(name, p) for name, p in cfg.providers.items() if p.enabled}
-    prices = PriceTable(cfg.pricing)
+    prices = PriceTable.from_config(cfg)
 
     store = LedgerStore.from_config(cfg.database)
     writer = LedgerWriter.from_config(store, cfg.database)
@@ -86,6 +86,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
 
     router = Router(cfg)
     meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
     pipeline = Pipeline(

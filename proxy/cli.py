@@ -118,7 +118,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return 2
     print(startup_banner(cfg, cfg.listen.host, cfg.listen.port))
+    print(unpriced_report(cfg))
     return 0
+
+
+def unpriced_report(cfg: GatewayConfig) -> str:
+    """The aliases whose route models have no price: their calls would be metered as $0."""
+    from proxy.metering.pricing import PriceTable, unpriced_routes
+
+    missing = unpriced_routes(cfg, PriceTable.from_config(cfg))
+    if not missing:
+        return "pricing: every route model has a price"
+    lines = ["unpriced aliases (their calls count as $0 and in gateway_unpriced_calls_total; "
+             "add the models under `pricing:`):"]
+    lines += [f"  alias {alias!r}: {', '.join(models)}" for alias, models in missing.items()]
+    return "\n".join(lines)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

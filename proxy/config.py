@@ -312,7 +312,8 @@ class LoggingConfig(Strict):
 class Price(Strict):
     input: float = Field(ge=0)  # USD per million prompt tokens
     output: float = Field(ge=0)  # USD per million completion tokens
-    cached_input: float | None = Field(None, ge=0)
+    cached_input: float | None = Field(None, ge=0)  # prompt-cache reads; default: the input price
+    cache_write: float | None = Field(None, ge=0)  # prompt-cache writes (Anthropic, Bedrock); default: input
 
 
 class BudgetSettings(Strict):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system tools the test suite and benchmarks need (idempotent).
 #
-#   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests)
+#   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests), redis-server
 #   bash scripts/install-system-deps.sh bench    # ... and wrk, valgrind (load tests, instruction counts)
 #
 # Run by `make test` / `make bench` before anything else. Works on a fresh Debian/Ubuntu image with no
@@ -20,6 +20,8 @@ done
 packages=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 command -v amtool >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # amtool checks config/alertmanager.yml
+# tests/quotas/test_redis_restart.py stops and restarts a private redis-server of its own
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || packages+=(redis-server)
 if [ "$want_bench" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)
     command -v valgrind >/dev/null 2>&1 || packages+=(valgrind)  # loadtests/instructions.py
@@ -74,10 +76,12 @@ fi
 rm -f "$log"
 
 # If systemd is running and the unit got enabled/started anyway, stop it: tests start their own instance.
-if [[ " ${packages[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null 2>&1 \
-        && [ -d /run/systemd/system ]; then
-    $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
-fi
+for unit in prometheus redis-server; do
+    if [[ " ${packages[*]} " == *" $unit "* ]] && command -v systemctl >/dev/null 2>&1 \
+            && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    fi
+done
 if [[ " ${packages[*]} " == *" prometheus-alertmanager "* ]] && command -v systemctl >/dev/null 2>&1 \
         && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now prometheus-alertmanager >/dev/null 2>&1 || true

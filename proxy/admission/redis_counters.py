@@ -232,6 +232,8 @@ class RedisCounters:
         acquiring = any(e.future is not None for e in batch)
         try:
             raw = await self.script(keys=(), args=(RS.join([e.spec for e in batch]),))
+            if not self.redis.up:
+                self.redis.recovered()
             for e, line in zip(batch, raw.split(b"\n"), strict=True):
                 if e.headers is not None and line[:2] == b"0;":  # admitted: the common case, made cheap
                     _admitted(e, line.split(b";"), e.headers)
@@ -251,7 +253,8 @@ class RedisCounters:
             m.BACKEND_ERRORS.labels("redis", "script").inc()
             log.error("redis_script_failed", error=str(err), entries=len(batch))
         except REDIS_ERRORS as err:
-            self.redis.failed("admit" if acquiring else "settle", err)
+            # an admission batch is counted per request below, as the failure mode answers each
+            self.redis.failed("admit" if acquiring else "settle", err, count=not acquiring)
         except Exception:
             log.exception("redis_batch_failed")
         finally:
@@ -290,7 +293,7 @@ class RedisCounters:
 
     async def _acquire(self, windows: Sequence[Window], amounts: list[int], lines: list[BudgetLine],
                        estimate: float, headers: dict[str, str] | None) -> Outcome | bool | None:
-        if not self.redis.up:  # down: the failure mode decides at once, no queueing behind a dead socket
+        if self.redis.skip:  # down after a timeout: the failure mode decides at once, no queueing behind it
             return await self.redis.call("admit", _never, None)
         spec = [f"a{US}{len(windows)}{US}{len(lines)}"]
         spec += [f"{w.redis_spec}{a}" for w, a in zip(windows, amounts, strict=True)]
@@ -305,7 +308,7 @@ class RedisCounters:
         """Add to this replica's pending corrections; they go out summed per counter every
         `settle_interval`: under load thousands of settlements become a few increments. Reservations are
         held until then, so a late settlement can only make admission stricter, never looser."""
-        if not self.redis.up:
+        if self.redis.skip:
             m.BACKEND_ERRORS.labels("redis", "settle").inc()
             return
         aw = self._agg_windows

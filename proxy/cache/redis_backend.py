@@ -5,8 +5,9 @@ the keys stored for an alias, for invalidation by alias (a stale member costs on
 
 Redis being down must never fail a request, whatever `redis.failure_mode` says for quotas: request-path
 operations go through `RedisClient.quietly`, which counts the error in
-`gateway_backend_errors{backend="redis"}`, marks Redis down (later calls are not even tried until the
-shared probe sees it back) and answers "no entry". Admin operations raise `BackendUnavailable` (503).
+`gateway_backend_errors{backend="redis"}`, marks Redis down (only once the client's reconnect-and-retry
+failed too: a connection broken by a Redis restart is not an outage) and answers "no entry". Admin
+operations raise `BackendUnavailable` (503).
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ class RedisBackend:
     async def _admin(self, op: str, fn: Callable[[], Awaitable[Any]]) -> Any:
         # tried even while the shared client thinks Redis is down: an operator is asking explicitly
         try:
-            return await fn()
+            res = await fn()
         except REDIS_ERRORS as err:
             self.rc.failed(op, err)
             raise BackendUnavailable(f"redis: {type(err).__name__}") from None
+        if not self.rc.up:
+            self.rc.recovered()
+        return res

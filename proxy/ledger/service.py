@@ -34,11 +34,13 @@ class LedgerService:
             await asyncio.wait_for(self.store.migrate(), 30)
         except Exception as err:
             m.BACKEND_ERRORS.labels("db", "migrate").inc()
+            m.BACKEND_UP.labels("db").set(0)
             log.error("ledger_db_unavailable", error=f"{type(err).__name__}: {err}")
             with contextlib.suppress(Exception):
                 await self.store.close()  # a half-made engine would make later calls fail oddly
             return False
         self.ready = True
+        m.BACKEND_UP.labels("db").set(1)
         return True
 
     async def _reconnect(self) -> None:

@@ -135,10 +135,14 @@ class LedgerWriter:
                 async with self._lock:
                     if self._queue:
                         await self._write_batch()
-                self._failures = 0
+                if self._failures:
+                    self._failures = 0
+                    m.BACKEND_UP.labels("db").set(1)
+                    self.log.warning("ledger_write_recovered", queued=len(self._queue))
             except Exception as err:
                 self._failures += 1
                 m.BACKEND_ERRORS.labels("db", "ledger_write").inc()
+                m.BACKEND_UP.labels("db").set(0)
                 delay = min(self.retry_backoff_max, self.retry_backoff * 2 ** (self._failures - 1))
                 delay *= random.uniform(0.8, 1.2)  # replicas should not retry in lockstep
                 self.log.warning("ledger_write_failed", error=_describe(err),

@@ -23,6 +23,8 @@ class Meter:
         self.log_requests = log_requests
         self._emit: Callable[[dict[str, Any]], None] | None = None  # logs.info_emitter, taken on first use
         self.price = price
+        # called for a finished call that reached an upstream and cost $0 (PriceTable.count_unpriced)
+        self.unpriced: Callable[[RequestContext], None] | None = None
         self.hooks: list[FinishHook] = []
         self._cache: dict[tuple[str, ...], tuple[Any, ...]] = {}
         self._child = m.Children()  # the other series it touches
@@ -43,6 +45,9 @@ class Meter:
         elapsed = ctx.elapsed
         if ctx.cost_usd == 0.0:
             self.cost(ctx)
+            if (ctx.cost_usd == 0.0 and self.unpriced is not None and ctx.usage is not None and ctx.provider
+                    and ctx.cache_status != "hit"):
+                self.unpriced(ctx)
         if self.rec.enabled:
             self._record_metrics(ctx, elapsed)
         for hook in self.hooks:

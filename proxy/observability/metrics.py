@@ -65,6 +65,8 @@ UPSTREAM_ATTEMPT_DURATION = Histogram("gateway_upstream_attempt_duration_seconds
 TOKENS = Counter("gateway_tokens", "Tokens by type (prompt, completion, cached)",
                  ("alias", "provider", "upstream_model", "key", "team", "type"))
 COST = Counter("gateway_cost_usd", "Cost in USD", ("alias", "provider", "upstream_model", "key", "team"))
+UNPRICED = Counter("gateway_unpriced_calls", "Calls whose upstream model has no price (counted as $0)",
+                   ("provider", "upstream_model"))
 IN_FLIGHT = Gauge("gateway_in_flight_requests", "Requests being served", ("kind",),
                   multiprocess_mode="livesum")
 CACHE_HITS = Counter("gateway_cache_hits", "Response cache hits", ("alias",))
@@ -90,6 +92,8 @@ LEDGER_QUEUE = Gauge("gateway_ledger_queue_depth", "Usage rows waiting to be wri
 LEDGER_DROPPED = Counter("gateway_ledger_dropped_rows", "Usage rows dropped because the queue was full")
 LEDGER_WRITTEN = Counter("gateway_ledger_written_rows", "Usage rows written to the database")
 BACKEND_ERRORS = Counter("gateway_backend_errors", "Redis / database errors", ("backend", "operation"))
+BACKEND_UP = Gauge("gateway_backend_up", "1 while the backend (redis, db) is reachable, 0 while it is down",
+                   ("backend",), multiprocess_mode="livemin")
 ROUTE_RULES = Counter("gateway_route_rule_matches", "Routing rules that fired", ("rule", "alias"))
 
 

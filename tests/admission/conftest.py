@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 import redis
+import redis.asyncio
 
 from tests.conftest import DEV_KEY, GatewayServer, base_config, free_port, service_unavailable
 
@@ -52,6 +54,13 @@ async def post_chat(http: aiohttp.ClientSession, gw: GatewayServer, body: dict[s
                          headers={"Authorization": f"Bearer {key}"}) as r:
         data = await r.json(content_type=None) if r.content_type == "application/json" else {}
         return r.status, dict(r.headers), data
+
+
+async def burst_statuses(http: aiohttp.ClientSession, gws: list[GatewayServer], per_gateway: int,
+                         body: dict[str, Any] | None = None, key: str = DEV_KEY) -> list[int]:
+    """`per_gateway` concurrent chat calls at each gateway, all at once: their statuses."""
+    calls = [post_chat(http, gw, body, key=key) for gw in gws for _ in range(per_gateway)]
+    return [r[0] for r in await asyncio.gather(*calls)]
 
 
 async def wait_for(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> None:
@@ -175,3 +184,58 @@ def pg_url() -> Iterator[str]:
 
     with postgres_url_or_skip("gw_quota") as url:
         yield url
+
+
+# ---------------------------------------------------------------- a private redis-server
+class RedisServer:
+    """A redis-server of the test's own (no persistence, in a temp dir) that it can stop and start again
+    on the same port: a real restart, stale pooled connections included."""
+
+    def __init__(self, workdir: Any) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(self.workdir), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        client = redis.asyncio.Redis.from_url(self.url, socket_connect_timeout=0.2)
+        try:
+            await wait_for(lambda: _pings(client), timeout=5.0, interval=0.01)
+        finally:
+            await client.aclose()
+
+    async def stop(self, kill: bool = False) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            if kill:
+                self.proc.kill()  # no goodbye: clients learn it from a reset connection
+            else:
+                self.proc.terminate()
+            await self.proc.wait()
+        self.proc = None
+
+    async def restart(self, kill: bool = False) -> None:
+        await self.stop(kill)
+        await self.start()
+
+
+async def _pings(client: Any) -> bool:
+    try:
+        return bool(await client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Any) -> AsyncIterator[RedisServer]:
+    if not os.access(REDIS_SERVER, os.X_OK):
+        service_unavailable("redis-server binary not found")
+    server = RedisServer(tmp_path)
+    await server.start()
+    yield server
+    await server.stop()

@@ -134,7 +134,7 @@ async def test_recovers_when_redis_returns(gateway_factory: GatewayFactory, rela
     assert (await post_chat(http, gw))[0] == 200
     await proxy.stop()
     assert (await post_chat(http, gw))[0] == 503
-    assert (await post_chat(http, gw))[0] == 503  # short-circuited while down: no reconnect per request
+    assert (await post_chat(http, gw))[0] == 503  # still down: each request's try is refused at once
     await proxy.start()
 
     async def served() -> bool:

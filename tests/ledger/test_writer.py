@@ -162,10 +162,12 @@ async def test_db_down_rows_wait_then_get_written(metrics: Metrics) -> None:
     # several retries while down (the error is counted after the fake store's await, so wait for that)
     await wait_for(lambda: store.calls >= 3 and metrics["errors"] >= 3)
     assert store.written == [] and w.depth == 5 and metrics["queue"] == 5
+    assert metric("gateway_backend_up", {"backend": "db"}) == 0
     for r in rows(2, start=5):  # new rows keep queueing during the outage
         w.submit(r)
     down["on"] = False
     await wait_for(lambda: len(store.written) == 6)  # the full batches go right away
+    assert metric("gateway_backend_up", {"backend": "db"}) == 1
     await w.close()
     assert store.written == [f"r{i}" for i in range(7)]  # in order, nothing twice
     assert metrics["written"] == 7 and metrics["dropped"] == 0 and metrics["queue"] == 0

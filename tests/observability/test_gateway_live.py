@@ -3,8 +3,9 @@ every alert's underlying series must return data. A typo'd metric or label makes
 empty — this test is what catches it.
 
 Traffic: success (chat, stream, embeddings), 4xx, 5xx, retries + fallback, an open breaker, cache
-hits and misses, coalesced requests, rate-limited and budget-rejected calls, a routing rule, and a
-database that is down (backend errors, rows waiting in the ledger queue).
+hits and misses, coalesced requests, rate-limited and budget-rejected calls, a routing rule, a call to a
+model without a price, and a database that is down (backend errors and state, rows waiting in the ledger
+queue).
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ providers:
   mock: {{type: mock}}
   slow: {{type: mock, mock: {{latency: 0.4}}}}
   down: {{type: openai, base_url: "http://127.0.0.1:{closed}/v1", api_key: sk-x}}
+  local: {{type: cli, command: [cat]}}
 models:
   demo: {{route: [{{provider: mock, model: mock-1}}]}}
   slowdemo: {{route: [{{provider: slow, model: slow-1}}]}}
+  local: {{route: [{{provider: local, model: obs-local-1}}]}}
   flaky:
     route: [{{provider: down, model: gone-1}}]
     retry: {{attempts: 2, backoff: 10ms}}
@@ -96,6 +99,7 @@ async def traffic_round(base: str) -> dict[str, int]:
     await post("stream", "sk-obs", {**chat, "stream": True, "messages": [{"role": "user", "content": "s"}],
                                     "stream_options": {"include_usage": True}})
     await post("notfound", "sk-obs", {**chat, "model": "no-such-alias"})
+    await post("unpriced", "sk-obs", {**chat, "model": "local"})  # a local CLI model without a price
     await post("fallback", "sk-obs", {**chat, "model": "flaky"})
     await post("dead", "sk-obs", {**chat, "model": "dead"})
     await post("rule", "sk-obs", {**chat, "model": "dead"}, {"x-priority": "low"})
@@ -118,7 +122,7 @@ async def test_every_panel_and_alert_has_data(tmp_path: Path) -> None:
     try:
         seen = await traffic_round(base)
         # the scenarios really happened (otherwise an empty panel could be the traffic's fault)
-        for expected in ("ok:200", "cached:200", "stream:200", "notfound:404", "fallback:200", "dead:502",
+        for expected in ("ok:200", "cached:200", "stream:200", "notfound:404", "unpriced:200", "fallback:200", "dead:502",
                          "rule:200", "limited:200", "limited:429", "broke:200", "broke:429", "coalesced:200",
                          "embeddings:200"):
             assert expected in seen, (expected, seen)

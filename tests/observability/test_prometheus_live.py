@@ -76,6 +76,8 @@ class Traffic:
         self._child(m.BUDGET_LIMIT, "key", "obs-key-alice").set(100.0)
         self._child(m.BUDGET_SPEND, "team", "obs-team-search").set(120.0)  # over budget
         self._child(m.BUDGET_LIMIT, "team", "obs-team-search").set(100.0)
+        self._child(m.BACKEND_UP, "redis").set(1)
+        self._child(m.BACKEND_UP, "db").set(0)  # down
 
     def step(self) -> None:
         """One round of requests of every kind (called before each scrape)."""
@@ -107,6 +109,7 @@ class Traffic:
             for error_type in ("timeout", "http_5xx", "connection"):
                 self._child(m.UPSTREAM_ERRORS, provider, model, error_type).inc()
             self._child(m.ROUTE_RULES, "obs-long-prompts", alias).inc()
+            self._child(m.UNPRICED, provider, f"{model}-unpriced").inc()
         self._child(m.FALLBACKS, "obs-chat", "obs-claude", "upstream_error").inc()
         self._child(m.BACKEND_ERRORS, "redis", "obs-incr").inc()
         self._child(m.BACKEND_ERRORS, "database", "obs-insert").inc()
