@@ -136,7 +136,8 @@ def micro(n: int = 200_000) -> dict[str, float]:
     async def timed(fn: Any) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            ctx = RequestContext("chat", "r", "", alias="m", served_alias="m")
+            ctx = RequestContext("chat", "r", "")
+            ctx.alias = ctx.served_alias = "m"
             await fn(ctx)
         return (time.perf_counter() - t0) / n * 1e6
 
