@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,63 +39,22 @@ from typing import Any
 import aiohttp
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import chaos_overhead
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
+from loadtests import chaos_overhead
+from loadtests.bench import procs
+from loadtests.bench.configs import DOCS, PYTHON, ROOT, UPSTREAM_KEY
+from loadtests.bench.report import write_sections
+
 HEADING = "## Resilience"
-HOST = "127.0.0.1"
-KEY, UPSTREAM_KEY = "sk-chaos", "sk-chaos-upstream"
-PROCS: list[subprocess.Popen[bytes]] = []
+KEY = "sk-chaos"
 MAX_ERROR_RATE, P50_TOLERANCE, MAX_OVERHEAD = 0.005, 0.10, 0.05
+GATEWAY_CORE, LOAD_CORE = procs.pick_cores()
 
 
 # ------------------------------------------------------------------ processes (127.0.0.1 only)
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def spawn(argv: list[str], log: Path, core: int | None) -> subprocess.Popen[bytes]:
-    def pin() -> None:
-        if core is not None and (os.cpu_count() or 1) > 1:
-            os.sched_setaffinity(0, {core})
-
-    with open(log, "wb") as out:
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT,
-                             preexec_fn=pin, start_new_session=True)
-    PROCS.append(p)
-    return p
-
-
-def stop(p: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if p.poll() is None:
-        p.send_signal(sig)
-        try:
-            p.wait(5)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(5)
-
-
-async def wait_http(session: aiohttp.ClientSession, url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with session.get(url) as r:
-                if r.status < 500:
-                    return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} not up after {timeout}s")
-
-
-def start_mock(tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    p = spawn([sys.executable, "-m", "proxy", "mock-upstream", "--host", HOST, "--port", str(port), "--reply",
-               "lorem", "--reply-tokens", "20", "--api-key", UPSTREAM_KEY], tmp / f"{name}.log", core=1)
-    return p, f"http://{HOST}:{port}"
+def start_mock(tmp: Path, name: str) -> tuple[procs.Proc, str]:
+    return procs.start_mock(tmp, LOAD_CORE, name=name, args=("--reply-tokens", "20"))
 
 
 def gateway_config(tmp: Path, upstreams: dict[str, str]) -> dict[str, Any]:
@@ -122,12 +78,14 @@ def gateway_config(tmp: Path, upstreams: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def start_gateway(tmp: Path, cfg: dict[str, Any], bare: bool = False) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def start_gateway(tmp: Path, cfg: dict[str, Any], bare: bool = False) -> tuple[procs.Proc, str]:
+    """This script in its --serve mode (chaos_overhead.serve), so that --bare can swap the executor."""
+    port = procs.free_port()
     path = tmp / f"gateway-{port}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    argv = [sys.executable, str(Path(__file__).resolve()), "--serve", str(path), "--port", str(port)]
-    return spawn(argv + (["--bare"] if bare else []), tmp / f"gateway-{port}.log", core=0), f"http://{HOST}:{port}"
+    argv = [PYTHON, str(Path(__file__).resolve()), "--serve", str(path), "--port", str(port)]
+    return procs.start_server("gateway[bare]" if bare else "gateway", argv + (["--bare"] if bare else []),
+                              GATEWAY_CORE, tmp / f"gateway-{port}.log", port, "/healthz")
 
 
 # ------------------------------------------------------------------ load
@@ -213,8 +171,6 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
                            "concurrency": args.concurrency, "phase_seconds": args.phase_seconds}
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=30)) as s:
-        for u in (flaky_url + "/_mock/stats", dying_url + "/_mock/stats", gw_url + "/healthz"):
-            await wait_http(s, u)
         sec, c, cap = args.phase_seconds, args.concurrency, args.max_requests
         await load(s, gw_url, Phase("warm-up"), 3, c, cap)
         lc = args.latency_concurrency
@@ -225,7 +181,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         base_lat = await load(s, gw_url, Phase(f"baseline latency, {lc} clients"), sec / 2, lc, cap)
         await mock_config(s, flaky_url, error_status=500, error_rate=0.3)
         chaos = await load(s, gw_url, Phase("chaos: flaky 30% 500s, dying killed half-way"), 2 * sec, c, 2 * cap,
-                           at={sec: lambda: stop(dying, signal.SIGKILL)})
+                           at={sec: lambda: dying.stop(sig=signal.SIGKILL)})
         print(json.dumps(chaos.summary()), flush=True)
         await mock_config(s, flaky_url, error_status=None, error_rate=0.0)
         # settle: flaky's breaker may still be open from the chaos phase; wait for its probe to close it
@@ -239,8 +195,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         dead_lat = await load(s, gw_url, Phase(f"one dead latency, {lc} clients"), sec / 2, lc, cap)
         out["breakers_after"] = await breaker_states(s, gw_url)
         out["phases"] = [p.summary() for p in (base, base_lat, chaos, dead, dead_lat)]
-    stop(gw)
-    stop(flaky)
+    gw.stop()
+    flaky.stop()
     out["config"] = cfg
     return out
 
@@ -286,17 +242,6 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(doc: str, section: str) -> str:
-    """Replace `## Resilience` up to the next `## ` heading, or append it; other sections are kept."""
-    lines = doc.splitlines(keepends=True)
-    start = next((i for i, x in enumerate(lines) if x.rstrip() == HEADING), None)
-    if start is None:
-        return doc + ("" if doc.endswith("\n\n") or not doc else "\n" if doc.endswith("\n") else "\n\n") + section
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    tail = "".join(lines[end:])
-    return "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--phase-seconds", type=float, default=10.0)
@@ -316,21 +261,18 @@ def main() -> int:
         return chaos_overhead.serve(args.serve, args.port, args.bare)
     if args.quick:
         args.phase_seconds, args.rounds, args.wrk_seconds, args.no_docs = 4.0, 2, 3, True
+    procs.exit_on_signals()
     try:
         with tempfile.TemporaryDirectory(prefix="gw-chaos-") as tmp:
             r = asyncio.run(run(args, Path(tmp)))
             r["overhead"] = None if args.skip_overhead else chaos_overhead.overhead(
                 Path(tmp), r.pop("config"), args, sys.modules[__name__])
     finally:
-        for p in PROCS:
-            with contextlib.suppress(Exception):
-                stop(p)
+        procs.stop_all()
     section = render(r)
     print(section)
     if not args.no_docs:
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
-        doc = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-        DOCS.write_text(replace_section(doc, section))
+        write_sections({HEADING: section})
         print(f"updated {DOCS.relative_to(ROOT)} section {HEADING!r}")
     return 0 if all(c["ok"] is not False for c in r["checks"]) else 1
 

@@ -12,24 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
-KEY = "sk-chaos"
+from loadtests.bench.configs import HOST
+from loadtests.bench.load import run_wrk
+from loadtests.bench.procs import pick_cores
 
 
 def serve(config: str, port: int, bare: bool) -> int:
     """Child mode: run the gateway; with --bare the executor makes exactly one call, no machinery."""
-    sys.path.insert(0, str(ROOT))
     import uvloop
     from aiohttp import web
 
@@ -59,40 +54,33 @@ def serve(config: str, port: int, bare: bool) -> int:
     return 0
 
 
-def wrk(url: str, seconds: int, conns: int) -> dict[str, Any]:
-    env = {**os.environ, "GATEWAY_KEY": KEY, "GATEWAY_MODEL": "bench"}
-    argv = ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "loadtests/wrk/chat.lua"),
-            url + "/v1/chat/completions"]
-    if (os.cpu_count() or 1) > 1:
-        argv = ["taskset", "-c", "1", *argv]
-    out = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 30, check=True).stdout
-    line = next(x for x in out.splitlines() if x.startswith("WRK_JSON "))
-    r = json.loads(line[9:])
-    r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
-    return r
-
-
 def overhead(tmp: Path, cfg: dict[str, Any], args: argparse.Namespace, harness: ModuleType) -> dict[str, Any]:
     """wrk, nothing failing: full executor vs bare executor. Both gateways run side by side (same core)
-    and short wrk runs alternate between them, so bursts of other load on a shared machine hit both."""
+    and short wrk runs alternate between them, so bursts of other load on a shared machine hit both.
+    `harness` is chaos.py, whose start_mock / start_gateway start the processes."""
     _, mock_url = harness.start_mock(tmp, "bench-mock")
     cfg = {**cfg, "providers": {**cfg["providers"], "flaky": {**cfg["providers"]["flaky"],
                                                             "base_url": mock_url + "/v1"}}}
+    key, load_core = cfg["keys"][0]["key"], pick_cores()[1]
+
+    def wrk(url: str, seconds: int) -> dict[str, Any]:
+        w = run_wrk(url + "/v1/chat/completions", key, 50, seconds, False, load_core, tmp / "wrk-overhead.log")
+        return w | {"rps": w["requests"] / (w["duration_us"] / 1e6)}
+
     gateways = {v: harness.start_gateway(tmp, cfg, bare=v == "bare") for v in ("full", "bare")}
     runs: dict[str, list[tuple[float, float]]] = {"full": [], "bare": []}  # (req/s, CPU us per request)
     try:
         for _, url in gateways.values():
-            asyncio.run(_wait(harness, url))
-            wrk(url, 2, 50)  # warm-up
+            wrk(url, 2)  # warm-up
         for i in range(args.rounds):
             for variant in ("full", "bare") if i % 2 == 0 else ("bare", "full"):
                 gw, url = gateways[variant]
-                cpu0 = cpu_seconds(gw.pid)
-                w = wrk(url, args.wrk_seconds, 50)
-                runs[variant].append((w["rps"], (cpu_seconds(gw.pid) - cpu0) / w["requests"] * 1e6))
+                cpu0 = gw.cpu_seconds()
+                w = wrk(url, args.wrk_seconds)
+                runs[variant].append((w["rps"], (gw.cpu_seconds() - cpu0) / w["requests"] * 1e6))
     finally:
         for gw, _ in gateways.values():
-            harness.stop(gw)
+            gw.stop()
     full_cpu = statistics.median(c for _, c in runs["full"])
     bare_cpu = statistics.median(c for _, c in runs["bare"])
     return {"full_rps": statistics.median(r for r, _ in runs["full"]),
@@ -106,7 +94,6 @@ def overhead(tmp: Path, cfg: dict[str, Any], args: argparse.Namespace, harness: 
 def micro(n: int = 200_000) -> dict[str, float]:
     """In-process: the full Executor vs one bare provider call against a provider that answers at once,
     so the difference is exactly the machinery's CPU per request, free of network and machine noise."""
-    sys.path.insert(0, str(ROOT))
     from proxy.config import parse_config
     from proxy.core.context import Attempt, RequestContext
     from proxy.providers.base import Completion, Usage
@@ -136,7 +123,8 @@ def micro(n: int = 200_000) -> dict[str, float]:
     async def timed(fn: Any) -> float:
         t0 = time.perf_counter()
         for _ in range(n):
-            ctx = RequestContext("chat", "r", "", alias="m", served_alias="m")
+            ctx = RequestContext("chat", "r", "")
+            ctx.alias = ctx.served_alias = "m"
             await fn(ctx)
         return (time.perf_counter() - t0) / n * 1e6
 
@@ -146,16 +134,3 @@ def micro(n: int = 200_000) -> dict[str, float]:
         return {"full_us": full, "bare_us": bare_us, "delta_us": full - bare_us}
 
     return asyncio.run(best())
-
-
-def cpu_seconds(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _wait(harness: ModuleType, url: str) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as s:
-        await harness.wait_http(s, url + "/healthz")

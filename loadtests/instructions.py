@@ -28,24 +28,27 @@ from typing import Any
 
 import aiohttp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import benchmark as bench  # sibling script, not a package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.bench.configs import GATEWAY_KEY, VARIANTS
+from loadtests.bench.net import chat_body
+from loadtests.bench.procs import Proc, running, start_baseline, start_gateway, start_mock
 
 
 def callgrind_argv(out: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--compress-strings=no"]
 
 
-def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[bench.Proc, str]:
-    """benchmark.py's gateway (its `gateway` variant) or baseline, under callgrind on core 0."""
+def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[Proc, str]:
+    """loadtests/benchmark.py's gateway (its `gateway` variant) or baseline, under callgrind on core 0."""
     wrap, slow_start = callgrind_argv(out), 120.0  # importing under valgrind takes tens of seconds
     if target == "gateway":
-        return bench.start_gateway(workdir, upstream, bench.VARIANTS[0], 0, wrap, slow_start)
-    return bench.start_baseline(workdir, upstream, 0, wrap=wrap, ready_timeout=slow_start)
+        return start_gateway(workdir, upstream, VARIANTS[0], 0, wrap, slow_start)
+    return start_baseline(workdir, upstream, 0, wrap=wrap, ready_timeout=slow_start)
 
 
 async def send(url: str, n: int, concurrency: int, stream: bool) -> None:
-    body, headers = bench.chat_body(stream), {"Authorization": f"Bearer {bench.GATEWAY_KEY}"}
+    body, headers = chat_body(stream), {"Authorization": f"Bearer {GATEWAY_KEY}"}
     left = n
 
     async def worker(session: aiohttp.ClientSession) -> None:
@@ -75,7 +78,7 @@ def total_instructions(out: Path) -> int:
 def measure(target: str, args: argparse.Namespace, workdir: Path, upstream: str) -> dict[str, Any]:
     out = workdir / f"callgrind.{target}"
     proc, url = start_proxy(target, workdir, upstream, out)
-    with bench.running(proc):
+    with running(proc):
         asyncio.run(send(url, args.warmup, args.concurrency, args.stream))
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         asyncio.run(send(url, args.requests, args.concurrency, args.stream))
@@ -105,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         workdir = Path(tmp)
-        mock, upstream = bench.start_mock(workdir, 1)
-        with bench.running(mock):
+        mock, upstream = start_mock(workdir, 1)
+        with running(mock):
             for target in targets:
                 results[target] = measure(target, args, workdir, upstream)
                 print(json.dumps(results[target]), flush=True)

@@ -4,7 +4,7 @@
     .venv/bin/python loadtests/translate_bench.py --streams 2000 --rounds 7
     .venv/bin/python loadtests/translate_bench.py --profile gemini  # cProfile one path
 
-No network: the upstream bytes are the exact SSE the mock upstream (proxy/mockupstream) writes for the
+No network: the upstream bytes are the exact SSE the mock upstream (mockupstream/) writes for the
 request the gateway sends it (the feature benchmark's `translation` section: 50 lorem tokens, the client
 asks without `stream_options`). They are fed through the real `HttpProvider.stream` chunk generator
 (transport.py: whole reads forwarded or translated, else SSE parse + translator) with a fake upstream

@@ -14,77 +14,84 @@ from typing import Any
 
 import pytest
 
-from loadtests import benchmark as bm
+from loadtests import benchmark
+from loadtests.bench import procs
+from loadtests.bench.configs import HERE, UPSTREAM_KEY, VARIANTS, base_gateway_config, deep_merge
+from loadtests.bench.load import parse_tagged_json, summarize_profile
+from loadtests.bench.net import chat_body, check_local, http, probe
+from loadtests.bench.procs import configure_mock, start_baseline, start_mock
+from loadtests.bench.report import machine_info, replace_section, write_docs
+from loadtests.bench.verdicts import evaluate
 from tests.conftest import IN_CI
 
 
 def test_baseline_passthrough_forwards_json_and_streams(tmp_path: Path) -> None:
-    mock, mock_url = bm.start_mock(tmp_path, core=None)
+    mock, mock_url = start_mock(tmp_path, core=None)
     try:
-        baseline, url = bm.start_baseline(tmp_path, mock_url, core=None)
+        baseline, url = start_baseline(tmp_path, mock_url, core=None)
         try:
             chat = url + "/v1/chat/completions"
             for _ in range(2):
-                status, _, data = bm.http("POST", chat, bm.chat_body(), {"Authorization": "Bearer anything"})
+                status, _, data = http("POST", chat, chat_body(), {"Authorization": "Bearer anything"})
                 assert status == 200
                 answer = json.loads(data)
                 assert answer["object"] == "chat.completion"
                 assert answer["choices"][0]["message"]["content"]
-            bm.probe(chat, "anything", stream=True)  # raises unless 200 and ends with [DONE]
+            probe(chat, "anything", stream=True)  # raises unless 200 and ends with [DONE]
             assert baseline.cpu_seconds() >= 0
             rss, peak = baseline.memory_mib()
             assert 0 < rss <= peak
-            status, _, data = bm.http("GET", mock_url + "/_mock/stats")
+            status, _, data = http("GET", mock_url + "/_mock/stats")
             assert json.loads(data)["calls"]["/v1/chat/completions"] == 3
         finally:
             baseline.stop()
         assert not baseline.alive()
     finally:
         mock.stop()
-    assert not bm._PROCS
+    assert not procs._PROCS
 
 
 def test_only_local_targets() -> None:
     with pytest.raises(ValueError):
-        bm.check_local("http://example.com/v1/chat/completions")
+        check_local("http://example.com/v1/chat/completions")
     with pytest.raises(ValueError):
-        bm.http("GET", "http://10.0.0.1:80/")
-    assert bm.check_local("http://127.0.0.1:9/x")
+        http("GET", "http://10.0.0.1:80/")
+    assert check_local("http://127.0.0.1:9/x")
 
 
 def test_variant_configs_are_valid_gateway_configs(tmp_path: Path) -> None:
     from proxy.config import parse_config
 
-    for v in bm.VARIANTS:
-        cfg = bm.deep_merge(bm.base_gateway_config("http://127.0.0.1:9", tmp_path), v.config)
+    for v in VARIANTS:
+        cfg = deep_merge(base_gateway_config("http://127.0.0.1:9", tmp_path), v.config)
         parse_config(cfg, env={})
-    merged = bm.deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]})
+    merged = deep_merge({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 3}, "l": [2]})
     assert merged == {"a": {"b": 3, "c": 2}, "l": [2]}
 
 
 def test_parse_args_sections() -> None:
-    args = bm.parse_args(["--quick", "--only", "core,streams", "--variants", "gateway"])
+    args = benchmark.parse_args(["--quick", "--only", "core,streams", "--variants", "gateway"])
     assert args.only == ["core", "streams"] and args.variants == ["gateway"] and args.duration == 2 and args.rounds == 2
     with pytest.raises(SystemExit):
-        bm.parse_args(["--only", "nope"])
+        benchmark.parse_args(["--only", "nope"])
 
 
 def test_replace_section_keeps_other_sections() -> None:
     doc = "# Benchmarks\n\nintro\n\n## Cache\n\ncache figures\n\n## Gateway core\n\nold\n\n## Quotas\n\nq\n"
-    out = bm.replace_section(doc, "## Gateway core", "## Gateway core\n\nnew\n")
+    out = replace_section(doc, "## Gateway core", "## Gateway core\n\nnew\n")
     assert "old" not in out and "new" in out and "cache figures" in out and out.endswith("## Quotas\n\nq\n")
-    assert bm.replace_section(out, "## Gateway core", "## Gateway core\n\nnew\n") == out
-    appended = bm.replace_section("# Benchmarks\n", "## Gateway core", "## Gateway core\n\nx\n")
+    assert replace_section(out, "## Gateway core", "## Gateway core\n\nnew\n") == out
+    appended = replace_section("# Benchmarks\n", "## Gateway core", "## Gateway core\n\nx\n")
     assert appended == "# Benchmarks\n\n## Gateway core\n\nx\n"
 
 
 def test_parse_tagged_json_and_profile_summary() -> None:
-    assert bm.parse_tagged_json("noise\nWRK_JSON {\"requests\": 3}\n", "WRK_JSON") == {"requests": 3}
+    assert parse_tagged_json("noise\nWRK_JSON {\"requests\": 3}\n", "WRK_JSON") == {"requests": 3}
     with pytest.raises(ValueError):
-        bm.parse_tagged_json("nothing", "WRK_JSON")
+        parse_tagged_json("nothing", "WRK_JSON")
     collapsed = ("run (aiohttp/web.py:1);_serve (/w/proxy/handlers.py:120);finish (/w/proxy/metering.py:40) 3\n"
                  "run (aiohttp/web.py:1);_serve (/w/proxy/handlers.py:120) 1\n")
-    s = bm.summarize_profile(collapsed)
+    s = summarize_profile(collapsed)
     assert s["samples"] == 4
     assert s["inclusive_proxy"][0] == ("_serve (/w/proxy/handlers.py)", 100.0)
     assert s["self"][0] == ("finish (/w/proxy/metering.py)", 75.0)
@@ -105,7 +112,7 @@ def _streams(p99: float) -> dict[str, Any]:
 
 def test_report_renders_and_evaluates(tmp_path: Path) -> None:
     r: dict[str, Any] = {
-        "machine": bm.machine_info(),
+        "machine": machine_info(),
         "args": {"quick": True, "duration": 4, "rounds": 2, "latency_duration": 2, "stream_duration": 2,
                  "streams": 10, "ramp": 1.0, "stream_tokens": 10},
         "direct": {"core": _load(8000, None), "latency": _load(2000, None, 0.4),
@@ -119,13 +126,13 @@ def test_report_renders_and_evaluates(tmp_path: Path) -> None:
                                  "concurrent_light": _streams(9.0)},
                      "metrics-off": {"error": "gateway[metrics-off] exited with 1:\nboom"}},
     }
-    checks = bm.evaluate(r)
+    checks = evaluate(r)
     assert checks and all(c.ok or c.info for c in checks), [c for c in checks if not (c.ok or c.info)]
     assert any(c.info and c.verdict == "info" for c in checks)
     r["checks"] = [c.__dict__ | {"verdict": c.verdict} for c in checks]
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Other\n\nkept\n")
-    bm.write_docs(r, doc)
+    write_docs(r, doc)
     text = doc.read_text()
     assert "## Other\n\nkept" in text and "## Gateway core" in text and "PASS" in text
     assert "error: gateway[metrics-off] exited with 1:" in text
@@ -133,7 +140,7 @@ def test_report_renders_and_evaluates(tmp_path: Path) -> None:
     assert "(lighter load, context)" in text and "Note on the concurrent streams" not in text
     # a saturated baseline: the report says why the added TTFC at that load measures queueing
     r["baseline"]["concurrent"]["measured"] = {**r["baseline"]["concurrent"]["measured"], "ttfc_p99_ms": 400.0}
-    bm.write_docs(r, doc)
+    write_docs(r, doc)
     text = doc.read_text()
     assert "Note on the concurrent streams: at this load the bare pass-through itself adds 380 ms" in text
     assert "10 streams started within 1 s ask for 0.0 s of one core's time in about 2.0 s" in text
@@ -147,31 +154,31 @@ def test_sseload_counts_streams_chunks_and_errors(tmp_path: Path) -> None:
             pytest.fail("no C compiler: loadtests/sseload.c cannot be built")
         pytest.skip("no C compiler to build loadtests/sseload.c")
     exe = tmp_path / "sseload"
-    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(bm.HERE / "sseload.c"), "-lm"], check=True)
-    mock, mock_url = bm.start_mock(tmp_path, core=None)
+    subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(HERE / "sseload.c"), "-lm"], check=True)
+    mock, mock_url = start_mock(tmp_path, core=None)
     port = mock_url.rsplit(":", 1)[1]
 
-    def run(key: str = bm.UPSTREAM_KEY) -> dict[str, Any]:
+    def run(key: str = UPSTREAM_KEY) -> dict[str, Any]:
         out = subprocess.run([str(exe), "--port", port, "--key", key, "--model", "bench", "--streams", "5",
                               "--ramp", "0.05", "--rounds", "2", "--timeout", "10"],
                              capture_output=True, text=True, check=True, timeout=30).stdout
-        return bm.parse_tagged_json(out, "STREAMS_JSON")
+        return parse_tagged_json(out, "STREAMS_JSON")
 
     try:
-        bm.configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 4, "tokens_per_s": 0.0})
-        status, _, body = bm.http("POST", mock_url + "/v1/chat/completions", bm.chat_body(stream=True),
-                                  {"Authorization": f"Bearer {bm.UPSTREAM_KEY}"})
+        configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 4, "tokens_per_s": 0.0})
+        status, _, body = http("POST", mock_url + "/v1/chat/completions", chat_body(stream=True),
+                                  {"Authorization": f"Bearer {UPSTREAM_KEY}"})
         assert status == 200 and body.endswith(b"data: [DONE]\n\n")
         events = body.count(b"data:")
         r = run()
         assert r["errors"] == 0 and [x["ok"] for x in r["rounds"]] == [5, 5]
         assert r["measured"]["chunks"] == 5 * events and r["measured"]["peak_concurrency"] >= 1
         assert 0 < r["measured"]["ttfc_p50_ms"] <= r["measured"]["ttfc_max_ms"]
-        stats = json.loads(bm.http("GET", mock_url + "/_mock/stats")[2])
+        stats = json.loads(http("GET", mock_url + "/_mock/stats")[2])
         assert stats["calls"]["/v1/chat/completions"] == 1 + 10
         bad = run(key="sk-wrong")  # 401 from the mock: an error, not a stream
         assert bad["errors"] == 10 and bad["measured"]["error_kinds"] == {"http_error": 5}
-        bm.configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 8, "cut_after": 2})
+        configure_mock(mock_url, {"reply": "lorem", "reply_tokens": 8, "cut_after": 2})
         cut = run()  # streams that stop before `data: [DONE]`
         assert cut["errors"] == 10 and cut["measured"]["ok"] == 0
     finally:

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    sys.path.insert(0, str(ROOT / "loadtests"))
-    spec = importlib.util.spec_from_file_location("feature_bench", ROOT / "loadtests" / "feature_bench.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
+from loadtests import feature_bench
+from loadtests.bench.feature_report import checks, write_docs
 
 MACHINE = {"date": "2026-01-01 00:00 UTC", "nproc": 2, "cpu_model": "cpu", "kernel": "6", "python": "3.11",
            "aiohttp": "3", "commit": "abc"}
 
 
 def test_args_and_sections(tmp_path: Path) -> None:
-    fb = _load()
-    a = fb.parse_args(["--quick", "--only", "metrics,cache"])
+    a = feature_bench.parse_args(["--quick", "--only", "metrics,cache"])
     assert a.only == ["metrics", "cache"] and a.ledger_duration == 20
     core = {"rps": 1000.0, "cpu_per_req_ms": 0.3, "p50_ms": 1.0, "p99_ms": 2.0, "errors": 0, "proxy_core_other": 0.0}
     done = {
@@ -35,11 +23,11 @@ def test_args_and_sections(tmp_path: Path) -> None:
                   "herd_upstream_calls": 1, "cache-off": core, "cache-hit": core},
     }
     # cost 10% > 5%; the worst-case render (every series changed) 60 ms > 50 ms; the unchanged one passes
-    assert [ok for *_, ok in fb.checks("metrics", done["metrics"])] == [False, False, True]
-    assert all(ok for *_, ok in fb.checks("cache", done["cache"]))
+    assert [ok for *_, ok in checks("metrics", done["metrics"])] == [False, False, True]
+    assert all(ok for *_, ok in checks("cache", done["cache"]))
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Gateway core\n\nkeep me\n\n## Metrics\n\nstale-section-text\n\n## Resilience\n\nkeep too\n")
-    fb.write_docs(done, MACHINE, a, doc)
+    write_docs(done, MACHINE, a, doc)
     text = doc.read_text()
     assert "keep me" in text and "keep too" in text and "stale-section-text" not in text
     assert text.count("## Metrics") == 1 and "## Response cache" in text
