@@ -163,7 +163,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
-    from proxy.auth.authenticator import sha256_hex
+    from proxy.core.identity import sha256_hex
 
     print(sha256_hex(args.secret))
     return 0

@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from proxy import cli
-from proxy.auth.authenticator import DOCUMENTED_DEFAULT_KEYS, sha256_hex
+from proxy.auth.authenticator import DOCUMENTED_DEFAULT_KEYS
+from proxy.core.identity import sha256_hex
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "gateway.yaml"

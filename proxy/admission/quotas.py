@@ -24,7 +24,7 @@ from proxy.config import Limits, LimitSet, TeamConfig
 from proxy.core.errors import GatewayError
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
+    from proxy.core.identity import KeyInfo
 
 NAMESPACE = "gw"
 REDIS_PREFIX = "LIMITS"  # limits' RedisStorage.PREFIX: our Lua script and limits must agree on keys

@@ -17,19 +17,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from proxy.admission.budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
 from proxy.admission.counters import Counters, LocalCounters, Outcome
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
 from proxy.config import Budget, GatewayConfig, Limits, Price
+from proxy.core.tokens import completion_budget, prompt_tokens
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
     from proxy.core.context import RequestContext
+    from proxy.core.identity import KeyInfo
     from proxy.ledger import LedgerStore
     from proxy.metering.pricing import PriceTable
 
@@ -65,25 +64,6 @@ class Ticket:
     amounts: list[int]
     lines: list[BudgetLine]
     estimate: float  # USD reserved on each budget line
-
-
-def estimate_tokens(ctx: RequestContext) -> tuple[int, int]:
-    """(prompt, completion) token estimate before the call: ~4 characters a token, plus max_tokens."""
-    body = ctx.body
-    if ctx.kind == "chat":
-        chars = 0
-        for msg in body.get("messages") or ():
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, str):
-                chars += len(content) + 16  # + role and framing
-            else:  # parts, tool calls: measure the JSON
-                chars += len(orjson.dumps(msg))
-        prompt = chars // 4
-    else:
-        payload = body.get("input")
-        prompt = len(payload) // 4 if isinstance(payload, str) else len(orjson.dumps(payload)) // 4
-    out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    return prompt, out if isinstance(out, int) else 0
 
 
 class AdmissionStage:
@@ -203,8 +183,8 @@ class AdmissionStage:
         lines = self.lines(p) if p.budgets else []
         tokens, estimate = 0, 0.0
         if lines or p.has_tokens:
-            prompt, out = estimate_tokens(ctx)
-            tokens = ctx.estimated_tokens = prompt + out
+            prompt, out = prompt_tokens(ctx), completion_budget(ctx.body)
+            tokens = prompt + out
             if lines:
                 if p.price is not None:
                     estimate = (prompt * p.price.input + out * p.price.output) / 1_000_000

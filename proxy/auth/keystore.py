@@ -23,9 +23,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from proxy.auth.authenticator import KeyInfo
 from proxy.config import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
+from proxy.core.identity import KeyInfo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 

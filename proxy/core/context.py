@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from proxy.providers.base import Usage
+from proxy.core.usage import Usage
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
     from proxy.core.errors import GatewayError
+    from proxy.core.identity import KeyInfo
 
 
 @dataclass(slots=True)

@@ -19,11 +19,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.auth.authenticator import KeyInfo
 from proxy.cache.keys import cache_key
 from proxy.cache.stage import settle_shared
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
+from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.openai_api import new_context, read_json, validate_chat
 from proxy.providers.base import Completion

@@ -31,6 +31,7 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.core.errors import UNAVAILABLE, UpstreamError
+from proxy.core.tokens import text_tokens
 from proxy.infra.sse import frame
 from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
 from proxy.providers.shapes import (
@@ -38,7 +39,6 @@ from proxy.providers.shapes import (
     chat_completion,
     chunk,
     completion_id,
-    estimate_tokens,
     usage_chunk,
 )
 from proxy.providers.transport import stream_cut, timeout_error
@@ -214,7 +214,7 @@ class CLIProvider(Provider):
         finally:
             await run.close()
         text = OutputText().feed(b"".join(out), final=True)
-        usage = Usage(estimate_tokens(prompt), estimate_tokens(text))
+        usage = Usage(text_tokens(prompt), text_tokens(text))
         data = chat_completion(completion_id(), model, assistant_message(text), "stop", usage)
         return Completion(body=orjson.dumps(data), usage=usage, model=model, finish_reason="stop", data=data)
 
@@ -254,7 +254,7 @@ class CLIProvider(Provider):
                 code = await run.wait()
                 if code != 0:
                     raise stream_cut(exit_error(self._program(), code, run.stderr).message)
-                translator.usage = Usage(estimate_tokens(prompt), estimate_tokens("".join(answer)))
+                translator.usage = Usage(text_tokens(prompt), text_tokens("".join(answer)))
                 translator.finish_reason = "stop"
                 yield out({}, "stop")
                 if translator.include_usage:

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.core.context import Attempt, RequestContext
 from proxy.core.errors import NOT_FOUND, GatewayError, UpstreamError
+from proxy.core.tokens import prompt_tokens
 from proxy.observability import metrics as m
 from proxy.providers.base import CallOptions, ChunkStream, Completion, Provider
 from proxy.providers.transport import bad_response, timeout_error
 from proxy.resilience.balancer import AliasPlan, Slot
 from proxy.resilience.fallback import GENERIC, REASON_NAMES, AliasFailed, exhausted, next_alias, sanitize
 from proxy.resilience.retry import BREAKER_FAILURES, CLIENT, CONTENT, CONTEXT, SKIP, classify, retry_delay
-from proxy.routing.rules import estimate_prompt_tokens
 
 if TYPE_CHECKING:
     from proxy.config import GatewayConfig
@@ -164,7 +164,7 @@ class Executor:
                 if excluded & bit or bool(tried & bit) != second_round:
                     continue
                 s = slots[i]
-                if s.limited and not s.state.has_capacity(s.rpm, s.tpm, estimate_prompt_tokens(ctx), _clock()):
+                if s.limited and not s.state.has_capacity(s.rpm, s.tpm, prompt_tokens(ctx), _clock()):
                     continue
                 if s.breaker.allow():
                     return i
@@ -183,7 +183,7 @@ class Executor:
                                opts.idle_timeout, remaining, opts.extra_headers)
         t0 = _clock()
         if slot.limited:
-            st.count(estimate_prompt_tokens(ctx), t0)
+            st.count(prompt_tokens(ctx), t0)
         st.in_flight += 1
         st.requests += 1
         try:

@@ -16,10 +16,10 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from proxy.admission.quotas import Stats, Window, fmt_duration
 from proxy.admission.redis_counters import RedisCounters
-from proxy.auth.authenticator import KeyInfo
 from proxy.auth.keystore import KeyStore
 from proxy.config import RedisConfig
 from proxy.core.errors import GatewayError
+from proxy.core.identity import KeyInfo
 from proxy.infra.redis_client import RedisClient
 from tests.admission.conftest import (
     TcpRelay,

@@ -16,9 +16,9 @@ import orjson
 from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
-from proxy.auth.authenticator import sha256_hex
 from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable
 from proxy.ledger import DuplicateKeyError

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import math
 import struct
 from typing import Any
 
 import orjson
 
+from proxy.core.tokens import text_tokens
 from proxy.providers.base import JSON, Completion, Usage
 from proxy.providers.gemini.chat import invalid
 
@@ -37,7 +37,7 @@ def build_request(body: JSON, model: str) -> tuple[str, JSON]:
 def estimate_tokens(inp: Any) -> int:
     """Gemini's embedding answers carry no usage: about 4 characters a token, as Google documents."""
     texts = [inp] if isinstance(inp, str) else [x for x in inp or () if isinstance(x, str)]
-    return sum(max(1, math.ceil(len(t) / 4)) for t in texts)
+    return sum(max(1, text_tokens(t)) for t in texts)
 
 
 def encode(values: list[float], fmt: Any) -> list[float] | str:
