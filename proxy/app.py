@@ -35,6 +35,7 @@ from proxy.observability.logs import get_logger
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
+from proxy.resilience.plans import Plans
 from proxy.resilience.sync import BreakerSync
 from proxy.routing.router import Router
 
@@ -84,7 +85,9 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     admission = AdmissionStage(cfg, prices, counters, store=store, events=events, recorder=recorder)
     cache = build_cache(cfg, redis, prices, recorder)
 
-    router = Router(cfg)
+    plans = Plans(cfg)
+    plans.bind(providers)
+    router = Router(cfg, plans.alias_p95)
     meter = Meter(recorder, cfg.logging.requests, price=prices.price)
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
@@ -94,7 +97,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         admission=admission,
         cache=cache,
         router=router,
-        executor=Executor(cfg, router, providers),
+        executor=Executor(cfg, plans, providers),
         meter=meter,
     )
     if cfg.ip_limits.rpm:
@@ -115,9 +118,9 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         ready_checks.append(redis.check)
     services += [ledger, keystore, admission, guard, cache]
     b = cfg.breaker
-    if redis is not None and b.shared and router.breakers.breakers:
-        services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))
-    return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, router=router, prices=prices,
+    if redis is not None and b.shared and plans.breakers.breakers:
+        services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
+    return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
                    cache=cache, redis=redis, services=services, ready_checks=ready_checks)
 

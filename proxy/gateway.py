@@ -25,7 +25,7 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import metrics as m
 from proxy.pipeline import Pipeline
 from proxy.providers.base import Provider
-from proxy.routing.router import Router
+from proxy.resilience.plans import Plans
 
 
 class Service(Protocol):
@@ -45,7 +45,7 @@ class Gateway:
     providers: dict[str, Provider]
     pipeline: Pipeline
     recorder: m.Recorder
-    router: Router
+    plans: Plans  # every alias's deployments, breakers and live state
     prices: PriceTable
     ledger: LedgerService
     keystore: KeyStore

@@ -23,7 +23,6 @@ from proxy.resilience.fallback import sanitize
 if TYPE_CHECKING:
     from proxy.gateway import Gateway
     from proxy.providers.base import Provider
-    from proxy.routing.router import Router
 
 CACHE_SECONDS = 5.0
 PROBE_TIMEOUT = 5.0
@@ -77,8 +76,7 @@ class HealthProber:
 async def providers_health(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     probes = await request.app[PROBER].probes()
-    router: Router = gw.pipeline.router
-    deployments = router.snapshot()
+    deployments = gw.plans.snapshot()
     out: dict[str, Any] = {}
     healthy = unhealthy = 0
     for name, pcfg in gw.cfg.providers.items():

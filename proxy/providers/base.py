@@ -189,6 +189,10 @@ class CallOptions:
 class Provider(abc.ABC):
     """A configured upstream account, as the resilience stage sees it."""
 
+    # True when the provider enforces CallOptions.total_timeout itself (the HTTP transport does), so
+    # the executor need not wrap each call in a timeout of its own
+    self_timed: bool = False
+
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
         self.cfg = cfg

@@ -81,6 +81,7 @@ class HttpProvider(Provider):
     """Any HTTP upstream: the translator says what to send and how to read the answer."""
 
     idle_watch = IdleWatch  # translate_bench, which runs streams without an event loop, swaps it
+    self_timed = True  # aiohttp's ClientTimeout(total=...) bounds every call
 
     def __init__(self, name: str, cfg: ProviderConfig, translator: Translator) -> None:
         super().__init__(name, cfg)

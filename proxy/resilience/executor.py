@@ -28,7 +28,7 @@ from proxy.resilience.retry import BREAKER_FAILURES, CLIENT, CONTENT, CONTEXT, S
 
 if TYPE_CHECKING:
     from proxy.config import GatewayConfig
-    from proxy.routing.router import Router
+    from proxy.resilience.plans import Plans
 
 T = TypeVar("T")
 COMPLETE, EMBED, STREAM = 0, 1, 2
@@ -36,13 +36,11 @@ _clock = time.perf_counter
 
 
 class Executor:
-    def __init__(self, cfg: GatewayConfig, router: Router, providers: dict[str, Provider]) -> None:
+    def __init__(self, cfg: GatewayConfig, plans: Plans, providers: dict[str, Provider]) -> None:
         self.cfg = cfg
-        self.router = router
         self.providers = providers
         self.metrics = cfg.metrics.enabled
-        router.bind(providers)
-        self.plans: dict[str, AliasPlan] = router.plans
+        self.plans: dict[str, AliasPlan] = plans.plans
 
     # ------------------------------------------------------------------ public (pipeline.py)
     async def complete(self, ctx: RequestContext) -> Completion:

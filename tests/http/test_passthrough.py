@@ -180,7 +180,7 @@ async def test_client_disconnect_cancels_upstream(gw, mock_upstream, http) -> No
     body = {"model": "up", "messages": MSG, "stream": True}
     cfg = gw.gateway.cfg
     cfg.providers["up"].timeout.idle = 5
-    gw.gateway.pipeline.router.refresh_options()
+    gw.gateway.plans.refresh_options()
     async with http.post(gw.base_url + "/chat/completions", json=body, headers=auth()) as r:
         await r.content.readline()
         assert mock_upstream.state.in_flight == 1
