@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admission.budgets import EventBus
+from proxy.admission.clientguard import ClientGuard
 from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
 from proxy.admission.stage import AdmissionStage
@@ -21,7 +22,7 @@ from proxy.gateway import GATEWAY, Gateway, Service
 from proxy.http import batch
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
-from proxy.http.clientip import ClientGuard, ClientIPResolver
+from proxy.http.clientip import ClientIPResolver, guard_middleware
 from proxy.http.health import add_health_routes
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
@@ -131,7 +132,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     guard = gw.client_guard
     resolver = ClientIPResolver(cfg.listen.trusted_networks) if cfg.listen.trusted_networks else None
     if resolver is not None or guard.limit or guard.ip_rpm:
-        middlewares.append(guard.middleware(resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
+        middlewares.append(guard_middleware(guard, resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
     app = web.Application(middlewares=middlewares, client_max_size=cfg.listen.max_body_bytes)
     app[GATEWAY] = gw
     handlers.add_routes(app)

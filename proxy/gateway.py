@@ -13,11 +13,11 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from proxy.admission.budgets import EventBus
+from proxy.admission.clientguard import ClientGuard
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
-from proxy.http.clientip import ClientGuard
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.service import LedgerService

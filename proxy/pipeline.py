@@ -21,12 +21,9 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import UpstreamError
 from proxy.infra import sse
 from proxy.metering.meter import Meter
-from proxy.providers.base import ChunkStream, Completion
+from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream
 from proxy.resilience import Executor
 from proxy.routing.router import Router
-
-OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]
-Complete = Callable[[], Awaitable[Completion]]
 
 
 class Admission(Protocol):
@@ -45,25 +42,6 @@ class CacheStage(Protocol):
     async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]: ...
 
     def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]: ...
-
-
-class NoAdmission:
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
-
-
-class NoCache:
-    async def lookup(self, ctx: RequestContext) -> Completion | None:
-        return None
-
-    async def complete(self, ctx: RequestContext, call: Complete) -> Completion:
-        return await call()
-
-    async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]:
-        return await open_stream()
-
-    def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]:  # pragma: no cover - never hits
-        return []
 
 
 class Pipeline:

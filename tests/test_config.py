@@ -8,7 +8,7 @@ import pytest
 
 from proxy.cli import main, startup_banner
 from proxy.config import ConfigError, load_config, parse_config
-from proxy.infra.units import parse_duration, parse_size
+from proxy.config.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parent.parent
 

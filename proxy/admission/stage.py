@@ -15,7 +15,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.admission.budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
 from proxy.admission.counters import Counters, LocalCounters, Outcome
@@ -30,10 +30,15 @@ if TYPE_CHECKING:
     from proxy.core.context import RequestContext
     from proxy.core.identity import KeyInfo
     from proxy.ledger import LedgerStore
-    from proxy.metering.pricing import PriceTable
 
 log = get_logger("gateway.admission")
 ZERO_COST = "0.00000000"
+
+
+class Prices(Protocol):
+    """What admission needs of metering's PriceTable (passed in by the composition root)."""
+
+    def lookup(self, provider: str, model: str) -> Price | None: ...
 
 
 @dataclass(slots=True)
@@ -67,7 +72,7 @@ class Ticket:
 
 
 class AdmissionStage:
-    def __init__(self, cfg: GatewayConfig, prices: PriceTable, counters: Counters, *,
+    def __init__(self, cfg: GatewayConfig, prices: Prices, counters: Counters, *,
                  store: LedgerStore | None = None, events: EventBus | None = None,
                  recorder: m.Recorder | None = None, sweep_interval: float = 10.0) -> None:
         self.cfg = cfg

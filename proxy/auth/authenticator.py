@@ -65,7 +65,7 @@ class Authenticator:
     def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None) -> None:
         self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
         self.lookup = lookup
-        # told the client IP of every wrong key (the failed-auth throttle, clientip.ClientGuard.failed)
+        # told the client IP of every wrong key (the failed-auth throttle, admission.clientguard.ClientGuard.failed)
         self.on_failure: Callable[[str], Awaitable[None]] | None = None
 
     async def find(self, secret: str) -> KeyInfo | None:

@@ -31,8 +31,7 @@ from proxy.core.context import RequestContext
 from proxy.infra import sse
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.pipeline import Complete, OpenStream
-from proxy.providers.base import ChunkStream, Completion, Usage
+from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream, Usage
 
 log = get_logger("gateway.cache")
 NOTE = "cache"

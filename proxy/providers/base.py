@@ -13,7 +13,7 @@ Two layers, as in Envoy AI Gateway's translator:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -221,3 +221,8 @@ class Provider(abc.ABC):
 
     async def probe(self) -> None:  # noqa: B027 - default: nothing cheap to ask, assume healthy
         """A cheap health check; raise UpstreamError when unhealthy."""
+
+
+# how the stages around the provider call hold it: the cache and coalescing run these at most once
+Complete = Callable[[], Awaitable[Completion]]
+OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]

@@ -23,8 +23,8 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.infra.envvars import interpolate
-from proxy.infra.units import ByteSize, Duration
+from proxy.config.envvars import interpolate
+from proxy.config.units import ByteSize, Duration
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
