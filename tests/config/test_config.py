@@ -10,7 +10,7 @@ from proxy.cli import main, startup_banner
 from proxy.config import ConfigError, load_config, parse_config
 from proxy.config.units import parse_duration, parse_size
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_works_without_api_keys() -> None:
