@@ -19,7 +19,7 @@ from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import batch
+from proxy.http import anthropic_api, batch
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -43,15 +43,20 @@ from proxy.routing.router import Router
 log = get_logger("gateway")
 
 
+def _error(request: web.Request, err: GatewayError) -> web.Response:
+    return anthropic_api.error_response(err) if anthropic_api.owns(request.path) else err.response()
+
+
 @web.middleware
 async def openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error leaves as OpenAI-format JSON; a bug becomes a 500 without a traceback."""
+    """Every error leaves as OpenAI-format JSON (in Anthropic's shape on the Messages API's paths); a bug
+    becomes a 500 without a traceback."""
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except GatewayError as err:
-        return err.response()
+        return _error(request, err)
     except web.HTTPRequestEntityTooLarge as exc:
-        return handlers.too_large(exc.max_size if hasattr(exc, "max_size") else 0).response()
+        return _error(request, handlers.too_large(exc.max_size if hasattr(exc, "max_size") else 0))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -63,11 +68,11 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
                                INVALID_REQUEST, code="method_not_allowed")
         else:
             err = GatewayError(exc.status, exc.reason, INVALID_REQUEST)
-        return err.response()
+        return _error(request, err)
     except Exception:
         log.exception("unhandled error", path=request.path)
-        return GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER,
-                            code="internal_error").response()
+        return _error(request, GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER,
+                                            code="internal_error"))
 
 
 def build_gateway(cfg: GatewayConfig) -> Gateway:
@@ -136,6 +141,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     app = web.Application(middlewares=middlewares, client_max_size=cfg.listen.max_body_bytes)
     app[GATEWAY] = gw
     handlers.add_routes(app)
+    anthropic_api.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
     batch.add_routes(app)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -42,6 +43,19 @@ class CacheStage(Protocol):
     async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]: ...
 
     def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]: ...
+
+
+@dataclass(slots=True)
+class Answer:
+    """A chat call's outcome for an API that frames it itself (`Pipeline.run`): exactly one of
+    `completion` (a non-stream answer, or a cache hit asked as non-stream), `replay` (a cache hit asked as a
+    stream: its `chat.completion.chunk` payloads) or `stream` (a live stream of OpenAI SSE frames, `first`
+    written before them when set)."""
+
+    completion: Completion | None = None
+    replay: list[bytes] | None = None
+    stream: ChunkStream | None = None
+    first: bytes | None = None
 
 
 class Pipeline:
@@ -92,6 +106,24 @@ class Pipeline:
             self.meter.cost(ctx)
         return c
 
+    async def run(self, ctx: RequestContext) -> Answer:
+        """The stages `chat` runs (admit, cache, routing, resilience; metering when the caller calls
+        `meter.finish`), for an inbound API that speaks another wire format (`/v1/messages`): ctx.body is the
+        request already translated to chat completions, and the caller frames the Answer in its own shape.
+        A live stream's caller ends it with `settle_stream`."""
+        await self.admit(ctx)
+        hit = await self.cache.lookup(ctx)
+        if hit is not None:
+            ctx.usage, ctx.finish_reason = hit.usage, hit.finish_reason
+            return Answer(replay=self.cache.replay(ctx, hit)) if ctx.stream else Answer(completion=hit)
+        if ctx.stream:
+            stream, first = await self.cache.stream(ctx, lambda: self.executor.open_stream(ctx))
+            return Answer(stream=stream, first=first)
+        c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
+        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
+        self.meter.cost(ctx)
+        return Answer(completion=c)
+
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         await self.admit(ctx)
         hit = await self.cache.lookup(ctx)
@@ -140,8 +172,13 @@ class Pipeline:
             resp.stop_streaming()
             raise
         finally:
-            ctx.usage = stream.usage
-            ctx.finish_reason = stream.finish_reason
-            if stream.model:
-                ctx.notes["answered_model"] = stream.model
+            settle_stream(ctx, stream)
         return resp
+
+
+def settle_stream(ctx: RequestContext, stream: ChunkStream) -> None:
+    """What a drained (or broken) stream reported, for metering."""
+    ctx.usage = stream.usage
+    ctx.finish_reason = stream.finish_reason
+    if stream.model:
+        ctx.notes["answered_model"] = stream.model

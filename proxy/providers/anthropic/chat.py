@@ -10,19 +10,12 @@ from typing import Any
 
 import orjson
 
+from proxy.core.anthropic_wire import IMAGE_MEDIA_TYPES, STOP_REASON_TO_FINISH
 from proxy.core.errors import INVALID_REQUEST, UpstreamError
 from proxy.providers.base import JSON, Completion, Usage
 
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
+IMAGE_TYPES = IMAGE_MEDIA_TYPES
+FINISH = STOP_REASON_TO_FINISH
 
 
 def invalid(message: str, param: str | None = None) -> UpstreamError:
