@@ -23,6 +23,7 @@ class InboundStream(abc.ABC):
 
     def __init__(self) -> None:
         self._parser = BlockSSEParser()
+        self._idle = True  # nothing buffered in the parser: the next block starts an event
 
     @abc.abstractmethod
     def feed(self, payload: bytes) -> bytes:
@@ -38,7 +39,17 @@ class InboundStream(abc.ABC):
 
     def feed_frames(self, block: bytes) -> bytes:
         """What the pipeline's ChunkStream yields (one or more `data: <payload>` events) -> the client's bytes."""
+        lfs = block.count(b"\n")
+        if block.startswith(b"data: ") and self._idle:
+            # one-line events, as providers frame them (sse.frames): cut at the separators, no SSE parser
+            if lfs == 2 and block.endswith(b"\n\n"):  # one event: the common read
+                payload = block[6:-2]
+                return self.feed(payload) if payload != b"[DONE]" else b""
+            payloads = block[6:-2].split(b"\n\ndata: ")
+            if 2 * len(payloads) == lfs and block.endswith(b"\n\n"):  # every LF is one of a separator's
+                return b"".join([self.feed(p) for p in payloads if p != b"[DONE]"])
         out = [self.feed(payload) for _event, payload in self._parser.feed(block) if payload != b"[DONE]"]
+        self._idle = self._parser.idle()
         return out[0] if len(out) == 1 else b"".join(out)
 
 
