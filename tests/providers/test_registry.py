@@ -99,3 +99,9 @@ def test_a_registration_names_exactly_one_runtime() -> None:
     for runtimes in ({}, {"translator": "a:B", "provider": "c:D"}):
         with pytest.raises(ValueError, match="exactly one of `translator` or `provider`"):
             Registration("x", ProviderConfig, **runtimes)
+
+
+def test_a_registry_line_must_name_the_folder_of_its_type(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PROVIDERS, "openai-compatible", "proxy.providers.openai")
+    with pytest.raises(ValueError, match=r"proxy\.providers\.openai registers type 'openai', the registry line says"):
+        registration("openai-compatible")
