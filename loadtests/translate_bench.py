@@ -44,12 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mockupstream import anthropic as mock_anthropic
 from mockupstream import gemini as mock_gemini
 from mockupstream.server import MockState
-from proxy.config import MockBehaviour, ProviderConfig
+from proxy.config import MockBehaviour
 from proxy.inbound.anthropic import AnthropicStream, to_chat, to_message
 from proxy.infra import sse
-from proxy.providers import build_provider
 from proxy.providers.base import CallOptions, ChunkStream
 from proxy.providers.mock import replies
+from proxy.providers.registry import build_provider, registration
 from proxy.providers.transport import HttpProvider
 
 PATHS = ("openai", "anthropic", "gemini")
@@ -60,7 +60,7 @@ CLIENT_BODY: dict[str, Any] = {"model": "alias", "stream": True,
 
 def provider(path: str) -> HttpProvider:
     base = {"openai": "http://mock/v1", "anthropic": "http://mock/anthropic", "gemini": "http://mock"}[path]
-    p = build_provider(path, ProviderConfig(type=path, base_url=base, api_key="sk-mock"))
+    p = build_provider(path, registration(path).config(base_url=base, api_key="sk-mock"))
     assert isinstance(p, HttpProvider)
     return p
 

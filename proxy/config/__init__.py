@@ -9,7 +9,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,12 +22,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from proxy.config.envvars import interpolate
 from proxy.config.units import ByteSize, Duration
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
 
 
 class Strict(BaseModel):
@@ -112,7 +112,11 @@ class MockBehaviour(Strict):
 
 
 class ProviderConfig(Strict):
-    type: Literal["openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli"]
+    """The settings every provider `type:` has. Each type's own model (`proxy/providers/<type>/config.py`)
+    adds its fields; `providers:` entries are validated by the model the provider registry names for their
+    `type:` (ProviderTypes), so a field of another type is an error naming it."""
+
+    type: str
     enabled: bool = True
     base_url: str | None = None
     api_key: str | None = None
@@ -120,35 +124,32 @@ class ProviderConfig(Strict):
     timeout: Timeouts = Field(default_factory=Timeouts)
     max_connections: int = Field(4096, ge=1)
     breaker: BreakerConfig | None = None
-    # anthropic
-    version: str = "2023-06-01"
-    default_max_tokens: int = Field(4096, ge=1)
-    # azure
-    api_version: str = "2024-10-21"
-    azure_ad_token: str | None = None
-    # bedrock
-    region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
-    # cli
-    command: list[str] | None = None
-    max_concurrency: int = Field(4, ge=1, le=1024)
-    # mock
-    mock: MockBehaviour = Field(default_factory=MockBehaviour)
 
     # filled by the loader, not by users
     disabled_reason: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
-    def _per_type(self) -> ProviderConfig:
-        if self.type == "cli" and not self.command:
-            raise ValueError("type cli needs `command: [argv...]`")
-        if self.type == "azure" and not self.base_url:
-            raise ValueError("type azure needs `base_url: https://<resource>.openai.azure.com`")
+    def _strip_base_url(self) -> ProviderConfig:
         if self.base_url is not None:
             self.base_url = self.base_url.rstrip("/")
         return self
+
+
+class ProviderTypes:
+    """`providers.<name>`: its `type:` checked against the registry's types (the error names `type` and lists
+    them), then the rest validated by that type's settings model (errors name the field, as `providers.x.f`).
+
+    The registry is read when GatewayConfig's validator is first built (`defer_build`), not when this module
+    is imported: provider settings models import this module, so it cannot import them while loading."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        from proxy.providers.registry import settings_models  # the one import upwards (pyproject.toml)
+
+        models = settings_models()
+        known_type = core_schema.typed_dict_schema(
+            {"type": core_schema.typed_dict_field(core_schema.literal_schema(list(models)))}, extra_behavior="allow")
+        return core_schema.chain_schema([
+            known_type, core_schema.no_info_plain_validator_function(lambda v: models[v["type"]].model_validate(v))])
 
 
 # ---------------------------------------------------------------- models (aliases)
@@ -327,8 +328,10 @@ class IpLimits(Strict):
 
 
 class GatewayConfig(Strict):
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # ProviderTypes reads the provider registry
+
     listen: Listen = Field(default_factory=Listen)
-    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    providers: dict[str, Annotated[ProviderConfig, ProviderTypes()]] = Field(default_factory=dict)
     models: dict[str, ModelAlias] = Field(default_factory=dict)
     keys: list[KeyConfig] = Field(default_factory=list)
     teams: dict[str, TeamConfig] = Field(default_factory=dict)

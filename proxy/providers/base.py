@@ -91,10 +91,20 @@ class StreamTranslator(abc.ABC):
         return None
 
 
+class RecordedStream(StreamTranslator):
+    """For providers that produce the client's chunks themselves (mock, cli): only carries what was reported."""
+
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:  # pragma: no cover - unused
+        return [data]
+
+
+def no_embeddings(name: str, type_: str) -> UpstreamError:
+    return UpstreamError(400, f"provider {name!r} ({type_}) does not offer embeddings", kind="bad_request",
+                         retryable=False, type="invalid_request_error", code="embeddings_not_supported")
+
+
 class Translator:
     """Pure translation for one wire format. Subclasses override what differs from OpenAI's."""
-
-    stream_framing: ClassVar[str] = "sse"  # "sse" | "eventstream"
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
@@ -105,9 +115,7 @@ class Translator:
         raise NotImplementedError
 
     def embeddings_request(self, body: JSON, model: str) -> UpstreamRequest:
-        raise UpstreamError(400, f"provider {self.name!r} ({self.cfg.type}) does not offer embeddings",
-                            kind="bad_request", retryable=False, type="invalid_request_error",
-                            code="embeddings_not_supported")
+        raise no_embeddings(self.name, self.cfg.type)
 
     def probe_request(self) -> UpstreamRequest | None:
         return None
@@ -118,6 +126,11 @@ class Translator:
 
     def stream_translator(self, body: JSON, model: str) -> StreamTranslator:
         raise NotImplementedError
+
+    def stream_events(self, reads: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]] | None:
+        """The upstream stream's events, for a framing other than SSE (Bedrock's binary event stream);
+        None (the default) for SSE, which the transport parses inline."""
+        return None
 
     def embeddings_response(self, data: bytes, model: str) -> Completion:
         raise NotImplementedError
@@ -215,9 +228,7 @@ class Provider(abc.ABC):
         """Open the stream; return once the upstream accepted it (status 2xx). Errors raise UpstreamError."""
 
     async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
-        raise UpstreamError(400, f"provider {self.name!r} ({self.type}) does not offer embeddings",
-                            kind="bad_request", retryable=False, type="invalid_request_error",
-                            code="embeddings_not_supported")
+        raise no_embeddings(self.name, self.type)
 
     async def probe(self) -> None:  # noqa: B027 - default: nothing cheap to ask, assume healthy
         """A cheap health check; raise UpstreamError when unhealthy."""

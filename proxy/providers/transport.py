@@ -161,12 +161,7 @@ class HttpProvider(Provider):
         translator = self.translator.stream_translator(body, model)
         idle = self.idle_watch(resp, opts.idle_timeout)
         raw = resp.content.iter_any()
-        if self.translator.stream_framing == "eventstream":
-            from proxy.providers.eventstream import iter_eventstream  # optional extra [bedrock]
-
-            events = iter_eventstream(raw)
-        else:
-            events = None
+        events = self.translator.stream_events(raw)
 
         async def blocks() -> AsyncIterator[bytes]:
             try:

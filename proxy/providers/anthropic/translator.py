@@ -8,12 +8,14 @@ import orjson
 
 from proxy.core.errors import UpstreamError
 from proxy.providers.anthropic.chat import build_request, convert_response
+from proxy.providers.anthropic.config import AnthropicConfig
 from proxy.providers.anthropic.errors import anthropic_error
 from proxy.providers.anthropic.stream import AnthropicStream
 from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
 
 
 class AnthropicTranslator(Translator):
+    cfg: AnthropicConfig
     default_base_url = "https://api.anthropic.com"
 
     def base_url(self) -> str:

@@ -15,11 +15,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
-from proxy.core.errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
-from proxy.providers.base import JSON, StreamTranslator, parse_retry_after
-from proxy.providers.openai import OpenAIStream, OpenAITranslator
+from proxy.core.errors import UpstreamError
+from proxy.providers.base import JSON, StreamTranslator
+from proxy.providers.mistral.config import MistralConfig
+from proxy.providers.mistral.errors import mistral_error
+from proxy.providers.mistral.stream import MistralStream
+from proxy.providers.openai.translator import OpenAITranslator
 
 DROPPED = ("stream_options", "user", "logprobs", "top_logprobs", "logit_bias", "service_tier", "store",
            "metadata", "parallel_tool_calls", "modalities", "audio", "reasoning_effort", "web_search_options",
@@ -31,8 +32,6 @@ MESSAGE_KEYS = {
     "tool": ("role", "content", "tool_call_id", "name"),
 }
 _MISTRAL_ID = re.compile(r"[A-Za-z0-9]{9}")
-# "Prompt contains 40000 tokens ... too large for model with 32768 maximum context length"
-_CONTEXT = re.compile(r"too large for model|maximum context length|context length")
 
 
 def mistral_tool_id(tool_call_id: Any) -> Any:
@@ -59,17 +58,9 @@ def convert_message(m: Any) -> Any:
     return out
 
 
-class MistralStream(OpenAIStream):
-    def feed(self, event: str | None, data: bytes) -> list[bytes]:
-        out = super().feed(event, data)
-        if out and not self.include_usage and b'"prompt_tokens"' in data:
-            chunk = orjson.loads(data)  # only the last chunk carries usage: re-serialise just that one
-            if chunk.pop("usage", None) is not None:
-                return [orjson.dumps(chunk)]
-        return out
-
-
 class MistralTranslator(OpenAITranslator):
+    cfg: MistralConfig  # type: ignore[assignment]
+
     default_base_url = "https://api.mistral.ai/v1"
 
     def prepare_body(self, body: JSON, model: str, stream: bool) -> JSON:
@@ -93,37 +84,3 @@ class MistralTranslator(OpenAITranslator):
 
     def error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
         return mistral_error(status, headers, data)
-
-
-def _message(payload: Any) -> str | None:
-    """Mistral's error text lives in `message` (a string, or FastAPI's `{detail: [...]}`) or `detail`."""
-    if isinstance(payload, str):
-        return payload
-    if isinstance(payload, dict):
-        for key in ("message", "detail"):
-            if key in payload:
-                return _message(payload[key])
-        return None
-    if isinstance(payload, list):
-        parts = []
-        for d in payload:
-            if isinstance(d, dict):
-                loc = ".".join(str(p) for p in d.get("loc") or () if p != "body")
-                parts.append(f"{loc}: {d.get('msg')}" if loc else str(d.get("msg")))
-        return "; ".join(parts) or None
-    return None
-
-
-def mistral_error(status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
-    try:
-        parsed = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        parsed = None
-    message = _message(parsed) or data[:500].decode("utf-8", "replace") or f"upstream status {status}"
-    if status in (400, 422) and _CONTEXT.search(message):
-        return UpstreamError(400, message, kind="context_length", retryable=False, type=INVALID_REQUEST,
-                             code="context_length_exceeded", upstream_status=status)
-    if status == 422:  # FastAPI validation: to an OpenAI client this is a plain 400
-        return UpstreamError(400, message, kind="bad_request", retryable=False, type=INVALID_REQUEST,
-                             code="invalid_request", upstream_status=status)
-    return upstream_error_from_status(status, message, retry_after=parse_retry_after(headers))

@@ -9,11 +9,13 @@ import orjson
 from proxy.core.errors import UpstreamError
 from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
 from proxy.providers.gemini import chat, embeddings
+from proxy.providers.gemini.config import GeminiConfig
 from proxy.providers.gemini.errors import gemini_error
 from proxy.providers.gemini.stream import GeminiStream
 
 
 class GeminiTranslator(Translator):
+    cfg: GeminiConfig
     default_base_url = "https://generativelanguage.googleapis.com"
 
     def api_url(self) -> str:

@@ -19,27 +19,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import quote
 
-import orjson
-
-from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, UpstreamError, upstream_error_from_status
-from proxy.providers.base import JSON, StreamTranslator, UpstreamRequest, parse_retry_after
-from proxy.providers.openai import OpenAIStream, OpenAITranslator, openai_error
+from proxy.core.errors import UpstreamError
+from proxy.providers.azure.config import AzureConfig
+from proxy.providers.azure.errors import azure_error
+from proxy.providers.azure.stream import AzureStream
+from proxy.providers.base import JSON, StreamTranslator, UpstreamRequest
+from proxy.providers.openai.translator import OpenAITranslator
 
 STREAM_OPTIONS_SINCE = "2024-09-01"  # first api-version accepting `stream_options` (-preview, then GA 2024-10-21)
 
 
-class AzureStream(OpenAIStream):
-    look_for = (*OpenAIStream.look_for, b'"prompt_filter_results"')
-
-    def feed(self, event: str | None, data: bytes) -> list[bytes]:
-        if b'"prompt_filter_results"' in data and b'"prompt_tokens"' not in data:
-            chunk = orjson.loads(data)
-            if not chunk.get("choices"):
-                return []  # annotation-only chunk (its `model` is also ""), see the module docstring
-        return super().feed(event, data)
-
-
 class AzureTranslator(OpenAITranslator):
+    cfg: AzureConfig  # type: ignore[assignment]
+
     def base_url(self) -> str:
         base = self.cfg.base_url or ""
         return base.removesuffix("/openai")  # people paste the endpoint with or without it
@@ -79,25 +71,3 @@ class AzureTranslator(OpenAITranslator):
 
     def error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
         return azure_error(status, headers, data)
-
-
-def azure_error(status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
-    try:
-        err = orjson.loads(data).get("error")
-    except (orjson.JSONDecodeError, AttributeError):
-        err = None
-    if not isinstance(err, dict):
-        return openai_error(status, headers, data)
-    message = str(err.get("message") or f"upstream status {status}")
-    code = err.get("code") if isinstance(err.get("code"), str) else None
-    inner = err.get("innererror") if isinstance(err.get("innererror"), dict) else {}
-    if status == 400 and (code == "content_filter" or inner.get("code") == "ResponsibleAIPolicyViolation"):
-        param = err.get("param") if isinstance(err.get("param"), str) else None
-        return UpstreamError(400, message, kind="content_filter", retryable=False, type=INVALID_REQUEST,
-                             code="content_filter", param=param, upstream_status=status)
-    if code == "DeploymentNotFound":
-        return UpstreamError(404, message, kind="not_found", retryable=False, type=NOT_FOUND,
-                             code="model_not_found", upstream_status=status)
-    if code is not None and code.isdigit():  # "401", "404", "429": not OpenAI codes
-        return upstream_error_from_status(status, message, retry_after=parse_retry_after(headers))
-    return openai_error(status, headers, data)

@@ -21,7 +21,6 @@ import asyncio
 import codecs
 import contextlib
 import os
-import re
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -29,11 +28,11 @@ from typing import Any
 
 import orjson
 
-from proxy.config import ProviderConfig
-from proxy.core.errors import UNAVAILABLE, UpstreamError
 from proxy.core.tokens import text_tokens
 from proxy.infra.sse import frame
-from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
+from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, RecordedStream, Usage
+from proxy.providers.cli.config import CLIConfig
+from proxy.providers.cli.errors import STDERR_TAIL, exit_error, not_found
 from proxy.providers.shapes import (
     assistant_message,
     chat_completion,
@@ -43,10 +42,7 @@ from proxy.providers.shapes import (
 )
 from proxy.providers.transport import stream_cut, timeout_error
 
-STDERR_TAIL = 400
 READ_SIZE = 65536
-_SECRET = re.compile(r"(?i)((?:api[_-]?key|token|secret|password|authorization)[\"']?\s*[:=]\s*[\"']?)"
-                     r"([^\s\"',]+)|\b(sk-[A-Za-z0-9_-]{8,}|AKIA[0-9A-Z]{16}|Bearer\s+[A-Za-z0-9._~+/=-]{8,})")
 ROLE_LABELS = {"system": "System", "developer": "System", "user": "User", "assistant": "Assistant",
                "tool": "Tool"}
 
@@ -73,23 +69,6 @@ def build_argv(command: list[str], model: str) -> list[str]:
     return [a.replace("{model}", model) for a in command]
 
 
-def redact(text: str) -> str:
-    def mask(m: re.Match[str]) -> str:
-        return f"{m.group(1)}***" if m.group(1) else "***"
-    return _SECRET.sub(mask, text)
-
-
-def not_found(program: str) -> UpstreamError:
-    return UpstreamError(503, f"CLI model command not found: {os.path.basename(program)!r}", kind="config",
-                         retryable=False, type=UNAVAILABLE, code="cli_not_found")
-
-
-def exit_error(program: str, code: int, stderr: bytes) -> UpstreamError:
-    tail = redact(stderr[-STDERR_TAIL:].decode("utf-8", "replace").strip())
-    msg = f"CLI model {os.path.basename(program)!r} exited with status {code}" + (f": {tail}" if tail else "")
-    return UpstreamError(502, msg, kind="server", retryable=True, code="cli_error")
-
-
 class OutputText:
     """stdout bytes -> text pieces: UTF-8 split across reads is joined, trailing newlines are held
     back (and dropped at the end) so the streamed answer equals the non-stream one."""
@@ -103,13 +82,6 @@ class OutputText:
         body = text.rstrip("\r\n")
         self._held = "" if final else text[len(body):]
         return body
-
-
-class _Recorded(StreamTranslator):
-    """Chunks are produced by the provider itself; this carries what they reported."""
-
-    def feed(self, event: str | None, data: bytes) -> list[bytes]:  # pragma: no cover - unused
-        return [data]
 
 
 class _Run:
@@ -173,7 +145,9 @@ class _Run:
 
 
 class CLIProvider(Provider):
-    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+    cfg: CLIConfig
+
+    def __init__(self, name: str, cfg: CLIConfig) -> None:
         super().__init__(name, cfg)
         self.gate = asyncio.Semaphore(cfg.max_concurrency)
 
@@ -220,7 +194,7 @@ class CLIProvider(Provider):
 
     async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
         run, prompt = await self._start(body, model, opts)
-        translator = _Recorded(body, model)
+        translator = RecordedStream(body, model)
         cid, created = completion_id(), int(time.time())
         text = OutputText()
         try:  # wait for the first output so an immediate failure is still a clean, retryable error

@@ -8,10 +8,12 @@ An `api_key`, when set, is still sent as a Bearer token (for Ollama behind an au
 from __future__ import annotations
 
 from proxy.providers.base import UpstreamRequest
-from proxy.providers.openai import OpenAITranslator
+from proxy.providers.ollama.config import OllamaConfig
+from proxy.providers.openai.translator import OpenAITranslator
 
 
 class OllamaTranslator(OpenAITranslator):
+    cfg: OllamaConfig  # type: ignore[assignment]
     default_base_url = "http://127.0.0.1:11434"
 
     def root_url(self) -> str:
