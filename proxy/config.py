@@ -25,6 +25,7 @@ from pydantic import (
 
 from proxy.infra.envvars import interpolate
 from proxy.infra.units import ByteSize, Duration
+from proxy.webhooks.config import WebhooksConfig
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROVIDER_TYPES = ("openai", "mock", "anthropic", "gemini", "azure", "mistral", "ollama", "bedrock", "cli")
@@ -344,6 +345,7 @@ class GatewayConfig(Strict):
     pricing: dict[str, Price] = Field(default_factory=dict)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     ip_limits: IpLimits = Field(default_factory=IpLimits)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
