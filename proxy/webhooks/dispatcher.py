@@ -70,6 +70,7 @@ class Dispatcher:
         self._per_sub: Counter[str] = Counter()
         self._session: aiohttp.ClientSession | None = None
         self._last_pending = 0.0
+        self.attempted = 0  # attempts made by this replica
 
     async def start(self) -> None:
         resolver = None if self.cfg.allow_private_targets else targets.GuardedResolver()
@@ -126,8 +127,9 @@ class Dispatcher:
         extra = []
         for row in rows:
             sub = self.registry.subs.get(row["subscription_id"])
-            if sub is None or self._per_sub[row["subscription_id"]] >= per:
-                extra.append(row["id"])  # unknown here yet (refresh pending) or over its share: give it back
+            # closing while the claim ran, unknown here yet (refresh pending) or over its share: give it back
+            if self._stop.is_set() or sub is None or self._per_sub[sub.id] >= per:
+                extra.append(row["id"])
                 continue
             self._per_sub[sub.id] += 1
             task = asyncio.create_task(self._attempt(row, sub), name="webhook-delivery")
@@ -190,6 +192,7 @@ class Dispatcher:
             values.update(status=FAILED, next_attempt_at=None,
                           last_error=error or ("redirect not followed" if status < 400 else f"HTTP {status}"))
         m.WEBHOOK_DELIVERIES.labels(row["event_type"], outcome).inc()
+        self.attempted += 1
         await self.store.record_attempt(row["id"], values)
         if outcome == "delivered":
             if sub.failing_since is not None:
