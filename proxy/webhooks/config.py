@@ -116,7 +116,7 @@ class WebhooksConfig(_Strict):
     # delays between attempts after the first; one attempt per entry, then the delivery has failed
     retry_schedule: list[Duration] = Field(default_factory=lambda: list(DEFAULT_SCHEDULE), max_length=50)
     max_concurrency: int = Field(32, ge=1, le=1024)
-    max_concurrency_per_subscription: int = Field(4, ge=1, le=256)
+    max_concurrency_per_subscription: int = Field(8, ge=1, le=256)
     queue_max: int = Field(10_000, ge=1, le=10_000_000)  # events waiting for their durable insert
     poll_interval: Duration = 1.0  # how often the dispatcher looks for due deliveries
     refresh_interval: Duration = 5.0  # how often subscriptions changed by other replicas are re-read

@@ -71,6 +71,7 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._last_pending = 0.0
         self.attempted = 0  # attempts made by this replica
+        self._outcomes: list[dict[str, Any]] = []
 
     async def start(self) -> None:
         resolver = None if self.cfg.allow_private_targets else targets.GuardedResolver()
@@ -91,6 +92,8 @@ class Dispatcher:
                 await task
         with contextlib.suppress(Exception):  # cut short: due again at once, on whichever replica runs next
             await self.store.release([delivery for _, (_, delivery) in cut])
+        with contextlib.suppress(Exception):
+            await self.write_outcomes()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -103,6 +106,7 @@ class Dispatcher:
                 if time.monotonic() >= next_refresh:
                     await refresh()
                     next_refresh = time.monotonic() + self.cfg.refresh_interval
+                await self.write_outcomes()
                 if self.registry.any_active:
                     await self.claim()
                 await self.publish_pending()
@@ -111,6 +115,15 @@ class Dispatcher:
                 log.warning("webhook_dispatch_failed", error=f"{type(err).__name__}: {err}"[:300])
             await wait_event(self.wake, self.cfg.poll_interval)
             self.wake.clear()
+
+    async def write_outcomes(self) -> None:
+        if self._outcomes:
+            batch, self._outcomes = self._outcomes, []
+            try:
+                await self.store.record_attempts(batch)
+            except BaseException:
+                self._outcomes[:0] = batch  # kept for the next round
+                raise
 
     async def publish_pending(self, every: float = 5.0) -> None:
         if time.monotonic() - self._last_pending >= every:
@@ -123,7 +136,10 @@ class Dispatcher:
             return
         per = self.cfg.max_concurrency_per_subscription
         busy = [s for s, n in self._per_sub.items() if n >= per]
-        rows = await self.store.claim(free, self.cfg.timeout + LEASE_MARGIN, busy)
+        room = sum(per - self._per_sub[s.id] for s in self.registry.subs.values() if s.active and s.id not in busy)
+        if min(free, room) <= 0:
+            return
+        rows = await self.store.claim(min(free, room), self.cfg.timeout + LEASE_MARGIN, busy)
         extra = []
         for row in rows:
             sub = self.registry.subs.get(row["subscription_id"])
@@ -172,10 +188,11 @@ class Dispatcher:
     async def _outcome(self, row: dict[str, Any], sub: Subscription, status: int | None, error: str | None,
                        wait_hint: float | None) -> None:
         now = utcnow()
-        values: dict[str, Any] = {"last_status": status, "last_error": error}
+        values: dict[str, Any] = {"status": FAILED, "step": row["step"], "next_attempt_at": None, "delivered_at": None,
+                                  "last_status": status, "last_error": error}
         if status is not None and 200 <= status < 300:
             outcome = "delivered"
-            values.update(status=DELIVERED, next_attempt_at=None, delivered_at=now, last_error=None)
+            values.update(status=DELIVERED, delivered_at=now, last_error=None)
         elif status is None or status == 429 or status >= 500:
             step = row["step"]
             if step < len(self.schedule):
@@ -186,14 +203,14 @@ class Dispatcher:
                 values.update(status=PENDING, step=step + 1, next_attempt_at=now + timedelta(seconds=delay))
             else:
                 outcome = "failed"
-                values.update(status=FAILED, next_attempt_at=None)
         else:
             outcome = "failed"
-            values.update(status=FAILED, next_attempt_at=None,
-                          last_error=error or ("redirect not followed" if status < 400 else f"HTTP {status}"))
+            values["last_error"] = error or ("redirect not followed" if status < 400 else f"HTTP {status}")
         m.WEBHOOK_DELIVERIES.labels(row["event_type"], outcome).inc()
         self.attempted += 1
-        await self.store.record_attempt(row["id"], values)
+        # written by the loop, many in one statement; until then the row keeps its lease (a crash: re-attempted)
+        self._outcomes.append({"b_id": row["id"], **{f"b_{k}": v for k, v in values.items()}})
+        self.wake.set()
         if outcome == "delivered":
             if sub.failing_since is not None:
                 await self.store.update_subscription(sub.id, {"failing_since": None})

@@ -26,6 +26,12 @@ SUBSCRIPTION_FIELDS = frozenset({"url", "events", "active", "description", "filt
 _HIDDEN = ("secret", "previous_secret")  # never leave the store through a listing
 
 
+OUTCOME_COLUMNS = ("status", "step", "next_attempt_at", "delivered_at", "last_status", "last_error")
+_RECORD = (deliveries.update().where(deliveries.c.id == sa.bindparam("b_id"))
+           .values(attempts=deliveries.c.attempts + 1, lease_until=None,
+                   **{c: sa.bindparam(f"b_{c}", type_=deliveries.c[c].type) for c in OUTCOME_COLUMNS}))
+
+
 def new_subscription_id() -> str:
     return "wh_" + secrets.token_hex(8)
 
@@ -155,11 +161,12 @@ class WebhookStore:
             async with self.engine.begin() as conn:
                 await conn.execute(deliveries.update().where(deliveries.c.id.in_(list(ids))).values(lease_until=None))
 
-    async def record_attempt(self, delivery_id: str, values: dict[str, Any]) -> None:
-        stmt = (deliveries.update().where(deliveries.c.id == delivery_id)
-                .values(attempts=deliveries.c.attempts + 1, lease_until=None, updated_at=self.now(), **values))
+    async def record_attempts(self, outcomes: list[dict[str, Any]]) -> None:
+        """Attempts' outcomes in one statement: dicts of `b_id` and `b_<column>` for OUTCOME_COLUMNS."""
+        if not outcomes:
+            return
         async with self.engine.begin() as conn:
-            await conn.execute(stmt)
+            await conn.execute(_RECORD.values(updated_at=self.now()), outcomes)
 
     async def list_deliveries(self, sub_id: str, limit: int = 100, status: str | None = None) -> list[dict[str, Any]]:
         stmt = (sa.select(deliveries).where(deliveries.c.subscription_id == sub_id)
