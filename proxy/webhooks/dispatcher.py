@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -38,7 +38,8 @@ from proxy.webhooks.store import DELIVERED, FAILED, PENDING, WebhookStore
 
 log = get_logger("gateway.webhooks")
 USER_AGENT = "llm-gateway-webhooks/1"
-LEASE_MARGIN = 30.0  # seconds a lease outlives the attempt's timeout
+# seconds a lease outlives the attempt's timeout: a held row waits at most one attempt's time for its slot
+LEASE_MARGIN = 30.0
 
 
 def retry_after(value: str | None) -> float | None:
@@ -67,7 +68,12 @@ class Dispatcher:
         self.wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], tuple[str, str]] = {}  # task -> (subscription, delivery)
-        self._per_sub: Counter[str] = Counter()
+        self._per_sub: Counter[str] = Counter()  # attempts under way per subscription
+        # claimed (leased) rows waiting for a slot: claiming up to twice a subscription's concurrency lets a
+        # finished attempt start the next at once, and one claim serves several deliveries
+        self._held: dict[str, deque[dict[str, Any]]] = {}
+        self._held_n = 0
+        self._give_back: list[str] = []
         self._session: aiohttp.ClientSession | None = None
         self._last_pending = 0.0
         self.attempted = 0  # attempts made by this replica
@@ -90,8 +96,10 @@ class Dispatcher:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):  # cut short: due again at once, on whichever replica runs next
-            await self.store.release([delivery for _, (_, delivery) in cut])
+        held = [row["id"] for rows in self._held.values() for row in rows]
+        self._held.clear()
+        with contextlib.suppress(Exception):  # cut short or not started: due again at once, on any replica
+            await self.store.release([delivery for _, (_, delivery) in cut] + held + self._give_back)
         with contextlib.suppress(Exception):
             await self.write_outcomes()
         if self._session is not None:
@@ -131,27 +139,50 @@ class Dispatcher:
             m.WEBHOOK_PENDING.set(await self.store.pending_count())
 
     async def claim(self) -> None:
-        free = self.cfg.max_concurrency - len(self._inflight)
-        if free <= 0 or self._session is None:
+        if self._give_back:
+            ids, self._give_back = self._give_back, []
+            await self.store.release(ids)
+        if self._session is None:
             return
-        per = self.cfg.max_concurrency_per_subscription
-        busy = [s for s, n in self._per_sub.items() if n >= per]
-        room = sum(per - self._per_sub[s.id] for s in self.registry.subs.values() if s.active and s.id not in busy)
-        if min(free, room) <= 0:
+        cap, window = self.cfg.max_concurrency, 2 * self.cfg.max_concurrency_per_subscription
+        holding = {sid: self._per_sub[sid] + len(self._held.get(sid, ())) for sid in self.registry.subs}
+        full = [sid for sid, n in holding.items() if n >= window]
+        room = sum(window - n for sid, n in holding.items() if n < window and self.registry.subs[sid].active)
+        limit = min(room, 2 * cap - len(self._inflight) - self._held_n)
+        if limit <= 0:
             return
-        rows = await self.store.claim(min(free, room), self.cfg.timeout + LEASE_MARGIN, busy)
-        extra = []
+        rows = await self.store.claim(limit, self.cfg.timeout + LEASE_MARGIN, full)
         for row in rows:
-            sub = self.registry.subs.get(row["subscription_id"])
-            # closing while the claim ran, unknown here yet (refresh pending) or over its share: give it back
-            if self._stop.is_set() or sub is None or self._per_sub[sub.id] >= per:
-                extra.append(row["id"])
+            sid = row["subscription_id"]
+            if self._stop.is_set() or sid not in self.registry.subs:  # closing, or not known here yet
+                self._give_back.append(row["id"])
                 continue
-            self._per_sub[sub.id] += 1
-            task = asyncio.create_task(self._attempt(row, sub), name="webhook-delivery")
-            self._inflight[task] = (sub.id, row["id"])
-            task.add_done_callback(self._done)
-        await self.store.release(extra)
+            self._held.setdefault(sid, deque()).append(row)
+            self._held_n += 1
+        self._start_ready()
+        if self._give_back:  # also when closing: close() may have released what it knew before this claim ended
+            ids, self._give_back = self._give_back, []
+            await self.store.release(ids)
+
+    def _start_ready(self) -> None:
+        """Start held deliveries while their subscription and the replica have free slots."""
+        per, cap = self.cfg.max_concurrency_per_subscription, self.cfg.max_concurrency
+        for sid in list(self._held):
+            rows = self._held[sid]
+            sub = self.registry.subs.get(sid)
+            if sub is None or not sub.active:  # deleted or disabled meanwhile
+                self._give_back += [r["id"] for r in rows]
+                self._held_n -= len(rows)
+                rows.clear()
+            while rows and self._per_sub[sid] < per and len(self._inflight) < cap and not self._stop.is_set():
+                row = rows.popleft()
+                self._held_n -= 1
+                self._per_sub[sid] += 1
+                task = asyncio.create_task(self._attempt(row, sub), name="webhook-delivery")  # type: ignore[arg-type]
+                self._inflight[task] = (sid, row["id"])
+                task.add_done_callback(self._done)
+            if not rows:
+                del self._held[sid]
 
     def _done(self, task: asyncio.Task[None]) -> None:
         sub_id, _ = self._inflight.pop(task, (None, None))
@@ -161,7 +192,10 @@ class Dispatcher:
                 del self._per_sub[sub_id]
         if not task.cancelled() and (err := task.exception()) is not None:
             log.error("webhook_attempt_crashed", error=f"{type(err).__name__}: {err}"[:300])
-        self.wake.set()  # a slot is free
+        self._start_ready()
+        # claim more (and write outcomes) once a subscription's held rows run low, not after every attempt
+        if sub_id is None or len(self._held.get(sub_id, ())) < self.cfg.max_concurrency_per_subscription // 2 + 1:
+            self.wake.set()
 
     # ------------------------------------------------------------ one attempt
     async def _attempt(self, row: dict[str, Any], sub: Subscription) -> None:
@@ -210,7 +244,6 @@ class Dispatcher:
         self.attempted += 1
         # written by the loop, many in one statement; until then the row keeps its lease (a crash: re-attempted)
         self._outcomes.append({"b_id": row["id"], **{f"b_{k}": v for k, v in values.items()}})
-        self.wake.set()
         if outcome == "delivered":
             if sub.failing_since is not None:
                 await self.store.update_subscription(sub.id, {"failing_since": None})
