@@ -39,6 +39,7 @@ from proxy.resilience import Executor
 from proxy.resilience.plans import Plans
 from proxy.resilience.sync import BreakerSync
 from proxy.routing.router import Router
+from proxy.webhooks.service import WebhookService
 
 log = get_logger("gateway")
 
@@ -98,6 +99,12 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
+    # webhooks: invocation.* from the finish hook (one flag read per request while nobody subscribes to them),
+    # budget.* and key.* from the event bus, breaker.* from this replica's own breaker transitions
+    webhooks = WebhookService(cfg.webhooks, store, ready=lambda: ledger.ready)
+    meter.on_finish(webhooks.producer.on_finish)
+    events.subscribe(webhooks.producer.on_bus)
+    plans.breakers.listen(webhooks.producer.breaker_transition)
     pipeline = Pipeline(
         auth=Authenticator(cfg.keys, lookup=keystore.lookup),
         admission=admission,
@@ -122,13 +129,13 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, admission, guard, cache]
+    services += [ledger, webhooks, keystore, admission, guard, cache]  # webhooks: closed before the ledger
     b = cfg.breaker
     if redis is not None and b.shared and plans.breakers.breakers:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, redis=redis, services=services, ready_checks=ready_checks)
+                   cache=cache, webhooks=webhooks, redis=redis, services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:

@@ -26,6 +26,7 @@ from proxy.observability import metrics as m
 from proxy.pipeline import Pipeline
 from proxy.providers.base import Provider
 from proxy.resilience.plans import Plans
+from proxy.webhooks.service import WebhookService
 
 
 class Service(Protocol):
@@ -53,6 +54,7 @@ class Gateway:
     client_guard: ClientGuard
     events: EventBus
     cache: ResponseCache
+    webhooks: WebhookService
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

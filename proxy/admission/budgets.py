@@ -7,9 +7,10 @@ reserved -= estimate). So concurrent calls cannot all slip under the line togeth
 most the last admitted call's estimation error. With Redis the counters are shared by every replica
 (`INCRBYFLOAT`, see admission.py); in-process they live in `MemoryBook`.
 
-Crossing a threshold (e.g. 80%, 100%) emits a `budget.threshold` event on the in-process `EventBus`
-(webhooks subscribe later) once per (scope, name, period, threshold) across replicas — the ledger's
-unique constraint decides who reports it — and the admin API lists the alerts.
+Crossing a threshold (e.g. 80%, 100%) emits a `budget.threshold` event on the in-process `EventBus` once
+per (scope, name, period, threshold) across replicas — the ledger's unique constraint decides who reports
+it — and the admin API lists the alerts; reaching the limit emits `budget.exceeded`. The webhooks
+producer subscribes to the bus (app.py) and gives both a per-occurrence id, so they are delivered once.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class MemoryBook:
 
 
 class EventBus:
-    """In-process events (budget alerts now; a webhook deliverer subscribes later).
+    """In-process events (budget alerts, admin key changes); the webhooks producer subscribes (app.py).
 
     Subscribers get a dict; coroutine subscribers run as tasks so emit() never blocks its caller."""
 
@@ -206,6 +207,11 @@ def crossed(line: BudgetLine, before: float, after: float) -> list[float]:
     """Thresholds (fractions) passed by going from `before` to `after` spend."""
     usd = line.budget.usd
     return [t for t in line.budget.alert_thresholds if before < t * usd <= after]
+
+
+def exceeded_event(line: BudgetLine, spend: float) -> dict[str, Any]:
+    """Spend reached the budget's limit: from now on calls charged to it are refused."""
+    return {**alert_event(line, 1.0, spend), "type": "budget.exceeded"}
 
 
 def alert_event(line: BudgetLine, threshold: float, spend: float) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from proxy.admission.budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
+from proxy.admission.budgets import (
+    BudgetLine,
+    EventBus,
+    PeriodClock,
+    alert_event,
+    crossed,
+    exceeded_event,
+    over_budget,
+)
 from proxy.admission.counters import Counters, LocalCounters, Outcome
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
@@ -323,6 +331,9 @@ class AdmissionStage:
         """Counters' on_spend: a budget's spend after a settlement that added `cost`."""
         # gauges are scraped every few seconds: remember the value, the ticker sets them once a second
         self._spend_now[(line.scope, line.label)] = (spend, line.budget.usd)
+        usd = line.budget.usd
+        if spend >= usd > spend - cost:  # this settlement reached the limit (one settlement only, even on Redis)
+            self.events.emit(exceeded_event(line, spend))
         if spend < line.first_alert:
             return
         for threshold in crossed(line, spend - cost, spend):

@@ -26,6 +26,7 @@ from pydantic_core import core_schema
 
 from proxy.config.envvars import interpolate
 from proxy.config.units import ByteSize, Duration
+from proxy.config.webhooks import WebhooksConfig
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -347,6 +348,7 @@ class GatewayConfig(Strict):
     pricing: dict[str, Price] = Field(default_factory=dict)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     ip_limits: IpLimits = Field(default_factory=IpLimits)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

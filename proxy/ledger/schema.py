@@ -131,4 +131,50 @@ budget_alerts = sa.Table(
     sa.Index("ix_budget_alerts_at", "at"),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts)
+# webhooks (0003): subscriptions, and one delivery per (event, subscription), written before any attempt
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # wh_<hex>, or cfg:<name> for gateway.yaml's
+    sa.Column("source", sa.Text, nullable=False),  # api | config
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", JSON, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("filter", JSON),
+    # the signing secret (NULL for gateway.yaml's, which keep theirs in the config), and the previous one
+    # for the rotation grace period
+    sa.Column("secret", sa.Text),
+    sa.Column("previous_secret", sa.Text),
+    sa.Column("previous_expires_at", UTCDateTime),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("failing_since", UTCDateTime),  # first failed attempt since the last success
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # whd_<hex>
+    sa.Column("event_id", sa.Text, nullable=False),  # the webhook-id header: the same on every attempt
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON sent, so every attempt signs the same bytes
+    sa.Column("status", sa.Text, nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),  # position in the retry schedule (0 again after a retry)
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),  # a replica is attempting it (SQLite; PostgreSQL also locks rows)
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    # one delivery per event and subscription, whichever replica produced it first
+    sa.UniqueConstraint("event_id", "subscription_id", name="uq_webhook_deliveries_event"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+)
+
+ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, webhook_subscriptions, webhook_deliveries)

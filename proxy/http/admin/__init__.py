@@ -17,7 +17,7 @@ from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.gateway import GATEWAY
 
 # modules (in this package) that add admin routes; each concern registers itself here
-ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit"]
+ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks"]
 
 
 async def require_admin(request: web.Request) -> str:

@@ -103,6 +103,12 @@ def config_record(k: KeyConfig) -> dict[str, Any]:
             "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False}
 
 
+def key_event(request: web.Request, kind: str, row: dict[str, Any], **extra: Any) -> None:
+    """key.created / key.rotated / key.revoked on the gateway's event bus (webhooks); never the secret."""
+    who = {f: row.get(f) for f in ("id", "name", "user", "team")}
+    request.app[GATEWAY].events.emit({"type": kind, "key": who, **extra})
+
+
 def not_found(key_id: str) -> GatewayError:
     return GatewayError(404, f"No key with id {key_id!r}.", NOT_FOUND, code="key_not_found", param="id")
 
@@ -143,6 +149,7 @@ async def create_key(request: web.Request) -> web.Response:
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
     await database(request).keystore.changed(row["id"])  # clears "unknown key" answers cached anywhere
+    key_event(request, "key.created", row, models=row.get("models"), expires_at=row.get("expires_at"))
     return json_response({**public(row), "key": secret}, status=201)
 
 
@@ -196,6 +203,8 @@ async def update_key(request: web.Request) -> web.Response:
         await record(request, who, "budget.update", key_id, before={"budget": before.get("budget")},
                      after={"budget": after.get("budget")})
     await database(request).keystore.changed(key_id)
+    if after.get("disabled") and not before.get("disabled"):
+        key_event(request, "key.revoked", after, reason="disabled")
     return json_response(public(after))
 
 
@@ -210,6 +219,7 @@ async def delete_key(request: web.Request) -> web.Response:
         raise not_found(key_id)
     await record(request, who, "key.delete", key_id, before=before)
     await database(request).keystore.changed(key_id)
+    key_event(request, "key.revoked", before, reason="deleted")
     return json_response({"object": "gateway.key.deleted", "id": key_id, "deleted": True})
 
 
@@ -233,6 +243,8 @@ async def rotate_key(request: web.Request) -> web.Response:
     await record(request, who, "key.rotate", key_id, before=before,
                  after={**after, "grace_seconds": body.grace_seconds})
     await database(request).keystore.changed(key_id)
+    key_event(request, "key.rotated", after, grace_seconds=body.grace_seconds,
+              previous_expires_at=after.get("previous_expires_at"))
     return json_response({**public(after), "key": secret, "grace_seconds": body.grace_seconds})
 
 
