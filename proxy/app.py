@@ -20,7 +20,7 @@ from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import anthropic_api, batch, console_api
+from proxy.http import anthropic_api, batch, console_api, responses_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -158,6 +158,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     app[GATEWAY] = gw
     handlers.add_routes(app)
     anthropic_api.add_routes(app)
+    responses_api.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
     console_api.add_routes(app)

@@ -5,6 +5,7 @@ the replayed cache hit or the live stream in the API's own shape, and every erro
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import orjson
 from aiohttp import web
@@ -13,7 +14,7 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.openai_api import new_context, read_json
-from proxy.inbound.base import InboundAPI
+from proxy.inbound.base import JSON, InboundAPI
 from proxy.infra import sse
 from proxy.observability.logs import get_logger
 from proxy.pipeline import Answer, settle_stream
@@ -22,28 +23,43 @@ log = get_logger("gateway")
 INTERNAL = "The gateway hit an internal error; it has been logged."
 
 
+class State(Protocol):
+    """Stored state around an API's calls (the Responses API's `store` / `previous_response_id`)."""
+
+    async def before(self, gw: Gateway, ctx: RequestContext, body: JSON) -> JSON:
+        """The client's request (the key is known) -> the request with the stored state it refers to merged in."""
+
+    async def after(self, gw: Gateway, ctx: RequestContext) -> None:
+        """The answer is made (its last bytes not yet sent): keep what a later call may refer to."""
+
+
 def error_response(api: InboundAPI, err: GatewayError, headers: dict[str, str] | None = None) -> web.Response:
     status, body = api.error(err)
     return web.Response(status=status, body=body, content_type="application/json",
                         headers={**err.headers, **(headers or {})})
 
 
-async def serve(request: web.Request, api: InboundAPI) -> web.StreamResponse:
+async def serve(request: web.Request, api: InboundAPI, state: State | None = None) -> web.StreamResponse:
     gw: Gateway = request.app[GATEWAY]
     ctx = new_context(request, "chat")  # a chat completion to every stage: same cache, quotas, ledger, metrics
     gw.in_flight(api.kind, +1)
     try:
         await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        body = api.chat_body(await read_json(request, gw.cfg.listen.max_body_bytes))
+        raw = await read_json(request, gw.cfg.listen.max_body_bytes)
+        if state is not None:
+            raw = await state.before(gw, ctx, raw)
+        body = api.translate(ctx, raw)
         ctx.body, ctx.alias, ctx.stream = body, body["model"], bool(body.get("stream"))
         answer = await gw.pipeline.run(ctx)
         if answer.completion is not None:
             c = answer.completion
             headers = ctx.response_headers()
             headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
-            data = c.data if c.data is not None else orjson.loads(c.body)
-            return web.Response(body=api.response(ctx, data), content_type="application/json", headers=headers)
-        return await _stream(ctx, request, api, answer)
+            data = api.response(ctx, c.data if c.data is not None else orjson.loads(c.body))
+            if state is not None:
+                await state.after(gw, ctx)
+            return web.Response(body=data, content_type="application/json", headers=headers)
+        return await _stream(ctx, request, api, answer, state)
     except GatewayError as err:
         ctx.fail(err)
         return error_response(api, err, ctx.response_headers())
@@ -56,14 +72,19 @@ async def serve(request: web.Request, api: InboundAPI) -> web.StreamResponse:
         gw.pipeline.meter.finish(ctx)
 
 
-async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer) -> web.StreamResponse:
+async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer,
+                  state: State | None) -> web.StreamResponse:
     out = api.stream(ctx, ctx.body)
+    gw = request.app[GATEWAY]
     headers = ctx.response_headers()
     if answer.replay is not None:  # a cache hit, asked as a stream
         headers["x-gateway-cost-usd"] = "0.00000000"
         resp = await sse.open_stream(request, headers)
         ctx.mark_first_token()
-        await sse.end_stream(resp, b"".join(map(out.feed, answer.replay)) + out.end(ctx.usage), quiet=False)
+        data = b"".join(map(out.feed, answer.replay)) + out.end(ctx.usage)
+        if state is not None:
+            await state.after(gw, ctx)
+        await sse.end_stream(resp, data, quiet=False)
         return resp
     stream = answer.stream
     assert stream is not None
@@ -75,7 +96,10 @@ async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, an
         async for block in stream.frames:
             if data := out.feed_frames(block):
                 await resp.write(data)
-        await sse.end_stream(resp, out.end(stream.usage), quiet=False)
+        tail = out.end(stream.usage)
+        if state is not None:
+            await state.after(gw, ctx)
+        await sse.end_stream(resp, tail, quiet=False)
     except GatewayError as err:  # headers are gone: end with the API's error event rather than hang or 200-lie
         ctx.fail(err)
         await sse.end_stream(resp, out.error(err))

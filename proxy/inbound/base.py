@@ -9,12 +9,48 @@ from __future__ import annotations
 import abc
 from typing import Any, ClassVar
 
+import orjson
+
 from proxy.core.context import RequestContext
 from proxy.core.errors import GatewayError
 from proxy.core.usage import Usage
 from proxy.infra.sse import BlockSSEParser
 
 JSON = dict[str, Any]
+_DELTA_CONTENT = b'"delta":{"content":'
+
+
+class TextSlot:
+    """The bytes around the text of a text-delta chunk, learned from one read in full: a chunk made of the same
+    bytes around one JSON string is that chunk with another text (the rest of it cannot differ). Lets a stream
+    rewrite the common chunk (a text delta) without parsing more than its text."""
+
+    __slots__ = ("lp", "ls", "prefix", "suffix")
+
+    def __init__(self, prefix: bytes, suffix: bytes) -> None:
+        self.prefix, self.suffix, self.lp, self.ls = prefix, suffix, len(prefix), len(suffix)
+
+    @classmethod
+    def learn(cls, payload: bytes, text: str) -> TextSlot | None:
+        a = payload.find(_DELTA_CONTENT)
+        if a < 0:
+            return None
+        a += len(_DELTA_CONTENT)
+        literal = orjson.dumps(text)
+        if payload[a:a + len(literal)] != literal:  # spaced or escaped otherwise than orjson does: no fast path
+            return None
+        return cls(payload[:a], payload[a + len(literal):])
+
+    def text(self, payload: bytes) -> tuple[bytes, str] | None:
+        """(the JSON literal, its text) when the payload is a text delta of the learned shape, else None."""
+        if payload[:self.lp] != self.prefix or payload[len(payload) - self.ls:] != self.suffix:
+            return None
+        literal = payload[self.lp:len(payload) - self.ls]
+        try:
+            text = orjson.loads(literal)
+        except orjson.JSONDecodeError:
+            return None
+        return (literal, text) if type(text) is str else None
 
 
 class InboundStream(abc.ABC):
@@ -62,6 +98,10 @@ class InboundAPI(abc.ABC):
     @abc.abstractmethod
     def chat_body(self, body: JSON) -> JSON:
         """Validate the client's request and translate it (a GatewayError 400 names what is wrong)."""
+
+    def translate(self, ctx: RequestContext, body: JSON) -> JSON:
+        """`chat_body`, for an API that keeps something of the client's request on ctx (to echo it back)."""
+        return self.chat_body(body)
 
     @abc.abstractmethod
     def response(self, ctx: RequestContext, completion: JSON) -> bytes:

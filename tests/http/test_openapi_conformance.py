@@ -7,6 +7,7 @@ Every provider type is translated into OpenAI shapes, so each one's answers are 
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,20 @@ from tests.conftest import GatewayFactory, MockUpstream, auth, base_config
 SPEC = Path(__file__).resolve().parents[1] / "specs" / "openai-openapi.yaml"  # origin: tests/specs/SOURCES.md
 
 
+@cache
+def _registry() -> Registry:  # type: ignore[type-arg]
+    spec = nullable_to_json_schema(yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader))
+    return Registry().with_resource("spec", Resource.opaque(spec))
+
+
+def spec_validator(name: str) -> Draft202012Validator:
+    """A validator for one of the spec's component schemas (the spec is loaded once per test process)."""
+    return Draft202012Validator({"$ref": f"spec#/components/schemas/{name}"}, registry=_registry())
+
+
 @pytest.fixture(scope="module")
 def validators() -> dict[str, Draft202012Validator]:
-    spec = nullable_to_json_schema(yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader))
-    registry = Registry().with_resource("spec", Resource.opaque(spec))
-
-    def validator(name: str) -> Draft202012Validator:
-        return Draft202012Validator({"$ref": f"spec#/components/schemas/{name}"}, registry=registry)
-
-    return {n: validator(n) for n in ("CreateChatCompletionResponse", "CreateChatCompletionStreamResponse",
+    return {n: spec_validator(n) for n in ("CreateChatCompletionResponse", "CreateChatCompletionStreamResponse",
                                       "CreateEmbeddingResponse", "ListModelsResponse", "ErrorResponse")}
 
 

@@ -7,7 +7,7 @@
 Content goes out as it arrives: a text block opens on the first non-empty text, a tool_use block on each new
 tool call (its `arguments` pieces become `input_json_delta`s), and whichever is open closes when the other kind
 starts or the stream ends. Per chunk, the common payload is a text delta: once one was read in full, the next
-ones of the same bytes around their text (`_Slot`) are rewritten without parsing more than their text.
+ones of the same bytes around their text (base.TextSlot) are rewritten without parsing more than their text.
 """
 
 from __future__ import annotations
@@ -20,35 +20,13 @@ from proxy.core.errors import GatewayError
 from proxy.core.usage import Usage
 from proxy.inbound.anthropic.errors import error_type
 from proxy.inbound.anthropic.response import message_id, stop_reason, usage
-from proxy.inbound.base import JSON, InboundStream
+from proxy.inbound.base import JSON, InboundStream, TextSlot
 
-_DELTA_CONTENT = b'"delta":{"content":'
 _TEXT_TAIL = b"}}\n\n"
 
 
 def event(name: str, data: JSON) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
-
-
-class _Slot:
-    """The bytes around the text of a text-delta chunk, learned from one read in full: a chunk made of the same
-    bytes around one JSON string is that chunk with another text (the rest of it cannot differ)."""
-
-    __slots__ = ("lp", "ls", "prefix", "suffix")
-
-    def __init__(self, prefix: bytes, suffix: bytes) -> None:
-        self.prefix, self.suffix, self.lp, self.ls = prefix, suffix, len(prefix), len(suffix)
-
-    @classmethod
-    def learn(cls, payload: bytes, text: str) -> _Slot | None:
-        a = payload.find(_DELTA_CONTENT)
-        if a < 0:
-            return None
-        a += len(_DELTA_CONTENT)
-        literal = orjson.dumps(text)
-        if payload[a:a + len(literal)] != literal:  # spaced or escaped otherwise than orjson does: no fast path
-            return None
-        return cls(payload[:a], payload[a + len(literal):])
 
 
 class AnthropicStream(InboundStream):
@@ -63,22 +41,15 @@ class AnthropicStream(InboundStream):
         self._text = False  # the open block is a text block
         self._next = 0
         self._tools: dict[int, int] = {}  # chat completions tool_calls index -> content block index
-        self._slot: _Slot | None = None
+        self._slot: TextSlot | None = None
         self._learn = 3
         self._text_head = b""  # the text_delta event's bytes up to the text, for the open text block
 
     # ------------------------------------------------------------------ InboundStream
     def feed(self, payload: bytes) -> bytes:
         slot = self._slot
-        if (slot is not None and self._text and payload[:slot.lp] == slot.prefix
-                and payload[len(payload) - slot.ls:] == slot.suffix):
-            literal = payload[slot.lp:len(payload) - slot.ls]
-            try:
-                text = orjson.loads(literal)
-            except orjson.JSONDecodeError:
-                text = None
-            if type(text) is str:
-                return self._text_head + literal + _TEXT_TAIL if text else b""
+        if slot is not None and self._text and (hit := slot.text(payload)) is not None:
+            return self._text_head + hit[0] + _TEXT_TAIL if hit[1] else b""
         return self._feed(orjson.loads(payload), payload)
 
     def end(self, usage_: Usage | None) -> bytes:
@@ -115,7 +86,7 @@ class AnthropicStream(InboundStream):
                 out.append(self._text_head + orjson.dumps(text) + _TEXT_TAIL)
                 if self._learn and delta.keys() == {"content"} and not choice.get("finish_reason"):
                     self._learn -= 1
-                    self._slot = _Slot.learn(payload, text) or self._slot
+                    self._slot = TextSlot.learn(payload, text) or self._slot
             for call in delta.get("tool_calls") or ():
                 out += self._tool_call(call)
             if choice.get("finish_reason"):

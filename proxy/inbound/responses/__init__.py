@@ -1,0 +1,45 @@
+"""The OpenAI Responses API inbound (`POST /v1/responses`): request.py (Responses request -> chat completions
+body), response.py (chat completion -> Response), stream.py (chunks -> the typed `response.*` events). Errors are
+OpenAI's own shape, as GatewayError writes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from proxy.core.context import RequestContext
+from proxy.core.errors import GatewayError
+from proxy.inbound.base import JSON, InboundAPI
+from proxy.inbound.responses.request import to_chat
+from proxy.inbound.responses.response import new_id, to_response
+from proxy.inbound.responses.stream import ResponsesStream
+
+REQUEST = "responses.request"  # ctx.notes: the client's request, echoed in the Response
+RESPONSE = "response"  # ctx.notes: the finished Response (the HTTP layer stores it when asked)
+
+
+class ResponsesAPI(InboundAPI):
+    kind = "responses"
+
+    def chat_body(self, body: JSON) -> JSON:
+        return to_chat(body)
+
+    def translate(self, ctx: RequestContext, body: JSON) -> JSON:
+        chat = to_chat(body)
+        ctx.notes[REQUEST] = body
+        return chat
+
+    def response(self, ctx: RequestContext, completion: JSON) -> bytes:
+        resp = ctx.notes[RESPONSE] = to_response(completion, ctx.usage, ctx.notes[REQUEST], new_id("resp_"))
+        return orjson.dumps(resp)
+
+    def stream(self, ctx: RequestContext, body: JSON) -> ResponsesStream:
+        request: dict[str, Any] = ctx.notes[REQUEST]
+        return ResponsesStream(request, new_id("resp_"), body.get("model") or "", ctx.notes)
+
+    def error(self, err: GatewayError) -> tuple[int, bytes]:
+        return err.status, err.to_bytes()
+
+
+__all__ = ["ResponsesAPI", "ResponsesStream", "to_chat", "to_response"]
