@@ -27,6 +27,7 @@ from proxy.http.clientip import ClientIPResolver, guard_middleware
 from proxy.http.health import add_health_routes
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
+from proxy.ledger.responses import StoredResponses
 from proxy.ledger.service import LedgerService
 from proxy.metering.ledger_hook import ledger_hook
 from proxy.metering.meter import Meter
@@ -137,14 +138,16 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, webhooks, keystore, users, admission, guard, cache]  # webhooks: closed before the ledger
+    responses = StoredResponses(store, cfg.responses.store_ttl, ready=lambda: ledger.ready)
+    # webhooks and stored responses: closed before the ledger
+    services += [ledger, webhooks, keystore, users, admission, guard, cache, responses]
     b = cfg.breaker
     if redis is not None and b.shared and plans.breakers.breakers:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
-                   services=services, ready_checks=ready_checks)
+                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, responses=responses,
+                   redis=redis, services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:

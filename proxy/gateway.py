@@ -21,6 +21,7 @@ from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
+from proxy.ledger.responses import StoredResponses
 from proxy.ledger.service import LedgerService
 from proxy.metering.pricing import PriceTable
 from proxy.observability import metrics as m
@@ -59,6 +60,7 @@ class Gateway:
     webhooks: WebhookService
     users: UsersService  # console users, sign-in sessions
     signin_throttle: SigninThrottle  # failed console sign-ins per client IP and per account
+    responses: StoredResponses  # the Responses API's stored responses (TTL, purge)
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

@@ -346,6 +346,12 @@ class BatchConfig(Strict):
     max_concurrency: int = Field(16, ge=1, le=1024)
 
 
+class ResponsesConfig(Strict):
+    """The Responses API (`/v1/responses`): how long a stored response (`store: true`) stays readable."""
+
+    store_ttl: Duration = 30 * 86400
+
+
 class MetricsConfig(Strict):
     enabled: bool = True
     key_label: bool = True  # drop the `key` label for cardinality
@@ -388,6 +394,7 @@ class GatewayConfig(Strict):
     cache: CacheConfig = Field(default_factory=lambda: CacheConfig(enabled=False))
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     routing_rules: list[RoutingRule] = Field(default_factory=list)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)

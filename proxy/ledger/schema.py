@@ -217,5 +217,19 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
 )
 
+# the Responses API's stored responses (0005_responses): `store: true` keeps a Response for GET/DELETE
+# /v1/responses/{id} and previous_response_id, readable only by the key that made it, until it expires
+stored_responses = sa.Table(
+    "stored_responses",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # resp_<hex>
+    sa.Column("key_id", sa.Text, nullable=False),
+    sa.Column("input", JSON, nullable=False),  # the conversation's input items, earlier responses' included
+    sa.Column("response", JSON, nullable=False),  # the Response object as the client got it
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Index("ix_stored_responses_expires_at", "expires_at"),
+)
+
 ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, webhook_subscriptions, webhook_deliveries)
 ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, users, console_sessions)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from proxy.config import DatabaseConfig
 from proxy.ledger import db
 from proxy.ledger.keys import KeysMixin
+from proxy.ledger.responses import ResponsesMixin
 from proxy.ledger.rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
 from proxy.ledger.schema import usage
 from proxy.ledger.users import UsersMixin
@@ -79,7 +80,7 @@ def _sqlite_insert(present: tuple[bool, ...]) -> str:
     return sql
 
 
-class LedgerStore(KeysMixin, UsersMixin):
+class LedgerStore(KeysMixin, UsersMixin, ResponsesMixin):
     def __init__(self, url: str = "sqlite:///gateway.db", *, schema: str | None = None, pool_size: int = 5,
                  echo: bool = False, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url

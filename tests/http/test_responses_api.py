@@ -5,6 +5,7 @@ OpenAPI spec (`Response`, `ResponseStreamEvent`, `ErrorResponse`)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -242,3 +243,73 @@ async def test_same_pipeline_cache_and_ledger(gateway_factory: GatewayFactory,
     rows = list(reversed(await gw.gateway.ledger_store.recent_usage(limit=10)))
     assert [(r["alias"], r["cache_hit"], r["stream"], r["status"]) for r in rows] == [
         ("up", False, False, 200), ("up", True, False, 200), ("up", True, True, 200), ("up", True, False, 200)]
+
+
+SECOND_KEY = "sk-gw-second-key-0123456789"
+
+
+@pytest.fixture
+async def gw2(gateway_factory: GatewayFactory, mock_upstream: MockUpstream) -> GatewayServer:
+    cfg = config(mock_upstream.url)
+    cfg["keys"].append({"name": "other", "key": SECOND_KEY, "models": ["*"]})
+    return await gateway_factory(cfg)
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+async def test_previous_response_id_replays_the_conversation(gw2: GatewayServer, mock_upstream: MockUpstream,
+                                                             alias: str) -> None:
+    c = gw2.openai()
+    first = await c.responses.create(model=alias, instructions="Be brief.", input="my name is Ada")
+    assert first.store is True
+    second = await c.responses.create(model=alias, input="what is my name?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    sent = mock_upstream.state.requests[-1]["body"]
+    texts = orjson.dumps(sent).decode()
+    # the earlier turn and its answer went upstream before this turn; the earlier instructions did not
+    assert texts.index("my name is Ada") < texts.index("what is my name?") and "Be brief." not in texts
+    async with c.responses.stream(model=alias, input="and again?", previous_response_id=second.id) as stream:
+        third = await stream.get_final_response()
+    assert third.status == "completed"
+    texts = orjson.dumps(mock_upstream.state.requests[-1]["body"]).decode()
+    assert texts.index("my name is Ada") < texts.index("what is my name?") < texts.index("and again?")
+    # the streamed response was stored as well
+    assert (await c.responses.retrieve(third.id)).output_text == third.output_text
+
+
+async def test_retrieve_delete_and_other_keys(gw2: GatewayServer, response_schema: Draft202012Validator) -> None:
+    c, other = gw2.openai(), gw2.openai(key=SECOND_KEY)
+    made = await c.responses.create(model="up", input="keep me", metadata={"k": "v"})
+    async with aiohttp.ClientSession() as s, s.get(f"{gw2.url}/v1/responses/{made.id}",
+                                                   headers={"Authorization": f"Bearer {DEV_KEY}"}) as r:
+        assert r.status == 200
+        check(response_schema, await r.json())
+    got = await c.responses.retrieve(made.id)
+    assert (got.id, got.output_text, got.metadata) == (made.id, "keep me", {"k": "v"})
+    for call in (other.responses.retrieve(made.id), other.responses.delete(made.id),
+                 other.responses.create(model="up", input="x", previous_response_id=made.id)):
+        with pytest.raises((openai.NotFoundError, openai.BadRequestError)) as e:
+            await call
+        assert made.id in e.value.message
+    await c.responses.delete(made.id)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(made.id)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.delete(made.id)
+    with pytest.raises(openai.BadRequestError) as bad:
+        await c.responses.create(model="up", input="x", previous_response_id=made.id)
+    assert bad.value.code == "previous_response_not_found"
+    unstored = await c.responses.create(model="up", input="forget me", store=False)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(unstored.id)
+    with pytest.raises(openai.AuthenticationError):
+        await gw2.openai(key="sk-wrong").responses.retrieve(made.id)
+
+
+async def test_stored_responses_expire(gateway_factory: GatewayFactory, mock_upstream: MockUpstream) -> None:
+    gw = await gateway_factory(config(mock_upstream.url, responses={"store_ttl": 1}))
+    c = gw.openai()
+    made = await c.responses.create(model="up", input="short lived")
+    assert (await c.responses.retrieve(made.id)).id == made.id
+    await asyncio.sleep(1.1)
+    with pytest.raises(openai.NotFoundError):
+        await c.responses.retrieve(made.id)
