@@ -4,6 +4,7 @@
     .venv/bin/python loadtests/translate_bench.py --streams 2000 --rounds 7
     .venv/bin/python loadtests/translate_bench.py --profile gemini  # cProfile one path
     .venv/bin/python loadtests/translate_bench.py --messages       # /v1/messages inbound vs chat completions
+    .venv/bin/python loadtests/translate_bench.py --responses      # /v1/responses inbound vs chat completions
 
 No network: the upstream bytes are the exact SSE the mock upstream (mockupstream/) writes for the
 request the gateway sends it (the feature benchmark's `translation` section: 50 lorem tokens, the client
@@ -24,6 +25,10 @@ and answer. Per chunk: the same stream drained as `pipeline._respond_stream` wri
 `proxy/http/inbound.py` does (each read through `AnthropicStream.feed_frames`, then its closing events), for an
 OpenAI-compatible and an Anthropic upstream. Per request: what the inbound adds to a non-stream call (the
 Messages request -> chat body, the chat completion -> Message and its JSON).
+
+`--responses`: the same for the OpenAI Responses inbound (`/v1/responses`, `ResponsesStream.feed_frames`; per
+request: the Responses request -> chat body, the chat completion -> Response and its JSON). `store: false`:
+storing a response is one database insert, not translation.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ from mockupstream import gemini as mock_gemini
 from mockupstream.server import MockState
 from proxy.config import MockBehaviour
 from proxy.inbound.anthropic import AnthropicStream, to_chat, to_message
+from proxy.inbound.base import InboundStream
+from proxy.inbound.responses import ResponsesStream, to_response
+from proxy.inbound.responses import to_chat as responses_to_chat
 from proxy.infra import sse
 from proxy.providers.base import CallOptions, ChunkStream
 from proxy.providers.mock import replies
@@ -160,17 +168,28 @@ def make_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
     return lambda out: run_sync(one(out))
 
 
-async def drain_messages(stream: ChunkStream, out: list[bytes]) -> None:
-    """What proxy/http/inbound.py does with a stream for /v1/messages, with `resp.write` -> `out.append`."""
-    conv = AnthropicStream("alias", 8)
+def messages_stream() -> InboundStream:
+    return AnthropicStream("alias", 8)
+
+
+def responses_stream() -> InboundStream:
+    return ResponsesStream(RESPONSES_BODY, "resp_bench", "alias", {})
+
+
+async def drain_messages(stream: ChunkStream, out: list[bytes],
+                         new: Callable[[], InboundStream] = messages_stream) -> None:
+    """What proxy/http/inbound.py does with a stream for /v1/messages (or another inbound: `new`), with
+    `resp.write` -> `out.append`."""
+    conv = new()
     async for block in stream.frames:
         if data := conv.feed_frames(block):
             out.append(data)
     out.append(conv.end(stream.usage))
 
 
-def make_messages_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
-    """`make_runner`, drained as /v1/messages writes it."""
+def make_messages_runner(path: str, reads: list[bytes],
+                         new: Callable[[], InboundStream] = messages_stream) -> Callable[[list[bytes]], None]:
+    """`make_runner`, drained as /v1/messages (or `new`'s inbound) writes it."""
     p = provider(path)
     model, opts = MODELS[path], CallOptions()
 
@@ -181,7 +200,7 @@ def make_messages_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]
     p.idle_watch = NoIdleWatch  # type: ignore[assignment]
 
     async def one(out: list[bytes]) -> None:
-        await drain_messages(await p.stream(CLIENT_BODY, model, opts), out)
+        await drain_messages(await p.stream(CLIENT_BODY, model, opts), out, new)
 
     return lambda out: run_sync(one(out))
 
@@ -190,19 +209,44 @@ MESSAGES_BODY: dict[str, Any] = {"model": "alias", "max_tokens": 256, "system": 
                                  "messages": [{"role": "user", "content": "Say something short."}]}
 
 
-def bench_messages(streams: int, rounds: int, tokens: int, modes: list[str]) -> dict[str, Any]:
+RESPONSES_BODY: dict[str, Any] = {"model": "alias", "max_output_tokens": 256, "instructions": "Be brief.",
+                                  "input": "Say something short.", "store": False}
+
+
+def _messages_request(answer: bytes) -> None:
+    to_chat(MESSAGES_BODY)
+    orjson.dumps(to_message(orjson.loads(answer), None))
+
+
+def _responses_request(answer: bytes) -> None:
+    responses_to_chat(RESPONSES_BODY)
+    orjson.dumps(to_response(orjson.loads(answer), None, RESPONSES_BODY, "resp_bench"))
+
+
+# inbound -> (its stream state machine, its per-request work, the marker of a text delta event in its stream)
+INBOUNDS: dict[str, tuple[Callable[[], InboundStream], Callable[[bytes], None], bytes]] = {
+    "messages": (messages_stream, _messages_request, b"event: content_block_delta"),
+    "responses": (responses_stream, _responses_request, b"event: response.output_text.delta"),
+}
+
+
+def bench_messages(streams: int, rounds: int, tokens: int, modes: list[str],
+                   inbound: str = "messages") -> dict[str, Any]:
+    """An inbound API (`messages` or `responses`) against chat completions, per chunk and per request; the
+    inbound's columns keep the `messages_` names."""
+    new, per_request, marker = INBOUNDS[inbound]
     results: dict[str, Any] = {}
     for mode in modes:
         for path in ("openai", "anthropic"):
             evs = upstream_events(path, tokens)
             reads = evs if mode == "event" else [b"".join(evs)]
-            runners = {"chat": make_runner(path, reads), "messages": make_messages_runner(path, reads)}
+            runners = {"chat": make_runner(path, reads), "messages": make_messages_runner(path, reads, new)}
             out: list[bytes] = []
             runners["chat"](out)
             chunks = check(path, out)
             out.clear()
             runners["messages"](out)
-            assert b"".join(out).count(b"event: content_block_delta") == chunks - 2, b"".join(out)[-300:]
+            assert b"".join(out).count(marker) == chunks - 2, b"".join(out)[-300:]
             best = {k: float("inf") for k in runners}
             for _ in range(rounds):
                 for k, run in runners.items():
@@ -225,15 +269,14 @@ def bench_messages(streams: int, rounds: int, tokens: int, modes: list[str]) -> 
     for _ in range(rounds):
         t0 = time.perf_counter()
         for _ in range(streams):
-            to_chat(MESSAGES_BODY)
-            orjson.dumps(to_message(orjson.loads(body), None))
+            per_request(body)
         best_req = min(best_req, (time.perf_counter() - t0) / streams)
     results["request_us"] = best_req * 1e6
     return results
 
 
-def report_messages(results: dict[str, Any]) -> None:
-    print(f"  {'reads/upstream':<18} {'chunks':>6} {'chat us/chunk':>14} {'messages us/chunk':>18} "
+def report_messages(results: dict[str, Any], inbound: str = "messages") -> None:
+    print(f"  {'reads/upstream':<18} {'chunks':>6} {'chat us/chunk':>14} {inbound + ' us/chunk':>18} "
           f"{'extra us/chunk':>15} {'ratio':>6}")
     for name, r in results.items():
         if name == "request_us":
@@ -330,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=PATHS, help="cProfile one path instead")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--messages", action="store_true", help="the /v1/messages inbound vs chat completions")
+    p.add_argument("--responses", action="store_true", help="the /v1/responses inbound vs chat completions")
     a = p.parse_args(argv)
     modes = [m.strip() for m in a.reads.split(",") if m.strip()]
     if set(modes) - {"event", "all"}:
@@ -337,9 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.profile:
         profile(a.profile, a.streams, a.tokens, modes[0])
         return 0
-    if a.messages:
-        m = bench_messages(a.streams, a.rounds, a.tokens, modes)
-        print(orjson.dumps(m, option=orjson.OPT_INDENT_2).decode()) if a.json else report_messages(m)
+    if a.messages or a.responses:
+        inbound = "responses" if a.responses else "messages"
+        m = bench_messages(a.streams, a.rounds, a.tokens, modes, inbound)
+        print(orjson.dumps(m, option=orjson.OPT_INDENT_2).decode()) if a.json else report_messages(m, inbound)
         return 0
     results = bench(a.streams, a.rounds, a.tokens, modes)
     if a.json:
