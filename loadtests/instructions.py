@@ -9,6 +9,7 @@ included (the SQLite ledger writer), not the kernel's.
     python loadtests/instructions.py                 # non-stream, gateway and baseline
     python loadtests/instructions.py --stream        # 20-chunk streams
     python loadtests/instructions.py --target gateway --requests 2000
+    python loadtests/instructions.py --target gateway --apis chat,responses,messages   # inbound APIs, same process
 
 Needs valgrind (Debian's `valgrind`; `scripts/install-system-deps.sh bench` installs it). Prints a JSON
 line per target and the ratio; run it alone on the machine, as each target takes a few minutes.
@@ -47,17 +48,29 @@ def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[P
     return start_baseline(workdir, upstream, 0, wrap=wrap, ready_timeout=slow_start)
 
 
-async def send(url: str, n: int, concurrency: int, stream: bool) -> None:
+# --apis: the same question through each inbound API (path, body, the bytes a complete stream ends with)
+APIS: dict[str, tuple[str, dict[str, Any], bytes]] = {
+    "chat": ("/v1/chat/completions", {}, b"[DONE]"),
+    "responses": ("/v1/responses", {"input": "Say something short.", "store": False}, b"response.completed"),
+    "messages": ("/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "Say something short."}]},
+                 b"message_stop"),
+}
+
+
+async def send(url: str, n: int, concurrency: int, stream: bool, api: str = "chat") -> None:
+    path, extra, end = APIS[api]
     body, headers = chat_body(stream), {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    if extra:
+        body = {"model": body["model"], **extra, **({"stream": True} if stream else {})}
     left = n
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal left
         while left > 0:
             left -= 1
-            async with session.post(url + "/v1/chat/completions", json=body, headers=headers) as r:
+            async with session.post(url + path, json=body, headers=headers) as r:
                 data = await r.read()
-                if r.status != 200 or (stream and b"[DONE]" not in data):
+                if r.status != 200 or (stream and end not in data):
                     raise RuntimeError(f"{url} answered {r.status}: {data[:200]!r}")
 
     async with aiohttp.ClientSession() as session:
@@ -88,6 +101,25 @@ def measure(target: str, args: argparse.Namespace, workdir: Path, upstream: str)
             "instructions": total, "per_request": round(total / args.requests)}
 
 
+def measure_apis(args: argparse.Namespace, workdir: Path, upstream: str) -> list[dict[str, Any]]:
+    """One gateway process, each API's requests counted apart (zeroed before, dumped after): same-run figures."""
+    out = workdir / "callgrind.apis"
+    proc, url = start_proxy("gateway", workdir, upstream, out)
+    results = []
+    with running(proc):
+        for api in args.apis:
+            asyncio.run(send(url, args.warmup, args.concurrency, args.stream, api))
+        for api in args.apis:
+            subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+            asyncio.run(send(url, args.requests, args.concurrency, args.stream, api))
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+            total = total_instructions(out)
+            results.append({"target": "gateway", "api": api, "stream": args.stream, "requests": args.requests,
+                            "instructions": total, "per_request": round(total / args.requests)})
+            print(json.dumps(results[-1]), flush=True)
+    return results
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", choices=("both", "gateway", "baseline"), default="both")
@@ -95,7 +127,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=10)
-    return p.parse_args(argv)
+    p.add_argument("--apis", default="", help="chat,responses,messages: each API through one gateway process")
+    args = p.parse_args(argv)
+    args.apis = [a.strip() for a in args.apis.split(",") if a.strip()]
+    if set(args.apis) - set(APIS):
+        p.error(f"--apis takes {', '.join(APIS)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         workdir = Path(tmp)
         mock, upstream = start_mock(workdir, 1)
+        if args.apis:
+            with running(mock):
+                per_api = measure_apis(args, workdir, upstream)
+            base = next((r for r in per_api if r["api"] == "chat"), None)
+            for r in per_api:
+                if base is not None and r is not base:
+                    print(f"{r['api']} / chat: {r['per_request'] / base['per_request']:.3f}x instructions per "
+                          f"{'stream' if args.stream else 'request'}")
+            return 0
         with running(mock):
             for target in targets:
                 results[target] = measure(target, args, workdir, upstream)

@@ -1,5 +1,6 @@
 -- Shared by chat.lua and chat_stream.lua (loaded with dofile; see those files).
--- Environment: GATEWAY_KEY (Authorization bearer), GATEWAY_MODEL (the model/alias to ask for).
+-- Environment: GATEWAY_KEY (Authorization bearer), GATEWAY_MODEL (the model/alias to ask for);
+-- GATEWAY_BODY, when set, is the request body as it is (loadtests/inbound_bench.py: other wire formats).
 local M = {}
 
 function M.setup(stream)
@@ -9,8 +10,8 @@ function M.setup(stream)
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer " .. key
   local extra = stream and ',"stream":true' or ""
-  wrk.body = '{"model":"' .. model .. '","messages":[{"role":"user","content":"Say something short."}]'
-    .. extra .. '}'
+  wrk.body = os.getenv("GATEWAY_BODY") or ('{"model":"' .. model
+    .. '","messages":[{"role":"user","content":"Say something short."}]' .. extra .. '}')
 end
 
 -- One machine-readable line for benchmark.py (latencies in microseconds).
