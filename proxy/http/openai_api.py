@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.core.context import RequestContext
-from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
+from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request, model_not_found
+from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
@@ -144,39 +148,77 @@ def new_context(request: web.Request, kind: str) -> RequestContext:
     return ctx
 
 
-async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
-    ctx = new_context(request, kind)
-    gw.in_flight(kind, +1)
+class Endpoint(Protocol[R_co]):
+    """What one kind of request does inside the shared lifecycle (`serve`)."""
+
+    def body(self, gw: Gateway, request: web.Request) -> Awaitable[Any]: ...
+
+    def check(self, ctx: RequestContext, body: Any) -> None: ...  # raises a GatewayError for bad input
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[R_co]: ...
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> R_co: ...
+
+
+async def serve(gw: Gateway, ctx: RequestContext, request: web.Request, endpoint: Endpoint[R],
+                key: KeyInfo | None = None) -> R:
+    """One request's lifecycle, the same for an OpenAI endpoint and each item of a batch: counted in flight,
+    authenticated before its body is read or judged (`key` when the caller looked it up already), validated,
+    answered; a GatewayError becomes the endpoint's error answer; metered once, whatever happened."""
+    gw.in_flight(ctx.kind, +1)
     try:
-        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        body = await read_json(request, gw.cfg.listen.max_body_bytes)
-        if kind == "chat":
-            validate_chat(body)
-            ctx.stream = bool(body.get("stream"))
-        else:
-            validate_embeddings(body)
+        await gw.pipeline.authenticate(ctx, request, key)  # 401 before the body is read or judged
+        body = await endpoint.body(gw, request)
+        endpoint.check(ctx, body)
         ctx.body, ctx.alias = body, body["model"]
-        if kind == "chat":
-            return await gw.pipeline.chat(ctx, request)
-        return await gw.pipeline.embeddings(ctx, request)
+        return await endpoint.answer(gw, ctx, request)
     except GatewayError as err:
         ctx.fail(err)
-        return err.response(ctx.response_headers())
+        return endpoint.failed(ctx, err)
     except Exception:
         ctx.status, ctx.error_type = 500, "internal_error"
         raise
     finally:
-        gw.in_flight(kind, -1)
+        gw.in_flight(ctx.kind, -1)
         gw.pipeline.meter.finish(ctx)
 
 
+class _Chat:
+    """POST /v1/chat/completions. The methods hand back the awaitables they start (no extra coroutine)."""
+
+    def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return read_json(request, gw.cfg.listen.max_body_bytes)
+
+    def check(self, ctx: RequestContext, body: dict[str, Any]) -> None:
+        validate_chat(body)
+        ctx.stream = bool(body.get("stream"))
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.chat(ctx, request)
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> web.StreamResponse:
+        return err.response(ctx.response_headers())
+
+
+class _Embeddings(_Chat):
+    """POST /v1/embeddings."""
+
+    def check(self, ctx: RequestContext, body: dict[str, Any]) -> None:
+        validate_embeddings(body)
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.embeddings(ctx, request)
+
+
+CHAT, EMBEDDINGS = _Chat(), _Embeddings()
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "chat")
+    return await serve(request.app[GATEWAY], new_context(request, "chat"), request, CHAT)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "embeddings")
+    return await serve(request.app[GATEWAY], new_context(request, "embeddings"), request, EMBEDDINGS)
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -198,8 +240,7 @@ async def get_model(request: web.Request) -> web.Response:
         return err.response()
     alias = request.match_info["model"]
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
-        return GatewayError(404, f"The model {alias!r} does not exist or you do not have access to it.",
-                            "invalid_request_error", code="model_not_found", param="model").response()
+        return model_not_found(alias).response()
     return web.json_response({"id": alias, "object": "model", "created": 0, "owned_by": "gateway"})
 
 
