@@ -95,7 +95,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     plans = Plans(cfg)
     plans.bind(providers)
     router = Router(cfg, plans.alias_p95)
-    meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    meter = Meter(recorder, cfg.logging.requests, prices=prices)
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))

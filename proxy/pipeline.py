@@ -101,9 +101,7 @@ class Pipeline:
         c = await self.cache.lookup(ctx)
         if c is None:
             c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
-        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self._answered(ctx, c)
         return c
 
     async def run(self, ctx: RequestContext) -> Answer:
@@ -133,10 +131,13 @@ class Pipeline:
         return self._respond_json(ctx, completion)
 
     # ------------------------------------------------------------------ responses
-    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+    def _answered(self, ctx: RequestContext, c: Completion) -> None:
+        """A complete answer is in: its usage, and the call priced (a hit or shared answer costs nothing)."""
         ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self.meter.cost(ctx)
+
+    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+        self._answered(ctx, c)
         headers = ctx.response_headers()
         headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
         return web.Response(body=c.body, content_type="application/json", headers=headers)
