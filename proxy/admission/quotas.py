@@ -22,6 +22,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 
 from proxy.config import Limits, LimitSet, TeamConfig
 from proxy.core.errors import GatewayError
+from proxy.infra.memo import Memo
 
 if TYPE_CHECKING:
     from proxy.core.identity import KeyInfo
@@ -176,7 +177,7 @@ class QuotaPlanner:
 
     def __init__(self, teams: dict[str, TeamConfig]) -> None:
         self.team_limits = {name: t.limits for name, t in teams.items() if t.limits is not None}
-        self._plans: dict[tuple[str, str, str], tuple[Limits | None, Limits | None, tuple[Window, ...]]] = {}
+        self._plans: Memo[tuple[str, str, str], tuple[Limits | None, Limits | None, tuple[Window, ...]]] = Memo(100_000)
 
     def limited(self, key: KeyInfo) -> bool:
         return key.limits is not None or (key.team is not None and key.team in self.team_limits)
@@ -194,9 +195,7 @@ class QuotaPlanner:
         if team is not None and key.team:
             found += _windows("team", key.team, key.team, team, alias, provider)
         windows = tuple(found)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = (key.limits, team, windows)
+        self._plans.put(ck, (key.limits, team, windows))
         return windows
 
 

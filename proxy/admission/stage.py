@@ -24,6 +24,7 @@ from proxy.admission.redis_counters import RedisCounters
 from proxy.config import Budget, GatewayConfig, Limits, Price
 from proxy.core.tokens import completion_budget, prompt_tokens
 from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
+from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -91,8 +92,8 @@ class AdmissionStage:
         self.ip_rpm = cfg.ip_limits.rpm
         self.sweep_interval = sweep_interval
         self._primary: dict[str, tuple[str, str]] = {}
-        self._plans: dict[tuple[str, str], Plan] = {}
-        self._ip_windows: dict[str, Window] = {}
+        self._plans: Memo[tuple[str, str], Plan] = Memo(100_000)
+        self._ip_windows: Memo[str, Window] = Memo(100_000)
         self._seeded: set[str] = set()
         self._seeding: SingleFlight[None] = SingleFlight(cancel_orphans=False)  # a status answer may wait
         self._started = datetime.now(UTC)  # in-process counting starts here: the ledger before it seeds
@@ -153,10 +154,7 @@ class AdmissionStage:
         tokens = tuple(i for i, w in enumerate(windows) if w.kind == "tokens")
         p = Plan(key.limits, key.budget, key.team, windows, bool(tokens), provider,
                  self.prices.lookup(provider, model) if provider else None, tuple(budgets), token_windows=tokens)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = p
-        return p
+        return self._plans.put(ck, p)
 
     def lines(self, p: Plan) -> list[BudgetLine]:
         """The plan's budget lines in the current periods (rebuilt only when a period rolls over)."""
@@ -243,9 +241,7 @@ class AdmissionStage:
             return
         w = self._ip_windows.get(ip)
         if w is None:
-            if len(self._ip_windows) >= 100_000:
-                self._ip_windows.clear()
-            w = self._ip_windows[ip] = ip_window(ip, self.ip_rpm)
+            w = self._ip_windows.put(ip, ip_window(ip, self.ip_rpm))
         outcome = await self.counters.acquire((w,), [1], [], 0.0)
         if outcome is not None and outcome.failed_window == 0:
             if self.rec.enabled:
