@@ -221,27 +221,24 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await serve(request.app[GATEWAY], new_context(request, "embeddings"), request, EMBEDDINGS)
 
 
+def _model(alias: str) -> dict[str, Any]:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
+
+
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await gw.pipeline.auth.authenticate(request)
-    except GatewayError as err:
-        return err.response()
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
-            for alias in gw.cfg.live_aliases() if key.may_use(alias)]
+    key = await gw.pipeline.auth.authenticate(request)  # a GatewayError leaves through the openai_errors middleware
+    data = [_model(alias) for alias in gw.cfg.live_aliases() if key.may_use(alias)]
     return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await gw.pipeline.auth.authenticate(request)
-    except GatewayError as err:
-        return err.response()
+    key = await gw.pipeline.auth.authenticate(request)
     alias = request.match_info["model"]
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
-        return model_not_found(alias).response()
-    return web.json_response({"id": alias, "object": "model", "created": 0, "owned_by": "gateway"})
+        raise model_not_found(alias)
+    return web.json_response(_model(alias))
 
 
 async def healthz(request: web.Request) -> web.Response:
