@@ -5,7 +5,7 @@
 
 Results come back in input order, each with its own status. Every item runs through the same stages as
 a single call — auth, admission (quotas, budgets), cache, routing, resilience, metering (its own ledger
-row and log line) — through the single calls' request lifecycle (`openai_api.serve`, with the batch's key,
+row and log line) — through the single calls' request lifecycle (`lifecycle.serve`, with the batch's key,
 looked up once before the body is read), `Pipeline.admit` and `Pipeline.answer`, without an HTTP round trip.
 Identical items (same normalised request, as the cache key sees it) share one answer: the first to pass
 admission runs, the others wait for it (infra's `SingleFlight`); they are each still admitted and metered,
@@ -26,7 +26,8 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
-from proxy.http.openai_api import new_context, read_json, serve, validate_chat
+from proxy.http.lifecycle import serve
+from proxy.http.openai_api import new_context, read_json, validate_chat
 from proxy.infra.asyncutil import SingleFlight
 from proxy.providers.base import Completion
 
@@ -73,9 +74,11 @@ class _Batch:
 
 
 class _Item:
-    """One batch item as an `Endpoint` of the shared request lifecycle; its answer is a result object."""
+    """One batch item as an `Endpoint` of the request lifecycle (proxy/http/lifecycle.py); it answers a result
+    object."""
 
     __slots__ = ("batch", "raw")
+    kind = "chat"
 
     def __init__(self, batch: _Batch, raw: Any) -> None:
         self.batch = batch
@@ -84,12 +87,13 @@ class _Item:
     async def body(self, gw: Gateway, request: web.Request) -> Any:
         return self.raw
 
-    def check(self, ctx: RequestContext, body: Any) -> None:
-        if not isinstance(body, dict):
+    def prepare(self, ctx: RequestContext, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
             raise bad_request("Each batch item must be a chat completion request object.")
-        validate_chat(body)
-        if body.get("stream"):
+        validate_chat(raw)
+        if raw.get("stream"):
             raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
+        return raw
 
     async def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> bytes:
         c = await self.batch.answer(ctx)

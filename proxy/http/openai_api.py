@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Awaitable
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -13,13 +13,11 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request, model_not_found
-from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
+from proxy.http.lifecycle import serve
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
@@ -148,50 +146,18 @@ def new_context(request: web.Request, kind: str) -> RequestContext:
     return ctx
 
 
-class Endpoint(Protocol[R_co]):
-    """What one kind of request does inside the shared lifecycle (`serve`)."""
-
-    def body(self, gw: Gateway, request: web.Request) -> Awaitable[Any]: ...
-
-    def check(self, ctx: RequestContext, body: Any) -> None: ...  # raises a GatewayError for bad input
-
-    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[R_co]: ...
-
-    def failed(self, ctx: RequestContext, err: GatewayError) -> R_co: ...
-
-
-async def serve(gw: Gateway, ctx: RequestContext, request: web.Request, endpoint: Endpoint[R],
-                key: KeyInfo | None = None) -> R:
-    """One request's lifecycle, the same for an OpenAI endpoint and each item of a batch: counted in flight,
-    authenticated before its body is read or judged (`key` when the caller looked it up already), validated,
-    answered; a GatewayError becomes the endpoint's error answer; metered once, whatever happened."""
-    gw.in_flight(ctx.kind, +1)
-    try:
-        await gw.pipeline.authenticate(ctx, request, key)  # 401 before the body is read or judged
-        body = await endpoint.body(gw, request)
-        endpoint.check(ctx, body)
-        ctx.body, ctx.alias = body, body["model"]
-        return await endpoint.answer(gw, ctx, request)
-    except GatewayError as err:
-        ctx.fail(err)
-        return endpoint.failed(ctx, err)
-    except Exception:
-        ctx.status, ctx.error_type = 500, "internal_error"
-        raise
-    finally:
-        gw.in_flight(ctx.kind, -1)
-        gw.pipeline.meter.finish(ctx)
-
-
 class _Chat:
-    """POST /v1/chat/completions. The methods hand back the awaitables they start (no extra coroutine)."""
+    """POST /v1/chat/completions, an Endpoint of the request lifecycle (proxy/http/lifecycle.py)."""
+
+    kind = "chat"
 
     def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
         return read_json(request, gw.cfg.listen.max_body_bytes)
 
-    def check(self, ctx: RequestContext, body: dict[str, Any]) -> None:
-        validate_chat(body)
-        ctx.stream = bool(body.get("stream"))
+    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_chat(raw)
+        ctx.stream = bool(raw.get("stream"))
+        return raw
 
     def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
         return gw.pipeline.chat(ctx, request)
@@ -203,8 +169,11 @@ class _Chat:
 class _Embeddings(_Chat):
     """POST /v1/embeddings."""
 
-    def check(self, ctx: RequestContext, body: dict[str, Any]) -> None:
-        validate_embeddings(body)
+    kind = "embeddings"
+
+    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_embeddings(raw)
+        return raw
 
     def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
         return gw.pipeline.embeddings(ctx, request)
