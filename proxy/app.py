@@ -25,6 +25,7 @@ from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
 from proxy.http.health import add_health_routes
+from proxy.infra.asyncutil import cancel_and_wait
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.service import LedgerService
@@ -98,7 +99,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     plans = Plans(cfg)
     plans.bind(providers)
     router = Router(cfg, plans.alias_p95)
-    meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    meter = Meter(recorder, cfg.logging.requests, prices=prices)
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
@@ -178,8 +179,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
-        for task in log_flusher:
-            task.cancel()
+        await cancel_and_wait(*log_flusher)
         logs.flush()
 
     app.on_startup.append(on_startup)
