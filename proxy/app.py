@@ -23,6 +23,7 @@ from proxy.http import batch
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
+from proxy.http.console import assets as console_assets
 from proxy.http.health import add_health_routes
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
@@ -140,6 +141,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     add_admin_routes(app)
     batch.add_routes(app)
     add_health_routes(app)
+    console_assets.add_routes(app)
 
     log_flusher: list[asyncio.Task[None]] = []
 
