@@ -1,5 +1,5 @@
 // DOM helpers. Everything shown goes through text nodes / textContent: a name or a model's output holding
-// `<script>` is displayed as text, never parsed as HTML (no innerHTML anywhere in the console).
+// `<script>` is displayed as text, never parsed as HTML (no HTML-parsing sink anywhere in the console).
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 

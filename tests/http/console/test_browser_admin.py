@@ -1,0 +1,139 @@
+"""An admin in the console, in a real browser: users and keys, a user's spend, the CSV export, what a viewer
+may not see, secrets shown once, markup shown as text."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+from tests.conftest import DEV_KEY, auth
+from tests.http.console.conftest import ADMIN_KEY, admin_post, console_config
+
+XSS = "<script>window.__xss=1</script>"
+
+
+async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees_it(gateway_factory, console):
+    gw = await gateway_factory(console_config())
+    admin = await console(gw)
+    await admin.sign_in_key(ADMIN_KEY)
+    names = await admin.page.get_by_role("navigation", name="Main").get_by_role("link").all_inner_texts()
+    assert names == ["Overview", "Usage", "Users", "Keys", "Budgets", "Audit", "Playground"]  # no webhooks API yet
+
+    await admin.go("Users")
+    form = admin.page.get_by_role("form").filter(has_text="Create a user")
+    await form.get_by_label("Email").fill("grace@example.com")
+    await form.get_by_label("Name").fill("Grace")
+    await form.get_by_label("Team").fill("research")
+    await form.get_by_label("Role").select_option("member")
+    await form.get_by_label("Password (optional)").fill("a long enough password")
+    await form.get_by_role("button", name="Create user").click()
+    await admin.page.get_by_role("cell", name="grace@example.com").wait_for()
+
+    await admin.go("Keys")
+    form = admin.page.get_by_role("form").filter(has_text="Create a key")
+    await form.get_by_label("Key name").fill("grace-laptop")
+    await form.get_by_label("User").select_option(label="Grace <grace@example.com>")
+    await form.get_by_label("Budget (USD)").fill("5")
+    await form.get_by_role("button", name="Create key").click()
+    secret_box = admin.page.get_by_role("status", name="New key secret")
+    secret = await secret_box.locator("code").inner_text()
+    assert secret.startswith("sk-gw-")
+    await admin.shot("keys-secret-once")
+    await secret_box.get_by_role("button", name="Done").click()
+    assert secret not in await admin.page.content()  # shown once; gone from the page
+    await admin.page.reload()
+    await admin.page.get_by_role("cell", name="grace-laptop").wait_for()
+    assert secret not in await admin.page.content()
+    assert await admin.page.evaluate("localStorage.length + sessionStorage.length") == 0
+
+    user = await console(gw)
+    await user.sign_in_password("grace@example.com", "a long enough password")
+    await user.go("Playground")
+    await user.send("spend a little")
+    spent = (await user.wait_done()).split("cost ")[1]
+    await user.go("Overview")
+    assert "My budget" in await user.page.get_by_role("main").inner_text()
+
+    await admin.go("Users")
+    row = admin.page.get_by_role("row").filter(has_text="grace@example.com")
+    assert spent in await row.inner_text()
+    await admin.shot("users")
+    await admin.go("Keys")
+    row = admin.page.get_by_role("row").filter(has_text="grace-laptop")
+    assert "never" not in await row.inner_text()  # last use shown
+    await admin.shot("keys")
+
+
+async def test_csv_export_downloads_exactly_the_filtered_rows(gateway_factory, console, http):
+    gw = await gateway_factory(console_config())
+    client = gw.openai(DEV_KEY)
+    for text in ("one", "two", "three"):
+        await client.chat.completions.create(model="demo", messages=[{"role": "user", "content": text}])
+    await gw.openai("sk-test-limited").chat.completions.create(model="demo", messages=[{"role": "user", "content": "x"}])
+    admin = await console(gw)
+    await admin.sign_in_key(ADMIN_KEY)
+    await admin.go("Usage")
+    await admin.page.get_by_label("Key").fill("dev")
+    await admin.page.get_by_label("Group by").select_option("key")
+    await admin.page.get_by_role("button", name="Apply").click()
+    await admin.page.get_by_role("cell", name="dev", exact=True).wait_for()
+    async with admin.page.expect_download() as info:
+        await admin.page.get_by_role("link", name="Export CSV").click()
+    download = await info.value
+    rows = list(csv.DictReader(io.StringIO(open(await download.path()).read())))
+    today = datetime.now(UTC).date()
+    query = {"key": "dev", "group_by": "key", "since": f"{today - timedelta(days=6)}T00:00:00Z",
+             "until": f"{today + timedelta(days=1)}T00:00:00Z"}
+    async with http.get(gw.url + "/admin/usage", params=query, headers=auth(ADMIN_KEY)) as r:
+        want = (await r.json())["data"]
+    assert [(r["key"], int(r["calls"]), float(r["cost_usd"])) for r in rows] == \
+        [(w["key"], w["calls"], w["cost_usd"]) for w in want] == [("dev", 3, want[0]["cost_usd"])]
+    await admin.shot("usage-admin")
+    await admin.go("Overview")
+    await admin.page.get_by_role("img", name="Success rate 100.0%.").wait_for()
+    await admin.shot("overview-admin")
+
+
+async def test_a_viewer_cannot_reach_admin_views_in_the_ui_or_the_api(gateway_factory, console, http):
+    gw = await gateway_factory(console_config())
+    await admin_post(http, gw, "/admin/users", {"email": "vic@example.com", "name": "Vic", "role": "viewer",
+                                                "password": "viewer password 1"})
+    c = await console(gw)
+    await c.sign_in_password("vic@example.com", "viewer password 1")
+    names = await c.page.get_by_role("navigation", name="Main").get_by_role("link").all_inner_texts()
+    assert names == ["Overview", "Usage"]
+    for view in ("users", "keys", "budgets", "audit", "playground"):
+        await c.open(view)
+        await c.page.get_by_role("alert").filter(has_text="Not allowed").wait_for()
+    await c.shot("viewer-refused")
+    for path in ("/admin/users", "/admin/usage", "/admin/keys", "/admin/audit"):
+        r = await c.page.request.get(gw.url + path)
+        assert r.status == 403, path
+    r = await c.page.request.post(gw.url + "/admin/keys", data={"name": "sneaky"},
+                                  headers={"x-csrf-token": (await c.session())["csrf_token"]})
+    assert r.status == 403
+
+
+async def test_markup_in_names_and_model_output_is_shown_as_text(gateway_factory, console, http):
+    gw = await gateway_factory(console_config())
+    await admin_post(http, gw, "/admin/users", {"email": "x@example.com", "name": XSS, "role": "member"})
+    await admin_post(http, gw, "/admin/keys", {"name": XSS})
+    admin = await console(gw)
+    await admin.sign_in_key(ADMIN_KEY)
+    await admin.go("Users")
+    await admin.page.get_by_role("cell", name=XSS).wait_for()
+    await admin.go("Keys")
+    await admin.page.get_by_role("cell", name=XSS).wait_for()
+    await admin.go("Audit")
+    await admin.page.get_by_role("cell", name="key.create").first.wait_for()
+    await admin.shot("audit")
+    user = await console(gw)
+    await user.sign_in_key(DEV_KEY)
+    await user.go("Playground")
+    await user.send(XSS)
+    await user.wait_done()
+    assert await user.page.get_by_role("region", name="Response").inner_text() == XSS
+    for page in (admin.page, user.page):
+        assert await page.evaluate("window.__xss") is None
+        assert await page.locator("main script").count() == 0
