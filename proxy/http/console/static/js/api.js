@@ -36,10 +36,18 @@ export async function api(method, path, body, { quiet401 = false } = {}) {
   try { data = await r.json(); } catch { data = null; }
   if (!r.ok) {
     const e = new ApiError(r.status, data, r.headers);
-    if (r.status === 401 && !quiet401) onSignedOut(e);
+    if (r.status === 401 && !quiet401) await checkSession();
     throw e;
   }
   return data;
+}
+
+// A 401 from some API may mean the session ended, or only that this session's credential cannot call it.
+async function checkSession() {
+  try {
+    const r = await fetch("/ui/api/session", { credentials: "same-origin", cache: "no-store" });
+    if (r.status === 401) onSignedOut();
+  } catch { /* offline: leave the page as it is */ }
 }
 
 export const get = (path, opts) => api("GET", path, undefined, opts);

@@ -1,6 +1,6 @@
 // Charts as SVG built here (no third-party code): pie, line, bars and gauge. Each is a <figure> whose SVG has
 // role="img" and a summary as its name, and a table with the same numbers (the text alternative).
-import { h, s, newId, table } from "./dom.js";
+import { compact, h, s, newId, table } from "./dom.js";
 
 const COLOURS = 7;
 const fill = (i) => `f${(i % COLOURS) + 1}`;
@@ -53,7 +53,7 @@ function niceMax(v) {
 }
 
 /** points: [{label, value}] in order (e.g. per day). */
-export function line(title, points, fmt, unit) {
+export function line(title, points, fmt, unit, axis = (v) => compact(v)) {
   if (!points.length) return empty(title);
   const W = 360, H = 200, L = 56, R = 12, T = 12, B = 36;
   const max = niceMax(Math.max(...points.map((p) => p.value)));
@@ -62,7 +62,7 @@ export function line(title, points, fmt, unit) {
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}` });
   for (const t of [0, 0.5, 1]) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y(max * t), y2: y(max * t), class: "grid" }),
-      s("text", { x: L - 6, y: y(max * t) + 4, "text-anchor": "end" }, fmt(max * t)));
+      s("text", { x: L - 6, y: y(max * t) + 4, "text-anchor": "end" }, axis(max * t)));
   }
   svg.append(s("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }), s("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
   svg.append(s("polyline", { points: points.map((p, i) => `${x(i)},${y(p.value)}`).join(" "), class: "line" }));
@@ -78,7 +78,7 @@ export function line(title, points, fmt, unit) {
 }
 
 /** groups: [{label, values: [v per series]}], series: names (e.g. p50, p95). */
-export function bars(title, groups, series, fmt) {
+export function bars(title, groups, series, fmt, axis = (v) => compact(v)) {
   if (!groups.length) return empty(title);
   const W = 360, H = 200, L = 56, R = 12, T = 12, B = 36;
   const max = niceMax(Math.max(...groups.flatMap((g) => g.values.map((v) => v || 0))));
@@ -88,7 +88,7 @@ export function bars(title, groups, series, fmt) {
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}` });
   for (const t of [0, 0.5, 1]) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y(max * t), y2: y(max * t), class: "grid" }),
-      s("text", { x: L - 6, y: y(max * t) + 4, "text-anchor": "end" }, fmt(max * t)));
+      s("text", { x: L - 6, y: y(max * t) + 4, "text-anchor": "end" }, axis(max * t)));
   }
   groups.forEach((g, gi) => {
     const x0 = L + gi * band + (band - bw * series.length) / 2;

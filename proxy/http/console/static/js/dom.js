@@ -77,6 +77,11 @@ export function usd(v) {
   const d = Math.abs(v) >= 1 ? 2 : Math.abs(v) >= 0.01 ? 4 : 6;
   return "$" + Number(v).toFixed(d);
 }
+/** Short axis labels: $0.005, 1.2k. */
+export function compact(v, prefix = "") {
+  if (!v) return `${prefix}0`;
+  return prefix + (Math.abs(v) >= 1000 ? new Intl.NumberFormat("en", { notation: "compact" }).format(v) : String(Number(v.toPrecision(2))));
+}
 export const pct = (f) => (f === null || f === undefined ? "—" : `${(f * 100).toFixed(f * 100 >= 10 ? 0 : 1)}%`);
 export const ms = (v) => (v === null || v === undefined ? "—" : `${Math.round(v)} ms`);
 export function when(iso) {
@@ -86,8 +91,10 @@ export function when(iso) {
 }
 export function day(iso) {
   if (!iso) return "—";
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleDateString("en-GB", { dateStyle: "medium" });
+  // the calendar date as written (a budget period ends at midnight of the budget's own time zone)
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(String(iso));
+  const d = m ? new Date(Date.UTC(+m[1], +m[2] - 1, +m[3], 12)) : new Date(iso);
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleDateString("en-GB", { dateStyle: "medium", timeZone: "UTC" });
 }
 export const tokens = (r) => (r.prompt_tokens || 0) + (r.completion_tokens || 0);
 

@@ -2,7 +2,7 @@
 // latency by provider, success rate) each with a table, and provider health. Others: their own summary.
 import { get, qs } from "../api.js";
 import { bars, gauge, line, pie } from "../charts.js";
-import { budgetMeter, day, h, ms, num, pct, table, tokens, usd } from "../dom.js";
+import { budgetMeter, compact, day, h, ms, num, pct, table, tokens, usd } from "../dom.js";
 import { apiQuery, filterForm, range } from "../filters.js";
 import { mySummary } from "./mine.js";
 
@@ -61,8 +61,8 @@ async function adminOverview(ctx) {
       ["Latency p50", ms(t.latency_p50_ms)], ["Latency p95", ms(t.latency_p95_ms)]]),
     h("div", { class: "charts" },
       pie("Usage share by provider", providers, num, "Calls"),
-      line("Cost per day", byDay.data.map((r) => ({ label: String(r.day), value: r.cost_usd })), usd, "Cost (USD)"),
-      bars("Latency by provider", providers.map((p) => ({ label: p.label, values: [p.row.latency_p50_ms, p.row.latency_p95_ms] })), ["p50", "p95"], ms),
+      line("Cost per day", byDay.data.map((r) => ({ label: String(r.day), value: r.cost_usd })), usd, "Cost (USD)", (v) => compact(v, "$")),
+      bars("Latency by provider", providers.map((p) => ({ label: p.label, values: [p.row.latency_p50_ms, p.row.latency_p95_ms] })), ["p50", "p95"], ms, (v) => `${compact(v)} ms`),
       gauge("Success rate", t.calls ? 1 - t.error_rate : null, [["Calls", num(t.calls)], ["Errors", num(t.errors)]])),
     h("h2", {}, "Providers"),
     ...healthRows,

@@ -8,7 +8,7 @@ import io
 from datetime import UTC, datetime, timedelta
 
 from tests.conftest import DEV_KEY, auth
-from tests.http.console.conftest import ADMIN_KEY, admin_post, console_config
+from tests.http.ui.conftest import ADMIN_KEY, admin_post, console_config
 
 XSS = "<script>window.__xss=1</script>"
 

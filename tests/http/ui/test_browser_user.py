@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.conftest import DEV_KEY
-from tests.http.console.conftest import LIMITED_KEY, admin_post, console_config
+from tests.http.ui.conftest import LIMITED_KEY, admin_post, console_config
 
 
 async def test_sign_in_with_a_key_and_stream_a_reply_in_the_playground(gateway_factory, console):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import DEV_KEY
-from tests.http.console.conftest import ADMIN_KEY, admin_post, console_config
+from tests.http.ui.conftest import ADMIN_KEY, admin_post, console_config
 
 ADMIN_VIEWS = ["Overview", "Usage", "Users", "Keys", "Budgets", "Audit", "Playground"]
 MEMBER_VIEWS = ["Overview", "Usage", "Keys", "Playground"]
