@@ -134,7 +134,6 @@ async function myKeys(ctx) {
     ["Budget", (k) => describeBudget(k.budget)],
     ["Status", status],
     ["Created", (k) => when(k.created_at)],
-    ["Last use", (k) => (k.last_used_at ? when(k.last_used_at) : "—")],
   ], mine.data || [], "You have no keys yet.")];
 }
 
