@@ -12,6 +12,7 @@ from proxy.admission.budgets import EventBus
 from proxy.admission.clientguard import ClientGuard
 from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
+from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
@@ -19,7 +20,7 @@ from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import batch
+from proxy.http import batch, console_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -40,6 +41,8 @@ from proxy.resilience import Executor
 from proxy.resilience.plans import Plans
 from proxy.resilience.sync import BreakerSync
 from proxy.routing.router import Router
+from proxy.users.service import UsersService
+from proxy.users.sessions import Sessions
 
 log = get_logger("gateway")
 
@@ -95,7 +98,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
     pipeline = Pipeline(
-        auth=Authenticator(cfg.keys, lookup=keystore.lookup),
+        auth=Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users),
         admission=admission,
         cache=cache,
         router=router,
@@ -109,6 +112,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
     if guard.limit:
         pipeline.auth.on_failure = guard.failed
+    users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
+    pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
+    c = cfg.console
+    signin = SigninThrottle(counters, per_ip=c.failed_signins_per_ip, per_account=c.failed_signins_per_account,
+                            window=c.failed_signin_window, recorder=recorder)
 
     # started in this order, closed in reverse: Redis first up, last down; admission closes before the
     # ledger and Redis, settling what is owed; no readiness check on the database (config keys and the
@@ -118,13 +126,14 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, admission, guard, cache]
+    services += [ledger, keystore, users, admission, guard, cache]
     b = cfg.breaker
     if redis is not None and b.shared and plans.breakers.breakers:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, redis=redis, services=services, ready_checks=ready_checks)
+                   cache=cache, users=users, signin_throttle=signin, redis=redis, services=services,
+                   ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -139,6 +148,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     handlers.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
+    console_api.add_routes(app)
     batch.add_routes(app)
     add_health_routes(app)
     console_assets.add_routes(app)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from proxy.admission.budgets import EventBus
 from proxy.admission.clientguard import ClientGuard
+from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
 from proxy.cache.stage import ResponseCache
@@ -26,6 +27,7 @@ from proxy.observability import metrics as m
 from proxy.pipeline import Pipeline
 from proxy.providers.base import Provider
 from proxy.resilience.plans import Plans
+from proxy.users.service import UsersService
 
 
 class Service(Protocol):
@@ -53,6 +55,8 @@ class Gateway:
     client_guard: ClientGuard
     events: EventBus
     cache: ResponseCache
+    users: UsersService  # console users, sign-in sessions
+    signin_throttle: SigninThrottle  # failed console sign-ins per client IP and per account
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from proxy.config import GatewayConfig, KeyConfig
+from proxy.config import GatewayConfig, KeyConfig, UserConfig
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.core.identity import KeyInfo, sha256_hex
 
@@ -38,11 +38,15 @@ def parse_expiry(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def key_from_config(k: KeyConfig) -> tuple[str, KeyInfo]:
+def key_from_config(k: KeyConfig, owner: UserConfig | None = None) -> tuple[str, KeyInfo]:
+    """A gateway.yaml key; `owner` is its `user_id`'s entry of `users:` (whose limits and budget apply)."""
     digest = (k.key_sha256 or sha256_hex(k.key or "")).lower()
     info = KeyInfo(id=f"cfg:{k.name}", name=k.name, models=k.models, limits=k.limits, budget=k.budget,
-                   user=k.user, team=k.team, metadata=k.metadata, expires_at=parse_expiry(k.expires_at),
-                   cache=k.cache)
+                   user=owner.id if owner else k.user, team=k.team, metadata=k.metadata,
+                   expires_at=parse_expiry(k.expires_at), cache=k.cache,
+                   disabled=bool(owner and owner.disabled), user_id=owner.id if owner else None,
+                   user_limits=owner.limits if owner else None, user_budget=owner.budget if owner else None,
+                   user_label=owner.email if owner else None)
     return digest, info
 
 
@@ -59,18 +63,27 @@ def presented_key(request: web.Request) -> str | None:
 
 # a lookup of keys stored outside gateway.yaml (the admin API's database); returns None when unknown
 KeyLookup = Callable[[str], Awaitable[KeyInfo | None]]
+# a browser's console session (cookie) -> the digest of the key it acts with; None without a session cookie,
+# raises the GatewayError (401 expired, 403 csrf_failed / no_key) otherwise (proxy.users, wired in app.py)
+SessionKey = Callable[[web.Request], Awaitable[str | None]]
 
 
 class Authenticator:
-    def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None) -> None:
-        self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
+    def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None,
+                 users: list[UserConfig] | None = None) -> None:
+        owners = {u.id: u for u in users or ()}
+        self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k, owners.get(k.user_id or "")) for k in keys)
         self.lookup = lookup
         # told the client IP of every wrong key (the failed-auth throttle, admission.clientguard.ClientGuard.failed)
         self.on_failure: Callable[[str], Awaitable[None]] | None = None
+        # consulted only when a request has no key header: the header-based API is unchanged by it
+        self.session_key: SessionKey | None = None
 
     async def find(self, secret: str) -> KeyInfo | None:
         """The key this secret belongs to (config or database), None when it is no key; not its state."""
-        digest = sha256_hex(secret)
+        return await self.find_digest(sha256_hex(secret))
+
+    async def find_digest(self, digest: str) -> KeyInfo | None:
         # Keys are indexed by the SHA-256 of the secret, so lookup timing reveals nothing about the
         # secret itself; the stored digest is still compared in constant time.
         info = self._by_hash.get(digest)
@@ -82,13 +95,27 @@ class Authenticator:
     async def authenticate(self, request: web.Request) -> KeyInfo:
         secret = presented_key(request)
         if secret is None:
-            raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
-                               AUTHENTICATION, code="missing_api_key")
+            digest = await self.session_key(request) if self.session_key is not None else None
+            if digest is None:
+                raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                                   AUTHENTICATION, code="missing_api_key")
+            info = await self.find_digest(digest)
+            if info is None:  # the session's key was deleted or rotated since
+                raise GatewayError(401, "The key this console session used no longer exists; sign in again.",
+                                   AUTHENTICATION, code="invalid_api_key")
+            return self.check(info)
         info = await self.find(secret)
         if info is None:
             if self.on_failure is not None:
                 await self.on_failure(request.remote or "")
             raise GatewayError(401, "Incorrect API key provided.", AUTHENTICATION, code="invalid_api_key")
+        if info.disabled or info.expired():
+            self.check(info)
+        return info
+
+    @staticmethod
+    def check(info: KeyInfo) -> KeyInfo:
+        """A found key that may be used now: 401 when disabled (or its user is) or expired."""
         if info.disabled:
             raise GatewayError(401, "This API key has been disabled.", AUTHENTICATION, code="key_disabled")
         if info.expired():

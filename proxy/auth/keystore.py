@@ -38,15 +38,23 @@ log = get_logger("gateway.keystore")
 
 
 def key_info(row: dict[str, Any]) -> KeyInfo:
-    """A KeyInfo from a ledger key record (no secret in it: records carry no hashes)."""
+    """A KeyInfo from a ledger key record (no secret in it: records carry no hashes). A key owned by a user
+    carries the user's limits and budget (`owner_*`, find_key_by_hash); a disabled or deleted owner
+    disables the key."""
+    user_id = row.get("user_id")
+    owner_gone = user_id is not None and (row.get("owner_email") is None or row.get("owner_deleted_at") is not None)
     return KeyInfo(
         id=row["id"], name=row["name"], models=list(row.get("models") or ["*"]),
         limits=Limits.model_validate(row["limits"]) if row.get("limits") else None,
         budget=Budget.model_validate(row["budget"]) if row.get("budget") else None,
-        user=row.get("user"), team=row.get("team"), metadata=dict(row.get("metadata") or {}),
+        user=user_id or row.get("user"), team=row.get("team"), metadata=dict(row.get("metadata") or {}),
         expires_at=row.get("expires_at"),
         cache=CachePolicy.model_validate(row["cache"]) if row.get("cache") else None,
-        disabled=bool(row.get("disabled")), source="db",
+        disabled=bool(row.get("disabled")) or owner_gone or bool(row.get("owner_disabled")), source="db",
+        user_id=user_id,
+        user_limits=Limits.model_validate(row["owner_limits"]) if row.get("owner_limits") else None,
+        user_budget=Budget.model_validate(row["owner_budget"]) if row.get("owner_budget") else None,
+        user_label=row.get("owner_email"),
     )
 
 

@@ -222,6 +222,7 @@ class KeyConfig(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     expires_at: str | None = None
     cache: CachePolicy | None = None
+    user_id: str | None = None  # the `users:` entry (id or email) this key belongs to
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:
@@ -230,6 +231,51 @@ class KeyConfig(Strict):
         if self.key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.key_sha256):
             raise ValueError("key_sha256 must be 64 hex characters")
         return self
+
+
+ROLES = ("admin", "member", "viewer")
+Role = Literal["admin", "member", "viewer"]
+
+
+class UserConfig(Strict):
+    """A console user declared in gateway.yaml (read-only in the admin API); id defaults to `cfg:<email>`."""
+
+    id: str | None = None
+    email: str = Field(min_length=3, max_length=254)
+    name: str = Field(min_length=1, max_length=200)
+    team: str | None = None
+    role: Role = "member"
+    password_hash: str | None = None  # Argon2id, from `gateway hash-password`; never a clear password
+    limits: Limits | None = None
+    budget: Budget | None = None
+    disabled: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "password" in v:
+            raise ValueError("give `password_hash` (from `gateway hash-password`), never a clear `password`")
+        return v
+
+    @model_validator(mode="after")
+    def _normalise(self) -> UserConfig:
+        self.email = self.email.strip().lower()
+        if "@" not in self.email:
+            raise ValueError("email must be an e-mail address")
+        if self.password_hash is not None and not self.password_hash.startswith("$argon2id$"):
+            raise ValueError("password_hash must be an Argon2id hash ($argon2id$...) from `gateway hash-password`")
+        if self.id is None:
+            self.id = f"cfg:{self.email}"
+        return self
+
+
+class ConsoleConfig(Strict):
+    """Console sign-in: session lifetime and the failed sign-in throttle (per client IP and per account)."""
+
+    session_ttl: Duration = 12 * 3600
+    failed_signins_per_ip: int = Field(20, ge=0, le=1_000_000)  # within failed_signin_window; 0 = off
+    failed_signins_per_account: int = Field(5, ge=0, le=1_000_000)
+    failed_signin_window: Duration = 15 * 60
 
 
 class TeamConfig(Strict):
@@ -344,6 +390,8 @@ class GatewayConfig(Strict):
     pricing: dict[str, Price] = Field(default_factory=dict)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     ip_limits: IpLimits = Field(default_factory=IpLimits)
+    users: list[UserConfig] = Field(default_factory=list)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -361,7 +409,21 @@ class GatewayConfig(Strict):
         names = [k.name for k in self.keys]
         if len(names) != len(set(names)):
             raise ValueError("keys: names must be unique")
+        emails = [u.email for u in self.users]
+        if len(emails) != len(set(emails)) or len({u.id for u in self.users}) != len(self.users):
+            raise ValueError("users: emails and ids must be unique")
+        by_ref = {u.id: u for u in self.users} | {u.email: u for u in self.users}
+        for k in self.keys:
+            if k.user_id is not None:
+                user = by_ref.get(k.user_id.strip().lower()) or by_ref.get(k.user_id)
+                if user is None:
+                    raise ValueError(f"keys.{k.name}.user_id: no user {k.user_id!r} in `users:`")
+                k.user_id = user.id
         return self
+
+    def user(self, user_id: str | None) -> UserConfig | None:
+        """The `users:` entry with this id (config keys name theirs by id after validation)."""
+        return next((u for u in self.users if u.id == user_id), None) if user_id else None
 
     @model_validator(mode="after")
     def _cache_backend(self) -> GatewayConfig:

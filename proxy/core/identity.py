@@ -28,6 +28,12 @@ class KeyInfo:
     cache: CachePolicy | None = None
     disabled: bool = False
     source: str = "config"  # config | db
+    # the console user owning the key: their limits and budget apply across all their keys. For such a key
+    # `user` is the user id (the ledger's `user` column), `user_label` their e-mail (messages, gauges)
+    user_id: str | None = None
+    user_limits: Limits | None = None
+    user_budget: Budget | None = None
+    user_label: str | None = None
     _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def may_use(self, alias: str) -> bool:

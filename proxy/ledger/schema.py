@@ -73,6 +73,8 @@ usage = sa.Table(
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_usage_key_name_created_at", "key_name", "created_at"),  # filters accept a key's name too
     sa.Index("ix_usage_team_created_at", "team", "created_at"),
+    # a user's spend (budgets) and usage across their keys: `user` holds the user id for their keys (0003)
+    sa.Index("ix_usage_user_created_at", "user", "created_at"),
 )
 
 virtual_keys = sa.Table(
@@ -96,9 +98,47 @@ virtual_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # soft delete, so replicas polling updated_at also learn about deletions
     sa.Column("deleted_at", UTCDateTime),
+    sa.Column("user_id", sa.Text),  # the console user owning the key (0003); no FK: config users too
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),
+    sa.Index("ix_virtual_keys_user_id", "user_id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),  # lower case; rewritten on delete so it can be reused
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("team", sa.Text),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text),  # Argon2id; NULL: cannot sign in with a password
+    sa.Column("limits", JSON),
+    sa.Column("budget", JSON),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # db | config (gateway.yaml `users:`, read-only)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime),
+    sa.UniqueConstraint("email", name="uq_users_email"),
+    sa.Index("ix_users_updated_at", "updated_at"),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # SHA-256 of the cookie's token: the token is never stored
+    sa.Column("kind", sa.Text, nullable=False),  # password | api_key | admin_key
+    sa.Column("user_id", sa.Text),
+    sa.Column("subject", JSON, nullable=False),  # {id, email, name, team, role} as signed in
+    sa.Column("key_sha256", sa.Text),  # the key an api_key session acts with (digest, as virtual_keys has it)
+    sa.Column("ip", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Index("ix_console_sessions_user_id", "user_id"),
+    sa.Index("ix_console_sessions_expires_at", "expires_at"),
 )
 
 audit_log = sa.Table(
@@ -131,4 +171,4 @@ budget_alerts = sa.Table(
     sa.Index("ix_budget_alerts_at", "at"),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts)
+ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, users, console_sessions)

@@ -37,6 +37,7 @@ class KeyFields(Strict):
     metadata: dict[str, Any] | None = None
     expires_at: datetime | None = None
     cache: CachePolicy | None = None
+    user_id: Text | None = None  # the console user the key belongs to (their limits and budget apply)
 
     @field_validator("metadata")
     @classmethod
@@ -100,7 +101,8 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
 def config_record(k: KeyConfig) -> dict[str, Any]:
     return {"object": "gateway.key", "source": "config", "read_only": True, "id": f"cfg:{k.name}", "name": k.name,
             "models": k.models, "limits": k.limits, "budget": k.budget, "user": k.user, "team": k.team,
-            "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False}
+            "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False,
+            "user_id": k.user_id}
 
 
 def not_found(key_id: str) -> GatewayError:
@@ -125,6 +127,16 @@ async def _name_taken(request: web.Request, name: str, except_id: str | None = N
         raise GatewayError(409, f"A key named {name!r} already exists.", code="duplicate_key_name", param="name")
 
 
+async def _owner(request: web.Request, user_id: str | None) -> dict[str, Any] | None:
+    """The user a key is given to: 422 naming `user_id` when there is no such user."""
+    if user_id is None:
+        return None
+    user = await database(request).ledger_store.get_user(user_id)
+    if user is None:
+        raise unprocessable("user_id", f"no user with id {user_id!r}")
+    return user
+
+
 async def create_key(request: web.Request) -> web.Response:
     who = await actor(request)
     body = await body_as(request, KeyCreate)
@@ -133,12 +145,15 @@ async def create_key(request: web.Request) -> web.Response:
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise unprocessable("expires_at", "must be in the future")
     store = database(request).ledger_store
+    owner = await _owner(request, body.user_id)
     await _name_taken(request, body.name)
     secret = new_secret()
+    team = body.team if body.team is not None or owner is None else owner.get("team")
     try:
         row = await store.create_key(name=body.name, key_sha256=sha256_hex(secret), models=body.models or ["*"],
-                                     limits=body.limits, budget=body.budget, user=body.user, team=body.team,
-                                     metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at)
+                                     limits=body.limits, budget=body.budget, user=body.user, team=team,
+                                     metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at,
+                                     user_id=body.user_id)
     except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
@@ -182,6 +197,8 @@ async def update_key(request: web.Request) -> web.Response:
         if name in fields and fields[name] is None:
             raise unprocessable(name, "cannot be null")
     _check_refs(cfg, body)
+    if fields.get("user_id") is not None:
+        await _owner(request, fields["user_id"])
     store = database(request).ledger_store
     before = await store.get_key(key_id)
     if before is None:
