@@ -32,7 +32,7 @@ def chromium_path() -> str | None:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def chromium_browser() -> AsyncIterator[Any]:
     path = chromium_path()
     if path is None:
         service_unavailable("chromium is not installed (scripts/install-system-deps.sh installs it)")
@@ -97,9 +97,9 @@ class Console:
 
     async def wait_done(self) -> str:
         """The playground's status line once the answer (or an error) is complete."""
-        stats = self.page.get_by_role("status").filter(has_text="Done in")
+        # locator waits, not wait_for_function: the console's CSP forbids the eval that polling would use
+        stats = self.page.locator(".stats").filter(has_text="Done in").filter(has_text="cost")
         await stats.wait_for()
-        await self.page.wait_for_function("document.querySelector('.stats').textContent.includes('cost')")
         return await stats.inner_text()
 
     async def shot(self, name: str) -> None:
@@ -112,12 +112,12 @@ class Console:
 
 
 @pytest.fixture
-async def console(browser: Any) -> AsyncIterator[Any]:
+async def console(chromium_browser: Any) -> AsyncIterator[Any]:
     """console(gw) -> a signed-out Console in a fresh browser context."""
     contexts: list[Any] = []
 
     async def make(gw: GatewayServer) -> Console:
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        ctx = await chromium_browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         ctx.set_default_timeout(TIMEOUT_MS)
         contexts.append(ctx)
         return Console(gw, ctx, await ctx.new_page())

@@ -21,17 +21,18 @@ async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees
     assert names == ["Overview", "Usage", "Users", "Keys", "Budgets", "Audit", "Playground"]  # no webhooks API yet
 
     await admin.go("Users")
-    form = admin.page.get_by_role("form").filter(has_text="Create a user")
+    form = admin.page.get_by_role("form", name="Create a user")
     await form.get_by_label("Email").fill("grace@example.com")
     await form.get_by_label("Name").fill("Grace")
     await form.get_by_label("Team").fill("research")
     await form.get_by_label("Role").select_option("member")
     await form.get_by_label("Password (optional)").fill("a long enough password")
+    await form.get_by_label("Budget (USD)").fill("20")
     await form.get_by_role("button", name="Create user").click()
-    await admin.page.get_by_role("cell", name="grace@example.com").wait_for()
+    await admin.page.get_by_role("cell", name="grace@example.com", exact=True).wait_for()
 
     await admin.go("Keys")
-    form = admin.page.get_by_role("form").filter(has_text="Create a key")
+    form = admin.page.get_by_role("form", name="Create a key")
     await form.get_by_label("Key name").fill("grace-laptop")
     await form.get_by_label("User").select_option(label="Grace <grace@example.com>")
     await form.get_by_label("Budget (USD)").fill("5")
@@ -43,7 +44,7 @@ async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees
     await secret_box.get_by_role("button", name="Done").click()
     assert secret not in await admin.page.content()  # shown once; gone from the page
     await admin.page.reload()
-    await admin.page.get_by_role("cell", name="grace-laptop").wait_for()
+    await admin.page.get_by_role("cell", name="grace-laptop", exact=True).wait_for()
     assert secret not in await admin.page.content()
     assert await admin.page.evaluate("localStorage.length + sessionStorage.length") == 0
 
@@ -53,7 +54,9 @@ async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees
     await user.send("spend a little")
     spent = (await user.wait_done()).split("cost ")[1]
     await user.go("Overview")
-    assert "My budget" in await user.page.get_by_role("main").inner_text()
+    budget = await user.page.get_by_role("region", name="My budget").inner_text()
+    assert "$20.00 per month" in budget and "resets on" in budget
+    await user.shot("overview-user-budget")
 
     await admin.go("Users")
     row = admin.page.get_by_role("row").filter(has_text="grace@example.com")
@@ -74,7 +77,7 @@ async def test_csv_export_downloads_exactly_the_filtered_rows(gateway_factory, c
     admin = await console(gw)
     await admin.sign_in_key(ADMIN_KEY)
     await admin.go("Usage")
-    await admin.page.get_by_label("Key").fill("dev")
+    await admin.page.get_by_label("Key", exact=True).fill("dev")
     await admin.page.get_by_label("Group by").select_option("key")
     await admin.page.get_by_role("button", name="Apply").click()
     await admin.page.get_by_role("cell", name="dev", exact=True).wait_for()
@@ -122,9 +125,9 @@ async def test_markup_in_names_and_model_output_is_shown_as_text(gateway_factory
     admin = await console(gw)
     await admin.sign_in_key(ADMIN_KEY)
     await admin.go("Users")
-    await admin.page.get_by_role("cell", name=XSS).wait_for()
+    await admin.page.get_by_role("cell", name=XSS, exact=True).wait_for()
     await admin.go("Keys")
-    await admin.page.get_by_role("cell", name=XSS).wait_for()
+    await admin.page.get_by_role("cell", name=XSS, exact=True).wait_for()
     await admin.go("Audit")
     await admin.page.get_by_role("cell", name="key.create").first.wait_for()
     await admin.shot("audit")

@@ -65,8 +65,11 @@ function signedOut(message) {
   signin.render(main, { onSignedIn: started, message });
 }
 
+let shown = 0; // the latest navigation: a slower, older view must not replace a newer one
+
 async function show() {
   if (!session) return;
+  const mine = ++shown;
   const { path, params } = route();
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.path === path) a.setAttribute("aria-current", "page");
@@ -89,11 +92,13 @@ async function show() {
     const view = await import(`./views/${path}.js`);
     const ctx = { user: session.user, role: session.user.role, params, go, rerender: show };
     const content = await view.render(ctx);
+    if (mine !== shown) return;
     clear(main).append(...content);
   } catch (e) {
+    if (mine !== shown) return;
     clear(main).append(h("h1", {}, item.name), h("p", { class: "alert", role: "alert" }, describe(e)));
   }
-  main.focus({ preventScroll: true });
+  if (mine === shown) main.focus({ preventScroll: true });
 }
 
 document.getElementById("signout").addEventListener("click", async () => {

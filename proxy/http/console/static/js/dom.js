@@ -59,7 +59,8 @@ export function select(name, options, value, attrs = {}) {
  */
 export function table(caption, columns, rows, empty = "Nothing to show for this selection.") {
   if (!rows.length) return h("p", { class: "muted" }, empty);
-  return h("div", { class: "table-wrap" },
+  // a wide table scrolls sideways: its wrapper is a named, focusable region so keyboards can scroll it
+  return h("div", { class: "table-wrap", role: "region", "aria-label": caption, tabindex: 0 },
     h("table", {},
       h("caption", { class: "muted" }, caption),
       h("thead", {}, h("tr", {}, columns.map(([head, , o]) => h("th", { scope: "col", class: o?.num ? "num" : null }, head)))),

@@ -27,7 +27,7 @@ async function lastUse() {
 
 function createForm(fields, onCreate, box) {
   const name = input("name", { type: "text", required: true, size: 16 });
-  const form = h("form", { class: "panel" }, h("h2", {}, "Create a key"),
+  const form = h("form", { class: "panel", "aria-label": "Create a key" }, h("h2", {}, "Create a key"),
     h("div", { class: "row" }, field("Key name", name), fields.nodes || []),
     h("p", {}, h("button", { type: "submit" }, "Create key")));
   form.addEventListener("submit", async (ev) => {

@@ -51,7 +51,9 @@ export async function render() {
     let usage = null;
     try {
       const r = await fetch("/v1/chat/completions", {
-        method: "POST", credentials: "same-origin", cache: "no-store",
+        // no `cache` option: "no-store" would make the browser send Cache-Control: no-cache, which skips
+        // the gateway's response cache
+        method: "POST", credentials: "same-origin",
         headers: headers({ "Content-Type": "application/json", Accept: "text/event-stream" }),
         body: JSON.stringify({ model: model.value, stream: true, stream_options: { include_usage: true },
           messages: [{ role: "user", content: message.value }] }),

@@ -32,7 +32,7 @@ export async function render(ctx) {
   const role = select("role", ROLES, "member");
   const password = input("password", { type: "password", autocomplete: "new-password", size: 12 });
   const lim = limitFields();
-  const form = h("form", { class: "panel" }, h("h2", {}, "Create a user"),
+  const form = h("form", { class: "panel", "aria-label": "Create a user" }, h("h2", {}, "Create a user"),
     h("div", { class: "row" }, field("Email", email), field("Name", name), field("Team", team), field("Role", role),
       field("Password (optional)", password), lim.nodes),
     h("p", {}, h("button", { type: "submit" }, "Create user")));
