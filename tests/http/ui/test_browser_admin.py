@@ -140,3 +140,56 @@ async def test_markup_in_names_and_model_output_is_shown_as_text(gateway_factory
     for page in (admin.page, user.page):
         assert await page.evaluate("window.__xss") is None
         assert await page.locator("main script").count() == 0
+
+
+async def test_admin_rotates_disables_and_limits_a_key(gateway_factory, console, http):
+    gw = await gateway_factory(console_config())
+    made = await admin_post(http, gw, "/admin/keys", {"name": "ci-bot"})
+    admin = await console(gw)
+    await admin.sign_in_key(ADMIN_KEY)
+    await admin.go("Keys")
+    await admin.page.get_by_role("button", name="Rotate ci-bot").click()
+    box = admin.page.get_by_role("status", name="New key secret")
+    new = await box.locator("code").inner_text()
+    assert new != made["key"]
+    await box.get_by_role("button", name="Done").click()
+    async with http.get(gw.url + "/v1/models", headers=auth(made["key"])) as r:
+        assert r.status == 401
+    async with http.get(gw.url + "/v1/models", headers=auth(new)) as r:
+        assert r.status == 200
+
+    await admin.page.get_by_role("button", name="Edit limits of ci-bot").click()
+    edit = admin.page.get_by_role("form", name="Edit limits of ci-bot")
+    await edit.get_by_label("Requests per minute").fill("7")
+    await edit.get_by_role("button", name="Save").click()
+    row = admin.page.get_by_role("row").filter(has_text="ci-bot")
+    await row.filter(has_text="7 rpm").wait_for()
+
+    await admin.page.get_by_role("button", name="Disable ci-bot").click()
+    await admin.page.get_by_role("button", name="Enable ci-bot").wait_for()
+    assert "disabled" in await row.inner_text()
+    async with http.get(gw.url + "/v1/models", headers=auth(new)) as r:
+        assert r.status == 401
+    async with http.get(gw.url + "/admin/keys/" + made["id"], headers=auth(ADMIN_KEY)) as r:
+        key = await r.json()
+    assert key["disabled"] is True and key["limits"]["rpm"] == 7
+
+
+async def test_a_member_creates_their_own_key_and_sees_its_secret_once(gateway_factory, console, http):
+    gw = await gateway_factory(console_config())
+    await admin_post(http, gw, "/admin/users", {"email": "mo@example.com", "name": "Mo", "role": "member",
+                                                "password": "member password 1"})
+    c = await console(gw)
+    await c.sign_in_password("mo@example.com", "member password 1")
+    await c.go("Keys")
+    form = c.page.get_by_role("form", name="Create a key")
+    await form.get_by_label("Key name").fill("mo-script")
+    await form.get_by_role("button", name="Create key").click()
+    box = c.page.get_by_role("status", name="New key secret")
+    secret = await box.locator("code").inner_text()
+    await c.page.get_by_role("table", name="My keys").get_by_role("cell", name="mo-script", exact=True).wait_for()
+    await c.shot("member-keys-created")
+    await box.get_by_role("button", name="Done").click()
+    assert secret not in await c.page.content()
+    async with http.get(gw.url + "/v1/models", headers=auth(secret)) as r:
+        assert r.status == 200

@@ -59,7 +59,8 @@ async def test_a_rate_limited_key_gets_a_clear_429_message(gateway_factory, cons
     alert = c.page.get_by_role("alert").filter(has_text="429")
     await alert.wait_for()
     text = await alert.inner_text()
-    assert text.startswith("Rate limit reached (429)") and re.search(r"Try again in \d+ s\.", text)
+    assert text.startswith("Rate limit reached (429): ") and re.search(r"try again in \d+ ?s", text, re.IGNORECASE)
+    assert await c.page.get_by_role("region", name="Response").inner_text() == ""
     await c.shot("playground-429")
 
 

@@ -56,7 +56,8 @@ export const get = (path, opts) => api("GET", path, undefined, opts);
 export function describe(e) {
   if (!(e instanceof ApiError)) return `Could not reach the gateway (${e.message || e}).`;
   if (e.status === 429) {
-    const wait = e.retryAfter ? ` Try again in ${e.retryAfter} s.` : " Try again shortly.";
+    const told = /try again/i.test(e.message);
+    const wait = told ? "" : e.retryAfter ? ` Try again in ${e.retryAfter} s.` : " Try again shortly.";
     const what = e.code === "insufficient_quota" ? "Budget exhausted" : "Rate limit reached";
     return `${what} (429): ${e.message}${wait}`;
   }

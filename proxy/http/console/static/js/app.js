@@ -93,7 +93,7 @@ async function show() {
     const ctx = { user: session.user, role: session.user.role, params, go, rerender: show };
     const content = await view.render(ctx);
     if (mine !== shown) return;
-    clear(main).append(...content);
+    clear(main).append(...content.filter(Boolean));
   } catch (e) {
     if (mine !== shown) return;
     clear(main).append(h("h1", {}, item.name), h("p", { class: "alert", role: "alert" }, describe(e)));
