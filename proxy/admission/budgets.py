@@ -1,4 +1,5 @@
-"""USD budgets per key and per team: periods, spend counters, reservations and threshold alerts.
+"""USD budgets per key, per team and per user (across all of the user's keys): periods, spend counters,
+reservations and threshold alerts.
 
 A budget is `{usd, period: daily|weekly|monthly, alert_thresholds}`; periods start at midnight / Monday /
 the 1st in `budgets.timezone`. Admission refuses a call when `spend + reserved >= usd` for the current
@@ -90,9 +91,9 @@ class BudgetLine:
     __slots__ = ("budget", "first_alert", "label", "name", "period", "reserved_key", "scope", "spend_key")
 
     def __init__(self, scope: str, name: str, label: str, budget: Budget, period: Period) -> None:
-        self.scope = scope  # key | team
-        self.name = name  # key id or team name: the storage identity
-        self.label = label  # key name or team name: what people read (metrics, messages)
+        self.scope = scope  # key | team | user
+        self.name = name  # key id, team name or user id: the storage identity
+        self.label = label  # key name, team name or user e-mail: what people read (metrics, messages)
         self.budget = budget
         self.period = period
         self.spend_key = batch_safe(f"gw:budget:{scope}:{name}:{period.id}")
@@ -107,7 +108,7 @@ class BudgetLine:
 
 
 def over_budget(line: BudgetLine, spend: float) -> GatewayError:
-    who = f"key {line.label!r}" if line.scope == "key" else f"team {line.label!r}"
+    who = f"{line.scope} {line.label!r}"
     reset = max(1, int(line.period.end_ts - time.time()))
     return GatewayError(
         429,

@@ -1,11 +1,11 @@
 """Stage 2: admission — rate limits (quotas.py) and budgets (budgets.py) checked together, settled after.
 
-`admit(ctx)` runs after auth for every call: keys with no limits, no budget and no team budget/limits
-return at once. Otherwise it checks every window and budget of the call in one all-or-nothing step —
-in-process, or one Lua call on Redis — adds OpenAI's x-ratelimit-* headers to the response, and raises
-429 (rate_limit_exceeded / insufficient_quota) when something is full. The `on_finish` hook settles the
-call off the request path: token windows get the reported usage instead of the estimate, budgets get
-the real cost instead of the reservation.
+`admit(ctx)` runs after auth for every call: keys with no limits, no budget, no team and no user return at
+once (a user's limits and budget count per user, across all of that user's keys). Otherwise it checks every
+window and budget of the call in one all-or-nothing step — in-process, or one Lua call on Redis — adds
+OpenAI's x-ratelimit-* headers to the response, and raises 429 (rate_limit_exceeded / insufficient_quota)
+when something is full. The `on_finish` hook settles the call off the request path: token windows get the
+reported usage instead of the estimate, budgets get the real cost instead of the reservation.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class Plan:
     limits: Limits | None
     budget: Budget | None
     team: str | None
+    user_limits: Limits | None
+    user_budget: Budget | None
     windows: tuple[Window, ...]
     has_tokens: bool
     provider: str
@@ -109,6 +111,9 @@ class AdmissionStage:
                 self._seed([BudgetLine("key", f"cfg:{k.name}", k.name, k.budget, self.clock.current(k.budget.period))])
         for team, b in self.team_budgets.items():
             self._seed([BudgetLine("team", team, team, b, self.clock.current(b.period))])
+        for u in self.cfg.users:
+            if u.budget is not None and u.id:
+                self._seed([BudgetLine("user", u.id, u.email, u.budget, self.clock.current(u.budget.period))])
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -144,7 +149,8 @@ class AdmissionStage:
     def plan(self, key: KeyInfo, alias: str) -> Plan:
         ck = (key.id, alias)
         p = self._plans.get(ck)
-        if p is not None and p.limits is key.limits and p.budget is key.budget and p.team == key.team:
+        if (p is not None and p.limits is key.limits and p.budget is key.budget and p.team == key.team
+                and p.user_limits is key.user_limits and p.user_budget is key.user_budget):
             return p
         provider, model = self.primary(alias)
         windows = self.planner.windows(key, alias, provider)
@@ -153,9 +159,12 @@ class AdmissionStage:
             budgets.append(("key", key.id, key.name, key.budget))
         if key.team and (tb := self.team_budgets.get(key.team)) is not None:
             budgets.append(("team", key.team, key.team, tb))
+        if key.user_id and key.user_budget is not None:  # one spend counter per user, across their keys
+            budgets.append(("user", key.user_id, key.user_label or key.user_id, key.user_budget))
         tokens = tuple(i for i, w in enumerate(windows) if w.kind == "tokens")
-        p = Plan(key.limits, key.budget, key.team, windows, bool(tokens), provider,
-                 self.prices.lookup(provider, model) if provider else None, tuple(budgets), token_windows=tokens)
+        p = Plan(key.limits, key.budget, key.team, key.user_limits, key.user_budget, windows, bool(tokens),
+                 provider, self.prices.lookup(provider, model) if provider else None, tuple(budgets),
+                 token_windows=tokens)
         if len(self._plans) >= 100_000:
             self._plans.clear()
         self._plans[ck] = p
@@ -180,7 +189,7 @@ class AdmissionStage:
             return
         if not ctx.stream:  # a stream's cost is unknown when its headers leave (ledger, /v1/usage have it)
             ctx.headers["x-gateway-cost-usd"] = ZERO_COST
-        if key.limits is None and key.budget is None and not key.team:
+        if key.limits is None and key.budget is None and not key.team and key.user_id is None:
             return  # the common unlimited key: no further work at all
         p = self.plan(key, ctx.alias)
         if not p.windows and not p.budgets:

@@ -27,7 +27,7 @@ from proxy.observability.logs import get_logger
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # authenticated routes outside the request pipeline: ip_limits.rpm is checked here for them (the pipeline
 # routes check it per call, batch items included, in admission.admit_ip)
-OUTSIDE_PIPELINE = ("/admin/", "/v1/usage", "/v1/models")
+OUTSIDE_PIPELINE = ("/admin/", "/v1/usage", "/v1/models", "/ui/api/")
 # liveness/readiness/scrapes come from the infrastructure, not from key holders: never blocked
 PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/health/providers"})
 

@@ -319,6 +319,8 @@ def _where(filters: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
             out.append(c.created_at >= as_utc(value))
         elif name == "until":
             out.append(c.created_at < as_utc(value))
+        elif isinstance(value, list | tuple):  # any of these (a user's id and the name it was given as)
+            out.append(c[name].in_(value))
         else:
             out.append(c[name] == value)
     return out

@@ -11,7 +11,8 @@ import pytest
 
 from proxy.users.passwords import hash_password
 from tests.admission.conftest import ADMIN_KEY, admin, chat, quota_config
-from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, auth
+from tests.admission.conftest import redis_url as redis_url  # the fixture
+from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, auth, free_port
 from tests.http.console import sign_in, sign_in_raw
 
 PASSWORD = "correct horse battery"
@@ -197,3 +198,21 @@ async def test_failed_sign_ins_are_throttled_per_account_and_per_ip(gateway_fact
     # the API itself is not affected by the console throttle
     async with http.get(gw.url + "/admin/keys", headers=admin()) as resp:
         assert resp.status == 200
+
+
+async def test_sessions_are_shared_by_replicas_and_revoked_on_all_at_once(
+        gateway_factory: GatewayFactory, http: aiohttp.ClientSession, redis_url: str, tmp_path: Any) -> None:
+    cfg = console_config(redis={"url": redis_url}, database={"url": f"sqlite:///{tmp_path}/shared.db"})
+    a = await gateway_factory(cfg, port=free_port())
+    b = await gateway_factory(cfg, port=free_port())
+    signed = await sign_in(http, a, email="bob@example.com", password=PASSWORD)
+    on_b = type(signed)(b, signed.token, signed.csrf, signed.user, signed.set_cookie)  # the same browser, at B
+    status, data = await on_b.call(http, "GET", "/ui/api/session")
+    assert status == 200 and data["user"]["email"] == "bob@example.com"  # B knows it (and caches it now)
+    async with http.delete(a.url + "/ui/api/session", headers=signed.headers()) as r:
+        assert r.status == 204
+    # B's cache holds the session for 30 s with Redis: only the pub/sub message can have ended it this fast
+    deadline = asyncio.get_running_loop().time() + 2
+    while (await on_b.call(http, "GET", "/ui/api/session"))[0] != 401:
+        assert asyncio.get_running_loop().time() < deadline, "revocation did not reach the other replica"
+        await asyncio.sleep(0.02)
