@@ -13,7 +13,7 @@ from tests.http.ui.conftest import ADMIN_KEY, admin_post, console_config
 XSS = "<script>window.__xss=1</script>"
 
 
-async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees_it(gateway_factory, console):
+async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees_it(gateway_factory, console, http):
     gw = await gateway_factory(console_config())
     admin = await console(gw)
     await admin.sign_in_key(ADMIN_KEY)
@@ -66,6 +66,13 @@ async def test_admin_creates_a_user_and_a_key_the_user_spends_and_the_admin_sees
     row = admin.page.get_by_role("row").filter(has_text="grace-laptop")
     assert "never" not in await row.inner_text()  # last use shown
     await admin.shot("keys")
+
+    await admin.go("Users")  # disabling the user ends their session and stops their keys
+    await admin.page.get_by_role("button", name="Disable grace@example.com").click()
+    await admin.page.get_by_role("button", name="Enable grace@example.com").wait_for()
+    assert (await user.page.request.get(gw.url + "/ui/api/session")).status == 401
+    async with http.get(gw.url + "/v1/models", headers=auth(secret)) as r:
+        assert r.status == 401
 
 
 async def test_csv_export_downloads_exactly_the_filtered_rows(gateway_factory, console, http):

@@ -14,7 +14,9 @@ async function adminUsage(ctx) {
   const data = await get(`/admin/usage${qs(q)}`);
   const rows = groupBy ? data.data : [{ ...data.totals, scope: "total" }];
   const label = GROUPS.find(([v]) => v === groupBy)?.[1] || groupBy;
-  const first = groupBy === "key" ? [["Key", (r) => r.key], ["Key id", (r) => r.key_id]] : [[groupBy ? label : "Scope", (r) => String(r[groupBy || "scope"] ?? "—")]];
+  const first = groupBy === "key" ? [["Key", (r) => r.key], ["Key id", (r) => r.key_id]]
+    : groupBy === "user" ? [["User", (r) => r.user], ["Email", (r) => r.user_email]]
+      : [[groupBy ? label : "Scope", (r) => String(r[groupBy || "scope"] ?? "—")]];
   const groupSel = select("group_by", GROUPS, groupBy);
   const csvHref = `/admin/usage${qs({ ...q, format: "csv" })}`;
   return [

@@ -55,7 +55,7 @@ export async function render(ctx) {
     const r = select("role", ROLES, u.role);
     const t = input("team", { type: "text", value: u.team || "", size: 10 });
     const f = limitFields(u);
-    const edit = h("tr", { class: "edit" }, h("td", { colspan: 8 },
+    const edit = h("tr", { class: "edit" }, h("td", { colspan: 9 },
       h("form", { class: "row", "aria-label": `Edit ${u.email}` }, field("Role", r), field("Team", t), f.nodes,
         h("button", { type: "submit" }, "Save"), h("button", { type: "button", class: "secondary", onclick: () => edit.remove() }, "Cancel"))));
     edit.querySelector("form").addEventListener("submit", (ev) => {
@@ -68,19 +68,24 @@ export async function render(ctx) {
     tr.after(edit);
     r.focus();
   };
-  const actions = (u) => h("div", { class: "actions" },
+  const actions = (u) => (u.read_only ? h("span", { class: "muted" }, "from gateway.yaml") : h("div", { class: "actions" },
     h("button", { type: "button", class: "secondary", "aria-label": `Edit ${u.email}`, onclick: (ev) => editRow(u, ev.target.closest("tr")) }, "Edit"),
+    h("button", { type: "button", class: "secondary", "aria-label": `${u.disabled ? "Enable" : "Disable"} ${u.email}`, onclick: () => act(async () => {
+      await api("PATCH", `/admin/users/${encodeURIComponent(u.id)}`, { disabled: !u.disabled });
+      await ctx.rerender();
+    }) }, u.disabled ? "Enable" : "Disable"),
     h("button", { type: "button", class: "danger", "aria-label": `Delete ${u.email}`, onclick: () => act(async () => {
       if (!window.confirm(`Delete the user ${u.email}?`)) return;
       await api("DELETE", `/admin/users/${encodeURIComponent(u.id)}`);
       await ctx.rerender();
-    }) }, "Delete"));
+    }) }, "Delete")));
 
   return [h("h1", {}, "Users"), box, form, h("h2", {}, "All users"), table("Users", [
     ["Name", (u) => u.name],
     ["Email", (u) => u.email],
     ["Team", (u) => u.team],
     ["Role", (u) => u.role],
+    ["Status", (u) => h("span", { class: `badge ${u.disabled ? "bad" : "ok"}` }, u.disabled ? "disabled" : "active")],
     ["Limits", describeLimits],
     ["Budget", (u) => describeBudget(u.budget)],
     ["Spend this month", (u) => usd(spendOf(u)), { num: true }],
