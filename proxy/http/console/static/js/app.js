@@ -48,10 +48,25 @@ async function started(s) {
   session = s;
   setCsrf(s.csrf_token);
   const role = s.user.role;
-  const visible = [];
-  for (const item of NAV) if (item.roles.includes(role) && (await probe(item))) visible.push(item);
-  allowed = visible.map((i) => i.path);
-  clear(nav).append(...visible.map((i) => h("li", {}, h("a", { href: `#/${i.path}`, "data-path": i.path }, i.name))));
+  const mine = NAV.filter((i) => i.roles.includes(role));
+  // links behind a probe appear once the API answers; the first view does not wait for the probes
+  const shownItems = new Set(mine.filter((i) => !i.probe));
+  const draw = () => {
+    const visible = mine.filter((i) => shownItems.has(i));
+    allowed = visible.map((i) => i.path);
+    clear(nav).append(...visible.map((i) => h("li", {}, h("a", { href: `#/${i.path}`, "data-path": i.path }, i.name))));
+    markCurrent();
+  };
+  draw();
+  for (const item of mine.filter((i) => i.probe)) {
+    probe(item).then((ok) => {
+      if (ok && session === s) {
+        shownItems.add(item);
+        draw();
+        if (route().path === item.path) show();
+      }
+    });
+  }
   clear(document.getElementById("who")).append(`${s.user.name || s.user.email || s.user.id} (${role})`);
   top.hidden = false;
   await show();
@@ -65,16 +80,21 @@ function signedOut(message) {
   signin.render(main, { onSignedIn: started, message });
 }
 
+function markCurrent() {
+  const { path } = route();
+  for (const a of nav.querySelectorAll("a")) {
+    if (a.dataset.path === path) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+}
+
 let shown = 0; // the latest navigation: a slower, older view must not replace a newer one
 
 async function show() {
   if (!session) return;
   const mine = ++shown;
   const { path, params } = route();
-  for (const a of nav.querySelectorAll("a")) {
-    if (a.dataset.path === path) a.setAttribute("aria-current", "page");
-    else a.removeAttribute("aria-current");
-  }
+  markCurrent();
   clear(main);
   const item = NAV.find((i) => i.path === path);
   if (!item) {
