@@ -117,7 +117,9 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"{args.runs} runs, fresh browser context each, {args.calls} calls in the ledger")
+    load = os.getloadavg()[0]
+    print(f"{args.runs} runs, fresh browser context each, {args.calls} calls in the ledger; "
+          f"load average during the run {load:.1f} on {os.cpu_count()} CPUs")
     print("| page | median | p90 | max |")
     print("|---|---|---|---|")
     for name, values in results.items():
