@@ -24,6 +24,7 @@ from proxy.http import anthropic_api, batch, console_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
+from proxy.http.console import assets as console_assets
 from proxy.http.health import add_health_routes
 from proxy.infra.asyncutil import cancel_and_wait
 from proxy.infra.redis_client import RedisClient
@@ -164,6 +165,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     console_api.add_routes(app)
     batch.add_routes(app)
     add_health_routes(app)
+    console_assets.add_routes(app)
 
     log_flusher: list[asyncio.Task[None]] = []
 
