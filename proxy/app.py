@@ -24,7 +24,9 @@ from proxy.http import anthropic_api, batch, console_api, responses_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
+from proxy.http.console import assets as console_assets
 from proxy.http.health import add_health_routes
+from proxy.infra.asyncutil import cancel_and_wait
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.responses import StoredResponses
@@ -99,7 +101,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     plans = Plans(cfg)
     plans.bind(providers)
     router = Router(cfg, plans.alias_p95)
-    meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    meter = Meter(recorder, cfg.logging.requests, prices=prices)
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
@@ -167,6 +169,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     console_api.add_routes(app)
     batch.add_routes(app)
     add_health_routes(app)
+    console_assets.add_routes(app)
 
     log_flusher: list[asyncio.Task[None]] = []
 
@@ -182,8 +185,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
-        for task in log_flusher:
-            task.cancel()
+        await cancel_and_wait(*log_flusher)
         logs.flush()
 
     app.on_startup.append(on_startup)

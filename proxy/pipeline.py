@@ -101,9 +101,7 @@ class Pipeline:
         c = await self.cache.lookup(ctx)
         if c is None:
             c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
-        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self._answered(ctx, c)
         return c
 
     async def run(self, ctx: RequestContext) -> Answer:
@@ -120,8 +118,7 @@ class Pipeline:
             stream, first = await self.cache.stream(ctx, lambda: self.executor.open_stream(ctx))
             return Answer(stream=stream, first=first)
         c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
-        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        self.meter.cost(ctx)
+        self._answered(ctx, c)
         return Answer(completion=c)
 
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
@@ -133,10 +130,13 @@ class Pipeline:
         return self._respond_json(ctx, completion)
 
     # ------------------------------------------------------------------ responses
-    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+    def _answered(self, ctx: RequestContext, c: Completion) -> None:
+        """A complete answer is in: its usage, and the call priced (a hit or shared answer costs nothing)."""
         ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self.meter.cost(ctx)
+
+    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+        self._answered(ctx, c)
         headers = ctx.response_headers()
         headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
         return web.Response(body=c.body, content_type="application/json", headers=headers)
@@ -166,14 +166,19 @@ class Pipeline:
             ctx.fail(err)
             await sse.end_stream(resp, sse.error_event(err.message, err.type, err.code))
         except (ConnectionResetError, asyncio.CancelledError):
-            ctx.client_disconnected = True
-            ctx.status = 499
-            await stream.aclose()
-            resp.stop_streaming()
+            await client_left(ctx, stream, resp)
             raise
         finally:
             settle_stream(ctx, stream)
         return resp
+
+
+async def client_left(ctx: RequestContext, stream: ChunkStream, resp: sse.EventStream) -> None:
+    """The client went away mid-stream: stop reading the upstream (nobody would read it) and the pings."""
+    ctx.client_disconnected = True
+    ctx.status = 499
+    await stream.aclose()
+    resp.stop_streaming()
 
 
 def settle_stream(ctx: RequestContext, stream: ChunkStream) -> None:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system tools the test suite and benchmarks need (idempotent).
 #
-#   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests), redis-server
+#   bash scripts/install-system-deps.sh          # prometheus + promtool, amtool (observability tests), redis-server,
+#                                                # chromium (the console's browser tests drive Debian's Chromium)
 #   bash scripts/install-system-deps.sh bench    # ... and wrk, valgrind (load tests, instruction counts)
 #
 # Run by `make test` / `make bench` before anything else. Works on a fresh Debian/Ubuntu image with no
@@ -22,6 +23,8 @@ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || 
 command -v amtool >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # amtool checks config/alertmanager.yml
 # tests/quotas/test_redis_restart.py stops and restarts a private redis-server of its own
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || packages+=(redis-server)
+# tests/http/ui: Playwright launches this binary (Playwright's own browser download is not used)
+command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ "$want_bench" = 1 ]; then
     command -v wrk >/dev/null 2>&1 || packages+=(wrk)
     command -v valgrind >/dev/null 2>&1 || packages+=(valgrind)  # loadtests/instructions.py
@@ -89,3 +92,4 @@ fi
 
 command -v promtool >/dev/null 2>&1 || { echo "install-system-deps: promtool still missing" >&2; exit 1; }
 command -v amtool >/dev/null 2>&1 || { echo "install-system-deps: amtool still missing" >&2; exit 1; }
+command -v chromium >/dev/null 2>&1 || { echo "install-system-deps: chromium still missing" >&2; exit 1; }

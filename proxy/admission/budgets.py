@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 from proxy.admission.quotas import batch_safe
 from proxy.config import Budget
 from proxy.core.errors import INSUFFICIENT_QUOTA, GatewayError
+from proxy.infra.asyncutil import Background
 from proxy.observability.logs import get_logger
 
 log = get_logger("gateway.budgets")
@@ -186,7 +187,7 @@ class EventBus:
     def __init__(self, keep: int = 500) -> None:
         self.subscribers: list[Callable[[dict[str, Any]], Any]] = []
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Background()
 
     def subscribe(self, callback: Callable[[dict[str, Any]], Any]) -> None:
         self.subscribers.append(callback)
@@ -197,9 +198,7 @@ class EventBus:
             try:
                 res = cb(event)
                 if asyncio.iscoroutine(res):
-                    task = asyncio.ensure_future(res)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._tasks.spawn(res)
             except Exception:
                 log.exception("event_subscriber_failed", event=event.get("type"))
 

@@ -14,6 +14,7 @@ from limits import RateLimitItemPerMinute
 
 from proxy.admission.quotas import NAMESPACE, Window, fmt_duration
 from proxy.core.errors import GatewayError
+from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -39,7 +40,7 @@ class ClientGuard:
         self.redis = redis
         self.rec = recorder or m.Recorder()
         self.blocked: dict[str, float] = {}  # ip -> blocked until (time.time())
-        self._windows: dict[str, Window] = {}
+        self._windows: Memo[str, Window] = Memo(100_000)
 
     async def start(self) -> None:
         if self.redis is not None and self.limit:
@@ -71,11 +72,9 @@ class ClientGuard:
     def window(self, ip: str) -> Window:
         w = self._windows.get(ip)
         if w is None:
-            if len(self._windows) >= 100_000:
-                self._windows.clear()
             item = RateLimitItemPerMinute(self.limit, namespace=NAMESPACE)
-            w = self._windows[ip] = Window.make(item, ("ip", ip, "all", "-", "failed_auth"), "requests",
-                                                "failed_auth", "ip", ip)
+            w = self._windows.put(ip, Window.make(item, ("ip", ip, "all", "-", "failed_auth"), "requests",
+                                                  "failed_auth", "ip", ip))
         return w
 
     async def failed(self, ip: str) -> None:

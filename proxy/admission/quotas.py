@@ -23,6 +23,7 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 
 from proxy.config import Limits, LimitSet, TeamConfig
 from proxy.core.errors import GatewayError
+from proxy.infra.memo import Memo
 
 if TYPE_CHECKING:
     from proxy.core.identity import KeyInfo
@@ -180,8 +181,8 @@ class QuotaPlanner:
 
     def __init__(self, teams: dict[str, TeamConfig]) -> None:
         self.team_limits = {name: t.limits for name, t in teams.items() if t.limits is not None}
-        self._plans: dict[tuple[str, str, str],
-                          tuple[Limits | None, Limits | None, Limits | None, tuple[Window, ...]]] = {}
+        self._plans: Memo[tuple[str, str, str],
+                          tuple[Limits | None, Limits | None, Limits | None, tuple[Window, ...]]] = Memo(100_000)
 
     def limited(self, key: KeyInfo) -> bool:
         return (key.limits is not None or key.user_limits is not None
@@ -203,9 +204,7 @@ class QuotaPlanner:
         if user is not None and key.user_id:  # one counter per user, whichever of their keys calls
             found += _windows("user", key.user_id, key.user_label or key.user_id, user, alias, provider)
         windows = tuple(found)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = (key.limits, team, user, windows)
+        self._plans.put(ck, (key.limits, team, user, windows))
         return windows
 
 

@@ -11,10 +11,10 @@ reported usage instead of the estimate, budgets get the real cost instead of the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from proxy.admission.budgets import (
@@ -31,6 +31,8 @@ from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window,
 from proxy.admission.redis_counters import RedisCounters
 from proxy.config import Budget, GatewayConfig, Limits, Price
 from proxy.core.tokens import completion_budget, prompt_tokens
+from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
+from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -100,12 +102,12 @@ class AdmissionStage:
         self.ip_rpm = cfg.ip_limits.rpm
         self.sweep_interval = sweep_interval
         self._primary: dict[str, tuple[str, str]] = {}
-        self._plans: dict[tuple[str, str], Plan] = {}
-        self._ip_windows: dict[str, Window] = {}
+        self._plans: Memo[tuple[str, str], Plan] = Memo(100_000)
+        self._ip_windows: Memo[str, Window] = Memo(100_000)
         self._seeded: set[str] = set()
-        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._seeding: SingleFlight[None] = SingleFlight(cancel_orphans=False)  # a status answer may wait
         self._started = datetime.now(UTC)  # in-process counting starts here: the ledger before it seeds
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._tasks = Background()  # seeds and alerts: waited for (briefly) on close
         self._spend_now: dict[tuple[str, str], tuple[float, float]] = {}
         self._gauge_lines: dict[tuple[str, str], BudgetLine] = {}  # current lines, for the spend gauges
         self._sweeper: asyncio.Task[None] | None = None
@@ -124,13 +126,9 @@ class AdmissionStage:
                 self._seed([BudgetLine("user", u.id, u.email, u.budget, self.clock.current(u.budget.period))])
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait(self._sweeper)
         await self.counters.drain()  # settle what finished calls still owe before Redis closes
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._tasks.wait(5)
         self._publish_gauges()
 
     async def _sweep(self) -> None:
@@ -173,10 +171,7 @@ class AdmissionStage:
         p = Plan(key.limits, key.budget, key.team, key.user_limits, key.user_budget, windows, bool(tokens),
                  provider, self.prices.lookup(provider, model) if provider else None, tuple(budgets),
                  token_windows=tokens)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = p
-        return p
+        return self._plans.put(ck, p)
 
     def lines(self, p: Plan) -> list[BudgetLine]:
         """The plan's budget lines in the current periods (rebuilt only when a period rolls over)."""
@@ -263,9 +258,7 @@ class AdmissionStage:
             return
         w = self._ip_windows.get(ip)
         if w is None:
-            if len(self._ip_windows) >= 100_000:
-                self._ip_windows.clear()
-            w = self._ip_windows[ip] = ip_window(ip, self.ip_rpm)
+            w = self._ip_windows.put(ip, ip_window(ip, self.ip_rpm))
         outcome = await self.counters.acquire((w,), [1], [], 0.0)
         if outcome is not None and outcome.failed_window == 0:
             if self.rec.enabled:
@@ -285,11 +278,8 @@ class AdmissionStage:
             if k in self._seeded:
                 continue
             self._seeded.add(k)
-            task = asyncio.ensure_future(self._seed_one(line))
-            self._seeding[k] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(lambda _t, k=k: self._seeding.pop(k, None))
+            task, _ = self._seeding.start(k, partial(self._seed_one, line))
+            self._tasks.keep(task)
 
     async def _seed_one(self, line: BudgetLine) -> None:
         if self.store is None:
@@ -346,9 +336,7 @@ class AdmissionStage:
         if spend < line.first_alert:
             return
         for threshold in crossed(line, spend - cost, spend):
-            task = asyncio.ensure_future(self._alert(line, threshold, spend))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._alert(line, threshold, spend))
 
     def _publish_gauges(self) -> None:
         if not self.rec.enabled:

@@ -18,7 +18,6 @@ the grace ends. Expiry (`expires_at`) is checked by auth on every request, whate
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from proxy.config import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.core.identity import KeyInfo
+from proxy.infra.asyncutil import SingleFlight, cancel_and_wait
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -71,7 +71,7 @@ class KeyStore:
         self.lookup_timeout = lookup_timeout
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}  # digest -> (info, valid until, monotonic)
         self._by_id: dict[str, set[str]] = {}
-        self._inflight: dict[str, asyncio.Future[KeyInfo | None]] = {}
+        self._lookups: SingleFlight[KeyInfo | None] = SingleFlight()  # concurrent misses of one digest
         self._last_seen: datetime | None = None
         self._seen_versions: dict[str, datetime] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -86,31 +86,15 @@ class KeyStore:
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="keystore-poll")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await cancel_and_wait(self._poller)
+        self._poller = None
 
     # ------------------------------------------------------------ auth path
     async def lookup(self, digest: str) -> KeyInfo | None:
         entry = self._cache.get(digest)
         if entry is not None and entry[1] > time.monotonic():
             return entry[0]
-        fut = self._inflight.get(digest)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = self._inflight[digest] = asyncio.get_running_loop().create_future()
-        try:
-            info = await self._fetch(digest, entry)
-        except BaseException as err:
-            fut.set_exception(err)
-            fut.exception()  # retrieved: waiters re-raise it, nobody else needs to
-            raise
-        else:
-            fut.set_result(info)
-        finally:
-            self._inflight.pop(digest, None)
+        info, _ = await self._lookups.run(digest, lambda: self._fetch(digest, entry))
         return info
 
     async def _fetch(self, digest: str, stale: tuple[KeyInfo | None, float] | None) -> KeyInfo | None:

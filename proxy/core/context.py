@@ -56,6 +56,7 @@ class RequestContext:
     finish_reason: str | None = None
     ttft: float | None = None
     cost_usd: float = 0.0
+    priced: bool = False  # cost_usd is final (Meter.cost prices a call once)
     saved_usd: float = 0.0
     cache_status: str | None = None  # hit | miss | bypass
     cache_key: str | None = None

@@ -12,11 +12,13 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http import inbound
+from proxy.http.lifecycle import serve
 from proxy.http.openai_api import new_context, read_json
 from proxy.inbound.anthropic import AnthropicMessages
 from proxy.inbound.anthropic.count import estimate_tokens
 
 API = AnthropicMessages()
+ENDPOINT = inbound.Inbound(API)
 PREFIX = "/v1/messages"
 
 
@@ -30,7 +32,7 @@ def error_response(err: GatewayError) -> web.Response:
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    return await inbound.serve(request, API)
+    return await serve(request.app[GATEWAY], new_context(request, "chat"), request, ENDPOINT)
 
 
 async def count_tokens(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from proxy.admission.clientguard import ClientGuard
 from proxy.config import IPNetwork
+from proxy.infra.memo import Memo
 from proxy.observability.logs import get_logger
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,7 +73,7 @@ def forwarded_for(values: Sequence[str]) -> list[str] | None:
 class ClientIPResolver:
     def __init__(self, trusted: Sequence[IPNetwork]) -> None:
         self.trusted = tuple(trusted)
-        self._peers: dict[str, bool] = {}  # peer text -> trusted? (a handful of load balancers)
+        self._peers: Memo[str, bool] = Memo(10_000)  # peer text -> trusted? (a handful of load balancers)
 
     def is_trusted(self, ip: IPAddress) -> bool:
         return any(ip in net for net in self.trusted)  # a v4 address is never in a v6 network (no error)
@@ -82,9 +83,7 @@ class ClientIPResolver:
         if ok is None:
             ip = parse_hop(peer)
             ok = ip is not None and self.is_trusted(ip)
-            if len(self._peers) >= 10_000:
-                self._peers.clear()
-            self._peers[peer] = ok
+            self._peers.put(peer, ok)
         return ok
 
     def __call__(self, request: web.BaseRequest) -> str:

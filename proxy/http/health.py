@@ -18,6 +18,7 @@ from aiohttp import web
 
 from proxy.core.errors import UpstreamError
 from proxy.gateway import GATEWAY
+from proxy.infra.asyncutil import SingleFlight
 from proxy.resilience.fallback import sanitize
 
 if TYPE_CHECKING:
@@ -38,15 +39,13 @@ class HealthProber:
         self.timeout = timeout
         self._probes: dict[str, dict[str, Any]] = {}
         self._at = -1e9
-        self._running: asyncio.Task[dict[str, dict[str, Any]]] | None = None
+        # one round at a time; a monitor hanging up does not cancel the round others are waiting for
+        self._round: SingleFlight[dict[str, dict[str, Any]]] = SingleFlight(cancel_orphans=False)
 
     async def probes(self) -> dict[str, dict[str, Any]]:
         if time.monotonic() - self._at < self.ttl:
             return self._probes
-        if self._running is None or self._running.done():
-            self._running = asyncio.get_running_loop().create_task(self._probe_all())
-        # shield: a monitor hanging up must not cancel the round other callers are waiting for
-        self._probes = await asyncio.shield(self._running)
+        self._probes, _ = await self._round.run(None, self._probe_all)
         self._at = time.monotonic()
         return self._probes
 

@@ -1,23 +1,25 @@
 """Serving an inbound API that is not chat completions (proxy/inbound/: `/v1/messages`, ...) through the one
-pipeline: authenticate before the body is read, translate the request, `Pipeline.run`, then write the answer,
-the replayed cache hit or the live stream in the API's own shape, and every error in its error shape."""
+request lifecycle and the one pipeline: authenticate before the body is read, translate the request,
+`Pipeline.run`, then write the answer, the replayed cache hit or the live stream in the API's own shape, and
+every error in its error shape."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
 from proxy.core.context import RequestContext
 from proxy.core.errors import SERVER, GatewayError
-from proxy.gateway import GATEWAY, Gateway
-from proxy.http.openai_api import new_context, read_json
+from proxy.gateway import Gateway
+from proxy.http.openai_api import read_json
 from proxy.inbound.base import JSON, InboundAPI
 from proxy.infra import sse
 from proxy.observability.logs import get_logger
-from proxy.pipeline import Answer, settle_stream
+from proxy.pipeline import Answer, client_left, settle_stream
 
 log = get_logger("gateway")
 INTERNAL = "The gateway hit an internal error; it has been logged."
@@ -26,8 +28,9 @@ INTERNAL = "The gateway hit an internal error; it has been logged."
 class State(Protocol):
     """Stored state around an API's calls (the Responses API's `store` / `previous_response_id`)."""
 
-    async def before(self, gw: Gateway, ctx: RequestContext, body: JSON) -> JSON:
-        """The client's request (the key is known) -> the request with the stored state it refers to merged in."""
+    async def before(self, gw: Gateway, ctx: RequestContext) -> JSON | None:
+        """The client's request (translated, the key known) -> that request with the stored state it refers to
+        merged in, to translate again; None when it refers to none."""
 
     async def after(self, gw: Gateway, ctx: RequestContext) -> None:
         """The answer is made (its last bytes not yet sent): keep what a later call may refer to."""
@@ -39,43 +42,48 @@ def error_response(api: InboundAPI, err: GatewayError, headers: dict[str, str] |
                         headers={**err.headers, **(headers or {})})
 
 
-async def serve(request: web.Request, api: InboundAPI, state: State | None = None) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
-    ctx = new_context(request, "chat")  # a chat completion to every stage: same cache, quotas, ledger, metrics
-    gw.in_flight(api.kind, +1)
-    try:
-        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        raw = await read_json(request, gw.cfg.listen.max_body_bytes)
-        if state is not None:
-            raw = await state.before(gw, ctx, raw)
-        body = api.translate(ctx, raw)
-        ctx.body, ctx.alias, ctx.stream = body, body["model"], bool(body.get("stream"))
+class Inbound:
+    """An inbound API as an Endpoint of the one request lifecycle (proxy/http/lifecycle.py). To every stage the
+    call is a chat completion (same cache, quotas, ledger, metrics); a bug leaves through the app's middleware,
+    in this API's error shape."""
+
+    __slots__ = ("api", "kind", "state")
+
+    def __init__(self, api: InboundAPI, state: State | None = None) -> None:
+        self.api = api
+        self.kind = api.kind
+        self.state = state
+
+    def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return read_json(request, gw.cfg.listen.max_body_bytes)
+
+    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        body = self.api.translate(ctx, raw)
+        ctx.stream = bool(body.get("stream"))
+        return body
+
+    async def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
+        state = self.state
+        if state is not None and (merged := await state.before(gw, ctx)) is not None:
+            ctx.body = self.api.translate(ctx, merged)
         answer = await gw.pipeline.run(ctx)
         if answer.completion is not None:
             c = answer.completion
             headers = ctx.response_headers()
             headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
-            data = api.response(ctx, c.data if c.data is not None else orjson.loads(c.body))
+            data = self.api.response(ctx, c.data if c.data is not None else orjson.loads(c.body))
             if state is not None:
                 await state.after(gw, ctx)
             return web.Response(body=data, content_type="application/json", headers=headers)
-        return await _stream(ctx, request, api, answer, state)
-    except GatewayError as err:
-        ctx.fail(err)
-        return error_response(api, err, ctx.response_headers())
-    except Exception:
-        ctx.status, ctx.error_type = 500, "internal_error"
-        log.exception("unhandled error", path=request.path)
-        return error_response(api, GatewayError(500, INTERNAL, SERVER, code="internal_error"))
-    finally:
-        gw.in_flight(api.kind, -1)
-        gw.pipeline.meter.finish(ctx)
+        return await _stream(gw, ctx, request, self.api, answer, state)
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> web.Response:
+        return error_response(self.api, err, ctx.response_headers())
 
 
-async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer,
+async def _stream(gw: Gateway, ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer,
                   state: State | None) -> web.StreamResponse:
     out = api.stream(ctx, ctx.body)
-    gw = request.app[GATEWAY]
     headers = ctx.response_headers()
     if answer.replay is not None:  # a cache hit, asked as a stream
         headers["x-gateway-cost-usd"] = "0.00000000"
@@ -104,10 +112,7 @@ async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, an
         ctx.fail(err)
         await sse.end_stream(resp, out.error(err))
     except (ConnectionResetError, asyncio.CancelledError):
-        ctx.client_disconnected = True
-        ctx.status = 499
-        await stream.aclose()
-        resp.stop_streaming()
+        await client_left(ctx, stream, resp)
         raise
     except Exception:
         log.exception("unhandled error in a stream", path=request.path)

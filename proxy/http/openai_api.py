@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -11,8 +12,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from proxy.core.context import RequestContext
-from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
+from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request, model_not_found
 from proxy.gateway import GATEWAY, Gateway
+from proxy.http.lifecycle import serve
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
@@ -144,63 +146,68 @@ def new_context(request: web.Request, kind: str) -> RequestContext:
     return ctx
 
 
-async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
-    ctx = new_context(request, kind)
-    gw.in_flight(kind, +1)
-    try:
-        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        body = await read_json(request, gw.cfg.listen.max_body_bytes)
-        if kind == "chat":
-            validate_chat(body)
-            ctx.stream = bool(body.get("stream"))
-        else:
-            validate_embeddings(body)
-        ctx.body, ctx.alias = body, body["model"]
-        if kind == "chat":
-            return await gw.pipeline.chat(ctx, request)
-        return await gw.pipeline.embeddings(ctx, request)
-    except GatewayError as err:
-        ctx.fail(err)
+class _Chat:
+    """POST /v1/chat/completions, an Endpoint of the request lifecycle (proxy/http/lifecycle.py)."""
+
+    kind = "chat"
+
+    def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return read_json(request, gw.cfg.listen.max_body_bytes)
+
+    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_chat(raw)
+        ctx.stream = bool(raw.get("stream"))
+        return raw
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.chat(ctx, request)
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> web.StreamResponse:
         return err.response(ctx.response_headers())
-    except Exception:
-        ctx.status, ctx.error_type = 500, "internal_error"
-        raise
-    finally:
-        gw.in_flight(kind, -1)
-        gw.pipeline.meter.finish(ctx)
+
+
+class _Embeddings(_Chat):
+    """POST /v1/embeddings."""
+
+    kind = "embeddings"
+
+    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_embeddings(raw)
+        return raw
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.embeddings(ctx, request)
+
+
+CHAT, EMBEDDINGS = _Chat(), _Embeddings()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "chat")
+    return await serve(request.app[GATEWAY], new_context(request, "chat"), request, CHAT)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "embeddings")
+    return await serve(request.app[GATEWAY], new_context(request, "embeddings"), request, EMBEDDINGS)
+
+
+def _model(alias: str) -> dict[str, Any]:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
 
 
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await gw.pipeline.auth.authenticate(request)
-    except GatewayError as err:
-        return err.response()
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
-            for alias in gw.cfg.live_aliases() if key.may_use(alias)]
+    key = await gw.pipeline.auth.authenticate(request)  # a GatewayError leaves through the openai_errors middleware
+    data = [_model(alias) for alias in gw.cfg.live_aliases() if key.may_use(alias)]
     return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await gw.pipeline.auth.authenticate(request)
-    except GatewayError as err:
-        return err.response()
+    key = await gw.pipeline.auth.authenticate(request)
     alias = request.match_info["model"]
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
-        return GatewayError(404, f"The model {alias!r} does not exist or you do not have access to it.",
-                            "invalid_request_error", code="model_not_found", param="model").response()
-    return web.json_response({"id": alias, "object": "model", "created": 0, "owned_by": "gateway"})
+        raise model_not_found(alias)
+    return web.json_response(_model(alias))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, UNAVAILABLE, GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http import inbound
+from proxy.http.lifecycle import serve
 from proxy.http.openai_api import new_context
 from proxy.inbound.base import JSON
 from proxy.inbound.responses import REQUEST, RESPONSE, ResponsesAPI
@@ -37,10 +38,11 @@ def _unavailable() -> GatewayError:
 class Stored:
     """`previous_response_id` in, `store` out (inbound.State)."""
 
-    async def before(self, gw: Gateway, ctx: RequestContext, body: JSON) -> JSON:
+    async def before(self, gw: Gateway, ctx: RequestContext) -> JSON | None:
+        body: JSON = ctx.notes[REQUEST]
         prev = body.get("previous_response_id")
         if prev is None:
-            return body
+            return None
         if not isinstance(prev, str) or not prev:
             raise GatewayError(400, "Invalid 'previous_response_id': expected a response id.", INVALID_REQUEST,
                                param="previous_response_id")
@@ -56,10 +58,8 @@ class Stored:
                 raise _unavailable()
             raise GatewayError(400, f"Previous response with id '{prev}' not found.", INVALID_REQUEST,
                                param="previous_response_id", code="previous_response_not_found")
-        items = body.get("input")
+        items = body["input"]  # a string or a list: the translation checked it
         new = [{"role": "user", "content": items}] if isinstance(items, str) else items
-        if not isinstance(new, list):
-            return body  # the translation names what is wrong with it
         # the earlier turns, then its answer, then this turn; its instructions are not carried over (as OpenAI)
         return {**body, "input": [*row["input"], *row["response"].get("output", ()), *new]}
 
@@ -77,11 +77,11 @@ class Stored:
             log.warning("responses_store_failed", error=f"{type(err).__name__}: {err}")
 
 
-STORED = Stored()
+ENDPOINT = inbound.Inbound(API, Stored())
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    return await inbound.serve(request, API, STORED)
+    return await serve(request.app[GATEWAY], new_context(request, "chat"), request, ENDPOINT)
 
 
 async def _owned(request: web.Request) -> tuple[Gateway, RequestContext, str]:

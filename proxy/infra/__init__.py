@@ -1,1 +1,2 @@
-"""Infrastructure the stages share: the one Redis client, SSE parsing and framing, asyncio helpers."""
+"""Infrastructure the stages share: the one Redis client, SSE parsing and framing, asyncio helpers, the
+bounded memo."""

@@ -201,6 +201,7 @@ class LedgerStore(KeysMixin, UsersMixin, ResponsesMixin):
             sa.func.coalesce(sa.func.sum(sa.case((c.status >= 400, 1), else_=0)), 0).label("errors"),
             sa.func.coalesce(sa.func.sum(sa.case((c.cache_hit, 1), else_=0)), 0).label("cache_hits"),
             sa.func.max(c.key_name).label("key_name"),
+            sa.func.max(c.created_at).label("last_at"),  # a key's "last use" in the console
         ]
         pg = self.dialect == "postgresql"
         if pg:
@@ -281,6 +282,7 @@ def _group_row(group_by: str | None, row: dict[str, Any], p50: float | None,
         latency_p50_ms=None if p50 is None else round(float(p50), 3),
         latency_p95_ms=None if p95 is None else round(float(p95), 3),
         cache_hits=int(row["cache_hits"]),
+        last_call_at=as_utc(row["last_at"]).isoformat() if row["last_at"] is not None else None,
     )
     return out
 

@@ -128,17 +128,6 @@ class PriceTable:
             return 0.0
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1_000_000
 
-    def price(self, ctx: RequestContext) -> float:
-        """Meter.price callback. A cache hit costs nothing; what it would have cost is its saving."""
-        if ctx.usage is None:
-            return 0.0
-        value = self.cost(ctx.provider, ctx.upstream_model, ctx.usage)
-        if ctx.cache_status == "hit":
-            if not ctx.saved_usd:
-                ctx.saved_usd = value
-            return 0.0
-        return value
-
     def count_unpriced(self, ctx: RequestContext) -> None:
         """Meter.unpriced callback, for a call that reached an upstream and cost $0: counted (and logged
         once per model) when that $0 is a missing price rather than a free or empty call."""

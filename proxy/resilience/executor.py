@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.core.context import Attempt, RequestContext
-from proxy.core.errors import NOT_FOUND, GatewayError, UpstreamError
+from proxy.core.errors import UpstreamError, model_not_found
 from proxy.core.tokens import prompt_tokens
 from proxy.observability import metrics as m
 from proxy.providers.base import CallOptions, ChunkStream, Completion, Provider
@@ -65,8 +65,7 @@ class Executor:
     async def _run(self, ctx: RequestContext, op: int) -> Any:
         plan = self.plans.get(ctx.served_alias or ctx.alias)
         if plan is None:
-            raise GatewayError(404, f"The model {ctx.alias!r} does not exist or you do not have access to it.",
-                               NOT_FOUND, code="model_not_found", param="model")
+            raise model_not_found(ctx.alias)
         try:
             return await self._alias(ctx, plan, op)
         except AliasFailed as failed:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from proxy.config import GatewayConfig, ModelAlias
-from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.errors import model_not_found
 from proxy.routing.rules import P95Lookup, RuleSet
 
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ class Router:
         """The alias that will serve the request: the one asked for (404 when unknown), unless a
         routing rule sends it elsewhere."""
         if ctx.alias not in self.models:
-            raise GatewayError(404, f"The model {ctx.alias!r} does not exist or you do not have access to it.",
-                               NOT_FOUND, code="model_not_found", param="model")
+            raise model_not_found(ctx.alias)
         ctx.served_alias = ctx.alias
         if self.rules is not None:
             self.rules.apply(ctx)

@@ -150,6 +150,20 @@ async def test_keystore_caches_dedupes_and_survives_a_db_outage() -> None:
     assert not ks._cache
 
 
+async def test_keystore_lookup_survives_the_first_caller_leaving() -> None:
+    """Concurrent misses share one query; the caller that started it hanging up does not fail the others."""
+    store = FakeStore()
+    ks = KeyStore(store)  # type: ignore[arg-type]
+    store.rows["a" * 64] = _row("k1")
+    first = asyncio.ensure_future(ks.lookup("a" * 64))
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(ks.lookup("a" * 64)) for _ in range(3)]
+    await asyncio.sleep(0)
+    first.cancel()
+    assert [i.id for i in await asyncio.gather(*others)] == ["k1"] * 3  # type: ignore[union-attr]
+    assert store.calls == 1
+
+
 async def test_keystore_rotation_grace_bounds_the_cache() -> None:
     store = FakeStore()
     ks = KeyStore(store, ttl=60)  # type: ignore[arg-type]

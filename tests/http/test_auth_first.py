@@ -21,6 +21,9 @@ PUBLIC: dict[str, str] = {
     "/readyz": "readiness probe for orchestrators and load balancers, which hold no key",
     "/metrics": "Prometheus scrapes without a key; metrics carry no secrets",
     "/health/providers": "monitors poll provider health without a key; errors are redacted",
+    "/ui": "the console's page (a redirect to /ui/): static, no data; its views call the APIs signed in",
+    "/ui/": "the console's page: static HTML, no data",
+    "/ui/static/dummy": "the console's JS, CSS and icon: static files shipped in the package, no data",
 }
 # the console's sign-in takes credentials in its body; the other /ui/api/* routes need the session cookie
 SIGN_IN = ("POST", "/ui/api/session")

@@ -60,7 +60,7 @@ async def test_totals(store: LedgerStore) -> None:
     assert t == {
         "calls": 5, "prompt_tokens": 40, "completion_tokens": 20, "cached_tokens": 10,
         "cost_usd": 0.06, "saved_usd": 0.01, "errors": 2, "error_rate": 0.4,
-        "latency_p50_ms": 200.0, "latency_p95_ms": 380.0, "cache_hits": 1,
+        "latency_p50_ms": 200.0, "latency_p95_ms": 380.0, "cache_hits": 1, "last_call_at": DAY2.isoformat(),
     }
 
 
@@ -99,6 +99,14 @@ async def test_group_by_key_reports_name_and_id(store: LedgerStore) -> None:
     await store.insert_usage([*dataset(), row(9, key_id=None, key_name=None, cost_usd=0.0)])
     groups = await store.query_usage({}, "key")
     assert [(g["key"], g["key_id"]) for g in groups] == [("bob", "key_b"), ("alice", "key_a"), (None, None)]
+
+
+async def test_each_group_tells_its_last_call(store: LedgerStore) -> None:
+    # the console's "last use" of a key
+    await store.insert_usage(dataset())
+    groups = {g["key_id"]: g["last_call_at"] for g in await store.query_usage({}, "key")}
+    assert groups == {"key_a": DAY1.isoformat(), "key_b": DAY2.isoformat()}
+    assert (await store.query_usage({"key": "nobody"}, None))[0]["last_call_at"] is None
 
 
 async def test_groups_sorted_by_cost(store: LedgerStore) -> None:
