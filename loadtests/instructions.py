@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.bench.configs import GATEWAY_KEY, VARIANTS
 from loadtests.bench.net import chat_body
-from loadtests.bench.procs import Proc, running, start_baseline, start_gateway, start_mock
+from loadtests.bench.procs import Proc, configure_mock, running, start_baseline, start_gateway, start_mock
 
 
 def callgrind_argv(out: Path) -> list[str]:
@@ -127,6 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=300)
     p.add_argument("--concurrency", type=int, default=10)
+    p.add_argument("--tokens", type=int, default=0,
+                   help="the mock's reply tokens (default: its own, 18 + role and finish chunks = 20 chunks)")
     p.add_argument("--apis", default="", help="chat,responses,messages: each API through one gateway process")
     args = p.parse_args(argv)
     args.apis = [a.strip() for a in args.apis.split(",") if a.strip()]
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="instructions-") as tmp:
         workdir = Path(tmp)
         mock, upstream = start_mock(workdir, 1)
+        if args.tokens:
+            configure_mock(upstream, {"reply": "lorem", "reply_tokens": args.tokens, "tokens_per_s": 0.0})
         if args.apis:
             with running(mock):
                 per_api = measure_apis(args, workdir, upstream)

@@ -41,17 +41,6 @@ class TextSlot:
             return None
         return cls(payload[:a], payload[a + len(literal):])
 
-    def text(self, payload: bytes) -> tuple[bytes, str] | None:
-        """(the JSON literal, its text) when the payload is a text delta of the learned shape, else None."""
-        if payload[:self.lp] != self.prefix or payload[len(payload) - self.ls:] != self.suffix:
-            return None
-        literal = payload[self.lp:len(payload) - self.ls]
-        try:
-            text = orjson.loads(literal)
-        except orjson.JSONDecodeError:
-            return None
-        return (literal, text) if type(text) is str else None
-
 
 class InboundStream(abc.ABC):
     """Per-request state machine: the pipeline's chunk payloads (OpenAI `chat.completion.chunk` JSON) -> the

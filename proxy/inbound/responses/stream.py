@@ -47,13 +47,20 @@ class ResponsesStream(InboundStream):
     # ------------------------------------------------------------------ InboundStream
     def feed(self, payload: bytes) -> bytes:
         slot = self._slot
-        if slot is not None and self._head and (hit := slot.text(payload)) is not None:
-            if not hit[1]:
-                return b""
-            self._texts.append(hit[1])
-            seq = self._seq
-            self._seq = seq + 1
-            return self._head + hit[0] + _DELTA_TAIL + str(seq).encode() + b"}\n\n"
+        if (slot is not None and self._head and payload[:slot.lp] == slot.prefix
+                and payload[len(payload) - slot.ls:] == slot.suffix):
+            literal = payload[slot.lp:len(payload) - slot.ls]
+            try:
+                text = orjson.loads(literal)
+            except orjson.JSONDecodeError:
+                text = None
+            if type(text) is str:
+                if not text:
+                    return b""
+                self._texts.append(text)
+                seq = self._seq
+                self._seq = seq + 1
+                return b"%b%b%b%d}\n\n" % (self._head, literal, _DELTA_TAIL, seq)
         return self._feed(orjson.loads(payload), payload)
 
     def end(self, usage: Usage | None) -> bytes:
