@@ -71,7 +71,7 @@ class Stored:
         items = request["input"]
         items = [{"role": "user", "content": items}] if isinstance(items, str) else items
         try:
-            await gw.ledger_store.save_response(resp["id"], ctx.key.id, items, resp, gw.responses.ttl)
+            await gw.responses.save((resp["id"], ctx.key.id, items, resp))
         except Exception as err:  # the answer stands; only a later previous_response_id / GET will miss it
             m.BACKEND_ERRORS.labels("db", "responses").inc()
             log.warning("responses_store_failed", error=f"{type(err).__name__}: {err}")
