@@ -14,6 +14,8 @@ from proxy.admission.redis_counters import RedisCounters
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
+from proxy.auth.signing import SignatureVerifier
 from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
@@ -89,8 +91,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
+    auth = Authenticator(cfg.keys, lookup=keystore.lookup, signatures=SignatureVerifier(redis))
+    last_used = LastUsed(store.touch_keys, ready=lambda: ledger.ready)
+    auth.on_success = last_used.seen
     pipeline = Pipeline(
-        auth=Authenticator(cfg.keys, lookup=keystore.lookup),
+        auth=auth,
         admission=admission,
         cache=cache,
         router=router,
@@ -113,13 +118,13 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, admission, guard, cache]
+    services += [ledger, keystore, last_used, admission, guard, cache]
     b = cfg.breaker
     if redis is not None and b.shared and router.breakers.breakers:
         services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, router=router, prices=prices,
-                   ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, redis=redis, services=services, ready_checks=ready_checks)
+                   ledger=ledger, keystore=keystore, last_used=last_used, admission=admission, client_guard=guard,
+                   events=events, cache=cache, redis=redis, services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:

@@ -15,6 +15,7 @@ from aiohttp import web
 from proxy.admission.budgets import EventBus
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
 from proxy.http.clientip import ClientGuard
@@ -49,6 +50,7 @@ class Gateway:
     prices: PriceTable
     ledger: LedgerService
     keystore: KeyStore
+    last_used: LastUsed
     admission: AdmissionStage
     client_guard: ClientGuard
     events: EventBus

@@ -12,13 +12,15 @@ from typing import Any
 
 from aiohttp import web
 
+from proxy.auth.signing import SignatureVerifier
 from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 
 
 @dataclass(slots=True)
 class KeyInfo:
-    """A caller's key as the pipeline sees it; never holds the secret."""
+    """A caller's key as the pipeline sees it; never holds the bearer secret. A key with `signing: required`
+    holds its signing secret (HMAC verification needs the secret itself; never logged, repr or serialised)."""
 
     id: str
     name: str
@@ -32,6 +34,7 @@ class KeyInfo:
     cache: CachePolicy | None = None
     disabled: bool = False
     source: str = "config"  # config | db
+    signing_secret: bytes | None = field(default=None, repr=False)
     _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def may_use(self, alias: str) -> bool:
@@ -65,6 +68,9 @@ def documented_defaults_in(cfg: GatewayConfig) -> list[tuple[str, str]]:
             found.append((f"keys.{i} ({k.name})", var))
     if cfg.admin.key and (var := _DEFAULT_DIGESTS.get(sha256_hex(cfg.admin.key))):
         found.append(("admin.key", var))
+    for i, a in enumerate(cfg.admin.keys):
+        if var := _DEFAULT_DIGESTS.get(a.digest):
+            found.append((f"admin.keys.{i} ({a.name})", var))
     return found
 
 
@@ -79,7 +85,7 @@ def key_from_config(k: KeyConfig) -> tuple[str, KeyInfo]:
     digest = (k.key_sha256 or sha256_hex(k.key or "")).lower()
     info = KeyInfo(id=f"cfg:{k.name}", name=k.name, models=k.models, limits=k.limits, budget=k.budget,
                    user=k.user, team=k.team, metadata=k.metadata, expires_at=parse_expiry(k.expires_at),
-                   cache=k.cache)
+                   cache=k.cache, signing_secret=k.signing_secret.encode() if k.signing_secret else None)
     return digest, info
 
 
@@ -99,11 +105,15 @@ KeyLookup = Callable[[str], Awaitable[KeyInfo | None]]
 
 
 class Authenticator:
-    def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None) -> None:
+    def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None,
+                 signatures: SignatureVerifier | None = None) -> None:
         self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
         self.lookup = lookup
+        self.signatures = signatures or SignatureVerifier()
         # told the client IP of every wrong key (the failed-auth throttle, clientip.ClientGuard.failed)
         self.on_failure: Callable[[str], Awaitable[None]] | None = None
+        # told (key id, client IP) of every accepted key: cheap and synchronous (the last-used recorder)
+        self.on_success: Callable[[str, str], None] | None = None
 
     async def find(self, secret: str) -> KeyInfo | None:
         """The key this secret belongs to (config or database), None when it is no key; not its state."""
@@ -130,7 +140,22 @@ class Authenticator:
             raise GatewayError(401, "This API key has been disabled.", AUTHENTICATION, code="key_disabled")
         if info.expired():
             raise GatewayError(401, "This API key has expired.", AUTHENTICATION, code="key_expired")
+        if self.on_success is not None:
+            self.on_success(info.id, request.remote or "")
         return info
+
+    async def verify_signature(self, key: KeyInfo, request: web.Request, body: bytes) -> None:
+        """For a key with `signing: required`: 401 unless the request is signed (signing.py), once its raw body
+        was read. A signature that does not match, or none at all, counts as a failed authentication."""
+        if key.signing_secret is None:
+            return
+        try:
+            await self.signatures.verify(key.id, key.signing_secret, request.method, request.raw_path,
+                                         request.headers, body)
+        except GatewayError as err:
+            if err.code in ("invalid_signature", "signature_required") and self.on_failure is not None:
+                await self.on_failure(request.remote or "")
+            raise
 
     @staticmethod
     def authorize(key: KeyInfo, alias: str) -> None:

@@ -38,7 +38,8 @@ log = get_logger("gateway.keystore")
 
 
 def key_info(row: dict[str, Any]) -> KeyInfo:
-    """A KeyInfo from a ledger key record (no secret in it: records carry no hashes)."""
+    """A KeyInfo from a ledger key record (no bearer secret in it: records carry no hashes; the auth lookup's
+    record carries the signing secret of a key with `signing: required`)."""
     return KeyInfo(
         id=row["id"], name=row["name"], models=list(row.get("models") or ["*"]),
         limits=Limits.model_validate(row["limits"]) if row.get("limits") else None,
@@ -47,6 +48,7 @@ def key_info(row: dict[str, Any]) -> KeyInfo:
         expires_at=row.get("expires_at"),
         cache=CachePolicy.model_validate(row["cache"]) if row.get("cache") else None,
         disabled=bool(row.get("disabled")), source="db",
+        signing_secret=row["signing_secret"].encode() if row.get("signing_secret") else None,
     )
 
 

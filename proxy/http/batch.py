@@ -25,7 +25,7 @@ from proxy.cache.stage import settle_shared
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 from proxy.gateway import GATEWAY, Gateway
-from proxy.http.openai_api import new_context, read_json, validate_chat
+from proxy.http.openai_api import new_context, parse_json, read_body, validate_chat
 from proxy.providers.base import Completion
 
 Outcome = tuple[Completion | None, GatewayError | None, RequestContext]
@@ -63,7 +63,7 @@ class _Batch:
         async with self.sem:
             if not isinstance(body, dict):
                 raise bad_request("Each batch item must be a chat completion request object.")
-            validate_chat(body)
+            validate_chat(body, self.gw.cfg.listen.limits)
             if body.get("stream"):
                 raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
             ctx.body, ctx.alias = body, body["model"]
@@ -121,7 +121,10 @@ async def batch(request: web.Request) -> web.Response:
     limits = gw.cfg.batch
     # one clear 401 for a bad key, before the body is read or judged, instead of the same error on every item
     key = await gw.pipeline.auth.authenticate(request)
-    body = await read_json(request, gw.cfg.listen.max_body_bytes)
+    listen = gw.cfg.listen
+    raw = await read_body(request, listen.max_body_bytes)
+    await gw.pipeline.auth.verify_signature(key, request, raw)
+    body = parse_json(raw, listen.limits)
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         raise bad_request("'requests' must be a non-empty array of chat completion requests.", param="requests")

@@ -10,15 +10,19 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from proxy.auth.authenticator import KeyInfo
+from proxy.config import InputLimits
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 from proxy.gateway import GATEWAY, Gateway
+from proxy.http.limits import DEFAULT_LIMITS, check_shape, over_length
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The raw body (read once: a signed request's signature covers these bytes, the JSON is parsed from them)."""
     raw_ctype = request.headers.get("Content-Type")
     # what every SDK sends skips aiohttp's header parsing; anything else is parsed (parameters, case)
     if raw_ctype and raw_ctype != "application/json" and (ctype := request.content_type) not in (
@@ -28,12 +32,16 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large(max_bytes)
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(max_bytes) from None
     except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
         raise bad_request("The request body cannot be decoded (content or transfer encoding).",
                           code="invalid_http_request") from None
+
+
+def parse_json(raw: bytes, limits: InputLimits) -> dict[str, Any]:
+    """A JSON object from the body, within `listen.limits` (nesting depth, size of one string)."""
     if not raw:
         raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
     try:
@@ -42,7 +50,12 @@ async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
         raise bad_request(f"The request body is not valid JSON: {err}.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    check_shape(raw, body, limits)
     return body
+
+
+async def read_json(request: web.Request, max_bytes: int, limits: InputLimits = DEFAULT_LIMITS) -> dict[str, Any]:
+    return parse_json(await read_body(request, max_bytes), limits)
 
 
 def too_large(max_bytes: int) -> GatewayError:
@@ -90,7 +103,7 @@ def _check_content(msg: dict[str, Any], i: int) -> None:
                       "instead.", param=param, code="invalid_type")
 
 
-def validate_chat(body: dict[str, Any]) -> None:
+def validate_chat(body: dict[str, Any], limits: InputLimits = DEFAULT_LIMITS) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("Missing required parameter: 'model'." if model is None else
@@ -100,6 +113,10 @@ def validate_chat(body: dict[str, Any]) -> None:
         raise bad_request("Missing required parameter: 'messages'.", param="messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("Invalid 'messages': expected a non-empty array of messages.", param="messages")
+    if len(messages) > limits.max_messages:
+        raise over_length("messages", len(messages), limits.max_messages, "max_messages")
+    if isinstance(tools := body.get("tools"), list) and len(tools) > limits.max_tools:
+        raise over_length("tools", len(tools), limits.max_tools, "max_tools")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(role := msg.get("role"), str):
             raise bad_request(f"Invalid 'messages[{i}]': each message needs a string 'role'.",
@@ -150,9 +167,13 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
     gw.in_flight(kind, +1)
     try:
         await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        body = await read_json(request, gw.cfg.listen.max_body_bytes)
+        listen = gw.cfg.listen
+        raw = await read_body(request, listen.max_body_bytes)
+        if ctx.key.signing_secret is not None:  # type: ignore[union-attr]  # signed: before the body is used
+            await gw.pipeline.auth.verify_signature(ctx.key, request, raw)  # type: ignore[arg-type]
+        body = parse_json(raw, listen.limits)
         if kind == "chat":
-            validate_chat(body)
+            validate_chat(body, listen.limits)
             ctx.stream = bool(body.get("stream"))
         else:
             validate_embeddings(body)
@@ -179,10 +200,20 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await _serve(request, "embeddings")
 
 
+async def authenticate_bodyless(gw: Gateway, request: web.Request) -> KeyInfo:
+    """The caller's key on a route without a JSON body (GET): a signed key's signature covers the body as
+    sent (empty, normally)."""
+    key = await gw.pipeline.auth.authenticate(request)
+    if key.signing_secret is not None:
+        body = await request.read() if request.body_exists else b""
+        await gw.pipeline.auth.verify_signature(key, request, body)
+    return key
+
+
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     try:
-        key = await gw.pipeline.auth.authenticate(request)
+        key = await authenticate_bodyless(gw, request)
     except GatewayError as err:
         return err.response()
     data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
@@ -193,7 +224,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     try:
-        key = await gw.pipeline.auth.authenticate(request)
+        key = await authenticate_bodyless(gw, request)
     except GatewayError as err:
         return err.response()
     alias = request.match_info["model"]

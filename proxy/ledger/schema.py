@@ -96,6 +96,9 @@ virtual_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # soft delete, so replicas polling updated_at also learn about deletions
     sa.Column("deleted_at", UTCDateTime),
+    # `signing: required` keys (0003): HMAC verification needs the secret itself, so it is stored as is (a
+    # second factor beside the bearer key, which is only stored hashed); never returned after creation
+    sa.Column("signing_secret", sa.Text),
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),
@@ -131,4 +134,14 @@ budget_alerts = sa.Table(
     sa.Index("ix_budget_alerts_at", "at"),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts)
+# when and from where each key (virtual_keys.id or cfg:<name>) was last used (0003); written at most once a
+# minute per key per replica, off the request path (auth/lastused.py)
+key_last_used = sa.Table(
+    "key_last_used",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_ip", sa.Text),
+)
+
+ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, key_last_used)

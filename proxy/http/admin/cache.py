@@ -71,9 +71,12 @@ async def delete_entry(request: web.Request) -> web.Response:
 async def invalidate(request: web.Request) -> web.Response:
     actor = await admin_actor(request)
     gw = request.app[GATEWAY]
-    body = await read_json(request, gw.cfg.listen.max_body_bytes)
+    body = await read_json(request, gw.cfg.listen.max_body_bytes, gw.cfg.listen.limits)
     kind = "embeddings" if "input" in body and "messages" not in body else "chat"
-    (validate_embeddings if kind == "embeddings" else validate_chat)(body)
+    if kind == "chat":
+        validate_chat(body, gw.cfg.listen.limits)
+    else:
+        validate_embeddings(body)
     alias = body["model"]
     if alias not in gw.cfg.models:
         raise GatewayError(404, f"The model {alias!r} does not exist.", NOT_FOUND, code="model_not_found",
