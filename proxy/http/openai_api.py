@@ -148,6 +148,19 @@ def validate_embeddings(body: dict[str, Any]) -> None:
         raise bad_request("Missing required parameter: 'input'.", param="input")
     if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
         raise bad_request("Invalid 'input': expected a string or a non-empty array.", param="input")
+    if isinstance(inp, list) and not _embedding_items(inp):
+        raise bad_request("Invalid 'input': expected a string, an array of strings, an array of integers (tokens) or "
+                          "an array of non-empty arrays of integers.", param="input", code="invalid_type")
+
+
+def _embedding_items(inp: list[Any]) -> bool:
+    """OpenAI's shapes of an `input` array: all strings, all token ids, or all non-empty arrays of token ids."""
+    first = type(inp[0])
+    if first is str:
+        return all(type(x) is str for x in inp)
+    if first is int:
+        return all(type(x) is int for x in inp)
+    return all(type(x) is list and x and all(type(t) is int for t in x) for x in inp)
 
 
 def new_context(request: web.Request, kind: str) -> RequestContext:
