@@ -132,9 +132,9 @@ def body_md(name: str, r: dict[str, Any]) -> list[str]:
         L += ["### /metrics render", "",
               "A separate Python process (pinned to core 0) fills the gateway's own prometheus metrics with 50 "
               "aliases x 200 keys (requests, 3 token types and cost per alias x key; histograms per alias), "
-              "then times `proxy.observability.metrics.render()`: once cold (building the per-series caches), 5 times with "
-              "nothing changed in between, and 5 times after incrementing every alias x key series (the worst "
-              "case of a scrape interval: every value's text is redone).", "",
+              "then times `proxy.observability.metrics.render()`: once cold (building the per-series caches), "
+              "5 times with nothing changed in between, and 5 times after incrementing every alias x key series "
+              "(the worst case of a scrape interval: every value's text is redone).", "",
               "The second row fills only `gateway_requests` (one series per alias x key) for scale.", "",
               md_table(["populated", "alias x key series", "body bytes", "cold ms", "unchanged: ms (5 runs)",
                         "median ms", "all changed: ms (5 runs)", "median ms"],
