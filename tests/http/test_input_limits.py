@@ -121,6 +121,12 @@ def test_shape_check_names_the_place_and_counts_utf8_bytes() -> None:
     assert info.value.code == "string_above_max_length" and info.value.param == "s"
     body = {"s": "e" * 290, "brackets": "[[[[[[{{{{{"}  # brackets inside strings only make the bound looser
     check_shape(orjson.dumps(body), body, limits)
+    # a body over 16 KiB is walked instead of counted: still refused when too deep, accepted when not
+    body = {"pad": ["x" * 200] * 100, "deep": nested(4)}
+    with pytest.raises(GatewayError) as info:
+        check_shape(orjson.dumps(body), body, InputLimits(max_json_depth=4))
+    assert info.value.code == "json_too_deep" and info.value.param.startswith("deep")
+    check_shape(orjson.dumps(body), body, InputLimits(max_json_depth=5))
 
 
 @pytest.mark.parametrize("alias", ["up", "claude", "gem"])
