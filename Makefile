@@ -18,11 +18,13 @@ run: $(STAMP)
 test: $(STAMP)
 	bash scripts/install-system-deps.sh
 	$(VENV)/bin/ruff check proxy mockupstream tests loadtests
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -p no:cacheprovider --cov=proxy --cov-report=term:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
 	$(PY) -m coverage report --include=proxy/metering/pricing.py --show-missing --fail-under=100
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proxy mockupstream tests loadtests
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP)
 	bash scripts/install-system-deps.sh bench

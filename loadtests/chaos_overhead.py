@@ -48,7 +48,7 @@ def serve(config: str, port: int, bare: bool) -> int:
     gw = build_gateway(cfg)
     if bare:
         full = gw.pipeline.executor
-        gw.pipeline.executor = BareExecutor(cfg, full.router, full.providers)
+        gw.pipeline.executor = BareExecutor(cfg, gw.plans, full.providers)
     uvloop.install()
     web.run_app(build_app(cfg, gw), host=HOST, port=port, print=None, access_log=None, handler_cancellation=True)
     return 0
@@ -99,7 +99,7 @@ def micro(n: int = 200_000) -> dict[str, float]:
     from proxy.providers.base import Completion, Usage
     from proxy.providers.transport import HttpProvider
     from proxy.resilience import Executor
-    from proxy.routing.router import Router
+    from proxy.resilience.plans import Plans
 
     answer = Completion(b"{}", Usage(1, 1), "m")
 
@@ -110,7 +110,9 @@ def micro(n: int = 200_000) -> dict[str, float]:
     cfg = parse_config({"providers": {"p": {"type": "openai", "api_key": "x"}},
                         "models": {"m": {"route": [{"provider": "p", "model": "x"}]}}}, env={})
     provider = Instant("p", cfg.providers["p"], None)  # type: ignore[arg-type]
-    executor = Executor(cfg, Router(cfg), {"p": provider})
+    plans = Plans(cfg)
+    plans.bind({"p": provider})
+    executor = Executor(cfg, plans, {"p": provider})
     slot = executor.plans["m"].slots[0]
 
     async def bare(ctx: RequestContext) -> Completion:

@@ -1,4 +1,4 @@
-"""Feature benchmarks: what quotas, the response cache, metrics and provider translation cost.
+"""Feature benchmarks: what quotas, the response cache, metrics, provider translation and webhooks cost.
 
     .venv/bin/python loadtests/feature_bench.py            # full run (~5 minutes), updates docs/benchmarks.md
     .venv/bin/python loadtests/feature_bench.py --quick    # ~2-3 minutes
@@ -19,6 +19,9 @@ is written as its own `##` section of docs/benchmarks.md; every other section th
   metrics      req/s + CPU/request with metrics on vs off; /metrics render time with 50 aliases x 200 keys.
   translation  CPU per streamed chunk: OpenAI pass-through vs Anthropic vs Gemini aliases (50 lorem
                tokens per stream); time to first chunk through each.
+  webhooks     req/s + p50 with a subscription to invocation.completed (sample rate 1.0, a local receiver)
+               vs none, rounds alternating and each webhooks round's backlog delivered before the next;
+               CPU per request including its delivery; every event delivered once.
 
 Only 127.0.0.1 is ever contacted; every child process is stopped when this script exits.
 """

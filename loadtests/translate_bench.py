@@ -3,6 +3,7 @@
     .venv/bin/python loadtests/translate_bench.py                  # all paths, both read patterns
     .venv/bin/python loadtests/translate_bench.py --streams 2000 --rounds 7
     .venv/bin/python loadtests/translate_bench.py --profile gemini  # cProfile one path
+    .venv/bin/python loadtests/translate_bench.py --messages       # /v1/messages inbound vs chat completions
 
 No network: the upstream bytes are the exact SSE the mock upstream (mockupstream/) writes for the
 request the gateway sends it (the feature benchmark's `translation` section: 50 lorem tokens, the client
@@ -17,6 +18,12 @@ stream in one read (a fast one, as under load).
 Timing is wall time of a single-threaded loop on the benchmark's own process: run it on an idle core.
 The gateway's other per-chunk costs (aiohttp write, event loop) are not here; the end-to-end figure is
 `loadtests/feature_bench.py --only translation`.
+
+`--messages`: the Anthropic Messages inbound (`/v1/messages`) against chat completions for the same upstream
+and answer. Per chunk: the same stream drained as `pipeline._respond_stream` writes it vs as
+`proxy/http/inbound.py` does (each read through `AnthropicStream.feed_frames`, then its closing events), for an
+OpenAI-compatible and an Anthropic upstream. Per request: what the inbound adds to a non-stream call (the
+Messages request -> chat body, the chat completion -> Message and its JSON).
 """
 
 from __future__ import annotations
@@ -37,11 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mockupstream import anthropic as mock_anthropic
 from mockupstream import gemini as mock_gemini
 from mockupstream.server import MockState
-from proxy.config import MockBehaviour, ProviderConfig
+from proxy.config import MockBehaviour
+from proxy.inbound.anthropic import AnthropicStream, to_chat, to_message
 from proxy.infra import sse
-from proxy.providers import build_provider
 from proxy.providers.base import CallOptions, ChunkStream
 from proxy.providers.mock import replies
+from proxy.providers.registry import build_provider, registration
 from proxy.providers.transport import HttpProvider
 
 PATHS = ("openai", "anthropic", "gemini")
@@ -52,7 +60,7 @@ CLIENT_BODY: dict[str, Any] = {"model": "alias", "stream": True,
 
 def provider(path: str) -> HttpProvider:
     base = {"openai": "http://mock/v1", "anthropic": "http://mock/anthropic", "gemini": "http://mock"}[path]
-    p = build_provider(path, ProviderConfig(type=path, base_url=base, api_key="sk-mock"))
+    p = build_provider(path, registration(path).config(base_url=base, api_key="sk-mock"))
     assert isinstance(p, HttpProvider)
     return p
 
@@ -152,6 +160,89 @@ def make_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
     return lambda out: run_sync(one(out))
 
 
+async def drain_messages(stream: ChunkStream, out: list[bytes]) -> None:
+    """What proxy/http/inbound.py does with a stream for /v1/messages, with `resp.write` -> `out.append`."""
+    conv = AnthropicStream("alias", 8)
+    async for block in stream.frames:
+        if data := conv.feed_frames(block):
+            out.append(data)
+    out.append(conv.end(stream.usage))
+
+
+def make_messages_runner(path: str, reads: list[bytes]) -> Callable[[list[bytes]], None]:
+    """`make_runner`, drained as /v1/messages writes it."""
+    p = provider(path)
+    model, opts = MODELS[path], CallOptions()
+
+    async def send(req: Any, o: Any) -> FakeResponse:
+        return FakeResponse(reads)
+
+    p._send = send  # type: ignore[method-assign]
+    p.idle_watch = NoIdleWatch  # type: ignore[assignment]
+
+    async def one(out: list[bytes]) -> None:
+        await drain_messages(await p.stream(CLIENT_BODY, model, opts), out)
+
+    return lambda out: run_sync(one(out))
+
+
+MESSAGES_BODY: dict[str, Any] = {"model": "alias", "max_tokens": 256, "system": "Be brief.",
+                                 "messages": [{"role": "user", "content": "Say something short."}]}
+
+
+def bench_messages(streams: int, rounds: int, tokens: int, modes: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for mode in modes:
+        for path in ("openai", "anthropic"):
+            evs = upstream_events(path, tokens)
+            reads = evs if mode == "event" else [b"".join(evs)]
+            runners = {"chat": make_runner(path, reads), "messages": make_messages_runner(path, reads)}
+            out: list[bytes] = []
+            runners["chat"](out)
+            chunks = check(path, out)
+            out.clear()
+            runners["messages"](out)
+            assert b"".join(out).count(b"event: content_block_delta") == chunks - 2, b"".join(out)[-300:]
+            best = {k: float("inf") for k in runners}
+            for _ in range(rounds):
+                for k, run in runners.items():
+                    out = []
+                    t0 = time.perf_counter()
+                    for _ in range(streams):
+                        run(out)
+                        out.clear()
+                    best[k] = min(best[k], (time.perf_counter() - t0) / streams)
+            chat, msgs = best["chat"] * 1e6 / chunks, best["messages"] * 1e6 / chunks
+            results[f"{mode}/{path}"] = {"chunks": chunks, "chat_us_per_chunk": chat, "messages_us_per_chunk": msgs,
+                                         "extra_us_per_chunk": msgs - chat, "ratio": msgs / chat}
+    # per request (non-stream): the inbound's own work around the same pipeline call
+    chat_answer = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "mock-1",
+                   "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "message": {
+                       "role": "assistant", "content": " ".join(["lorem"] * tokens), "refusal": None}}],
+                   "usage": {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens}}
+    body = orjson.dumps(chat_answer)
+    best_req = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(streams):
+            to_chat(MESSAGES_BODY)
+            orjson.dumps(to_message(orjson.loads(body), None))
+        best_req = min(best_req, (time.perf_counter() - t0) / streams)
+    results["request_us"] = best_req * 1e6
+    return results
+
+
+def report_messages(results: dict[str, Any]) -> None:
+    print(f"  {'reads/upstream':<18} {'chunks':>6} {'chat us/chunk':>14} {'messages us/chunk':>18} "
+          f"{'extra us/chunk':>15} {'ratio':>6}")
+    for name, r in results.items():
+        if name == "request_us":
+            continue
+        print(f"  {name:<18} {r['chunks']:>6} {r['chat_us_per_chunk']:>14.2f} {r['messages_us_per_chunk']:>18.2f} "
+              f"{r['extra_us_per_chunk']:>15.2f} {r['ratio']:>6.2f}")
+    print(f"non-stream: the inbound adds {results['request_us']:.1f} us a request (request + answer translation)")
+
+
 def check(path: str, written: list[bytes]) -> int:
     """The stream written is `data: <chunk>` events + [DONE], every chunk an OpenAI chunk: -> chunk count."""
     blob = b"".join(written)
@@ -238,12 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reads", default="event,all", help="read patterns: event, all (default both)")
     p.add_argument("--profile", choices=PATHS, help="cProfile one path instead")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--messages", action="store_true", help="the /v1/messages inbound vs chat completions")
     a = p.parse_args(argv)
     modes = [m.strip() for m in a.reads.split(",") if m.strip()]
     if set(modes) - {"event", "all"}:
         p.error("--reads takes event and/or all")
     if a.profile:
         profile(a.profile, a.streams, a.tokens, modes[0])
+        return 0
+    if a.messages:
+        m = bench_messages(a.streams, a.rounds, a.tokens, modes)
+        print(orjson.dumps(m, option=orjson.OPT_INDENT_2).decode()) if a.json else report_messages(m)
         return 0
     results = bench(a.streams, a.rounds, a.tokens, modes)
     if a.json:

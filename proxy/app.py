@@ -9,8 +9,10 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admission.budgets import EventBus
+from proxy.admission.clientguard import ClientGuard
 from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
+from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
@@ -20,11 +22,12 @@ from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import batch
+from proxy.http import anthropic_api, batch, console_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
-from proxy.http.clientip import ClientGuard, ClientIPResolver
+from proxy.http.clientip import ClientIPResolver, guard_middleware
 from proxy.http.health import add_health_routes
+from proxy.infra.asyncutil import cancel_and_wait
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.service import LedgerService
@@ -37,21 +40,30 @@ from proxy.observability.logs import get_logger
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
+from proxy.resilience.plans import Plans
 from proxy.resilience.sync import BreakerSync
 from proxy.routing.router import Router
+from proxy.users.service import UsersService
+from proxy.users.sessions import Sessions
+from proxy.webhooks.service import WebhookService
 
 log = get_logger("gateway")
 
 
+def _error(request: web.Request, err: GatewayError) -> web.Response:
+    return anthropic_api.error_response(err) if anthropic_api.owns(request.path) else err.response()
+
+
 @web.middleware
 async def openai_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Every error leaves as OpenAI-format JSON; a bug becomes a 500 without a traceback."""
+    """Every error leaves as OpenAI-format JSON (in Anthropic's shape on the Messages API's paths); a bug
+    becomes a 500 without a traceback."""
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except GatewayError as err:
-        return err.response()
+        return _error(request, err)
     except web.HTTPRequestEntityTooLarge as exc:
-        return handlers.too_large(exc.max_size if hasattr(exc, "max_size") else 0).response()
+        return _error(request, handlers.too_large(exc.max_size if hasattr(exc, "max_size") else 0))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -63,11 +75,11 @@ async def openai_errors(request: web.Request, handler: Any) -> web.StreamRespons
                                INVALID_REQUEST, code="method_not_allowed")
         else:
             err = GatewayError(exc.status, exc.reason, INVALID_REQUEST)
-        return err.response()
+        return _error(request, err)
     except Exception:
         log.exception("unhandled error", path=request.path)
-        return GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER,
-                            code="internal_error").response()
+        return _error(request, GatewayError(500, "The gateway hit an internal error; it has been logged.", SERVER,
+                                            code="internal_error"))
 
 
 def build_gateway(cfg: GatewayConfig) -> Gateway:
@@ -86,12 +98,20 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     admission = AdmissionStage(cfg, prices, counters, store=store, events=events, recorder=recorder)
     cache = build_cache(cfg, redis, prices, recorder)
 
-    router = Router(cfg)
-    meter = Meter(recorder, cfg.logging.requests, price=prices.price)
+    plans = Plans(cfg)
+    plans.bind(providers)
+    router = Router(cfg, plans.alias_p95)
+    meter = Meter(recorder, cfg.logging.requests, prices=prices)
     meter.unpriced = prices.count_unpriced
     meter.on_finish(admission.on_finish)
     meter.on_finish(ledger_hook(writer))
-    auth = Authenticator(cfg.keys, lookup=keystore.lookup, signatures=SignatureVerifier(redis))
+    # webhooks: invocation.* from the finish hook (one flag read per request while nobody subscribes to them),
+    # budget.* and key.* from the event bus, breaker.* from this replica's own breaker transitions
+    webhooks = WebhookService(cfg.webhooks, store, ready=lambda: ledger.ready)
+    meter.on_finish(webhooks.producer.on_finish)
+    events.subscribe(webhooks.producer.on_bus)
+    plans.breakers.listen(webhooks.producer.breaker_transition)
+    auth = Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users, signatures=SignatureVerifier(redis))
     last_used = LastUsed(store.touch_keys, ready=lambda: ledger.ready)
     auth.on_success = last_used.seen
     pipeline = Pipeline(
@@ -99,7 +119,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         admission=admission,
         cache=cache,
         router=router,
-        executor=Executor(cfg, router, providers),
+        executor=Executor(cfg, plans, providers),
         meter=meter,
     )
     if cfg.ip_limits.rpm:
@@ -109,6 +129,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
     if guard.limit:
         pipeline.auth.on_failure = guard.failed
+    users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
+    pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
+    c = cfg.console
+    signin = SigninThrottle(counters, per_ip=c.failed_signins_per_ip, per_account=c.failed_signins_per_account,
+                            window=c.failed_signin_window, recorder=recorder)
 
     # started in this order, closed in reverse: Redis first up, last down; admission closes before the
     # ledger and Redis, settling what is owed; no readiness check on the database (config keys and the
@@ -118,13 +143,15 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, keystore, last_used, admission, guard, cache]
+    # webhooks and last use: closed (flushed) before the ledger
+    services += [ledger, webhooks, keystore, last_used, users, admission, guard, cache]
     b = cfg.breaker
-    if redis is not None and b.shared and router.breakers.breakers:
-        services.append(BreakerSync(list(router.breakers), redis, b.redis_prefix, b.sync_interval))
-    return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, router=router, prices=prices,
+    if redis is not None and b.shared and plans.breakers.breakers:
+        services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
+    return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, last_used=last_used, admission=admission, client_guard=guard,
-                   events=events, cache=cache, redis=redis, services=services, ready_checks=ready_checks)
+                   events=events, cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
+                   services=services, ready_checks=ready_checks)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -133,12 +160,14 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     guard = gw.client_guard
     resolver = ClientIPResolver(cfg.listen.trusted_networks) if cfg.listen.trusted_networks else None
     if resolver is not None or guard.limit or guard.ip_rpm:
-        middlewares.append(guard.middleware(resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
+        middlewares.append(guard_middleware(guard, resolver))  # inside openai_errors: its 429s leave as OpenAI JSON
     app = web.Application(middlewares=middlewares, client_max_size=cfg.listen.max_body_bytes)
     app[GATEWAY] = gw
     handlers.add_routes(app)
+    anthropic_api.add_routes(app)
     app.router.add_get("/metrics", m.metrics_handler)
     add_admin_routes(app)
+    console_api.add_routes(app)
     batch.add_routes(app)
     add_health_routes(app)
 
@@ -156,8 +185,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
 
     async def on_cleanup(_: web.Application) -> None:
         await gw.close()
-        for task in log_flusher:
-            task.cancel()
+        await cancel_and_wait(*log_flusher)
         logs.flush()
 
     app.on_startup.append(on_startup)

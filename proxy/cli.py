@@ -1,4 +1,4 @@
-"""`gateway` command line: serve, migrate, mock-upstream, check-config, hash-key."""
+"""`gateway` command line: serve, migrate, mock-upstream, check-config, hash-key, hash-password."""
 
 from __future__ import annotations
 
@@ -163,9 +163,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_key(args: argparse.Namespace) -> int:
-    from proxy.auth.authenticator import sha256_hex
+    from proxy.core.identity import sha256_hex
 
     print(sha256_hex(args.secret))
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    """The Argon2id hash for a `users:` entry's `password_hash`; the password comes from stdin (one line), never
+    argv, where other users of the machine and the shell history would see it."""
+    from proxy.users.passwords import MAX_LENGTH, MIN_LENGTH, hash_password
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not MIN_LENGTH <= len(password) <= MAX_LENGTH:
+        print(f"hash-password: the password on stdin must be {MIN_LENGTH} to {MAX_LENGTH} characters",
+              file=sys.stderr)
+        return 2
+    print(hash_password(password))
     return 0
 
 
@@ -203,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash-key", help="print the key_sha256 of a secret for gateway.yaml")
     h.add_argument("secret")
     h.set_defaults(func=cmd_hash_key)
+    hp = sub.add_parser("hash-password", help="read a password from stdin, print its Argon2id password_hash")
+    hp.set_defaults(func=cmd_hash_password)
     return p
 
 

@@ -13,12 +13,13 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from proxy.admission.budgets import EventBus
+from proxy.admission.clientguard import ClientGuard
+from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
 from proxy.auth.lastused import LastUsed
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
-from proxy.http.clientip import ClientGuard
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
 from proxy.ledger.service import LedgerService
@@ -26,7 +27,9 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import metrics as m
 from proxy.pipeline import Pipeline
 from proxy.providers.base import Provider
-from proxy.routing.router import Router
+from proxy.resilience.plans import Plans
+from proxy.users.service import UsersService
+from proxy.webhooks.service import WebhookService
 
 
 class Service(Protocol):
@@ -46,7 +49,7 @@ class Gateway:
     providers: dict[str, Provider]
     pipeline: Pipeline
     recorder: m.Recorder
-    router: Router
+    plans: Plans  # every alias's deployments, breakers and live state
     prices: PriceTable
     ledger: LedgerService
     keystore: KeyStore
@@ -55,6 +58,9 @@ class Gateway:
     client_guard: ClientGuard
     events: EventBus
     cache: ResponseCache
+    webhooks: WebhookService
+    users: UsersService  # console users, sign-in sessions
+    signin_throttle: SigninThrottle  # failed console sign-ins per client IP and per account
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

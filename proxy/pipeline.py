@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
@@ -21,12 +22,9 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import UpstreamError
 from proxy.infra import sse
 from proxy.metering.meter import Meter
-from proxy.providers.base import ChunkStream, Completion
+from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream
 from proxy.resilience import Executor
 from proxy.routing.router import Router
-
-OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]
-Complete = Callable[[], Awaitable[Completion]]
 
 
 class Admission(Protocol):
@@ -47,23 +45,17 @@ class CacheStage(Protocol):
     def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]: ...
 
 
-class NoAdmission:
-    async def admit(self, ctx: RequestContext) -> None:
-        return None
+@dataclass(slots=True)
+class Answer:
+    """A chat call's outcome for an API that frames it itself (`Pipeline.run`): exactly one of
+    `completion` (a non-stream answer, or a cache hit asked as non-stream), `replay` (a cache hit asked as a
+    stream: its `chat.completion.chunk` payloads) or `stream` (a live stream of OpenAI SSE frames, `first`
+    written before them when set)."""
 
-
-class NoCache:
-    async def lookup(self, ctx: RequestContext) -> Completion | None:
-        return None
-
-    async def complete(self, ctx: RequestContext, call: Complete) -> Completion:
-        return await call()
-
-    async def stream(self, ctx: RequestContext, open_stream: OpenStream) -> tuple[ChunkStream, bytes | None]:
-        return await open_stream()
-
-    def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]:  # pragma: no cover - never hits
-        return []
+    completion: Completion | None = None
+    replay: list[bytes] | None = None
+    stream: ChunkStream | None = None
+    first: bytes | None = None
 
 
 class Pipeline:
@@ -109,10 +101,25 @@ class Pipeline:
         c = await self.cache.lookup(ctx)
         if c is None:
             c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
-        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self._answered(ctx, c)
         return c
+
+    async def run(self, ctx: RequestContext) -> Answer:
+        """The stages `chat` runs (admit, cache, routing, resilience; metering when the caller calls
+        `meter.finish`), for an inbound API that speaks another wire format (`/v1/messages`): ctx.body is the
+        request already translated to chat completions, and the caller frames the Answer in its own shape.
+        A live stream's caller ends it with `settle_stream`."""
+        await self.admit(ctx)
+        hit = await self.cache.lookup(ctx)
+        if hit is not None:
+            ctx.usage, ctx.finish_reason = hit.usage, hit.finish_reason
+            return Answer(replay=self.cache.replay(ctx, hit)) if ctx.stream else Answer(completion=hit)
+        if ctx.stream:
+            stream, first = await self.cache.stream(ctx, lambda: self.executor.open_stream(ctx))
+            return Answer(stream=stream, first=first)
+        c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
+        self._answered(ctx, c)
+        return Answer(completion=c)
 
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         await self.admit(ctx)
@@ -123,10 +130,13 @@ class Pipeline:
         return self._respond_json(ctx, completion)
 
     # ------------------------------------------------------------------ responses
-    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+    def _answered(self, ctx: RequestContext, c: Completion) -> None:
+        """A complete answer is in: its usage, and the call priced (a hit or shared answer costs nothing)."""
         ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if ctx.cache_status != "hit":
-            self.meter.cost(ctx)
+        self.meter.cost(ctx)
+
+    def _respond_json(self, ctx: RequestContext, c: Completion) -> web.Response:
+        self._answered(ctx, c)
         headers = ctx.response_headers()
         headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
         return web.Response(body=c.body, content_type="application/json", headers=headers)
@@ -156,14 +166,24 @@ class Pipeline:
             ctx.fail(err)
             await sse.end_stream(resp, sse.error_event(err.message, err.type, err.code))
         except (ConnectionResetError, asyncio.CancelledError):
-            ctx.client_disconnected = True
-            ctx.status = 499
-            await stream.aclose()
-            resp.stop_streaming()
+            await client_left(ctx, stream, resp)
             raise
         finally:
-            ctx.usage = stream.usage
-            ctx.finish_reason = stream.finish_reason
-            if stream.model:
-                ctx.notes["answered_model"] = stream.model
+            settle_stream(ctx, stream)
         return resp
+
+
+async def client_left(ctx: RequestContext, stream: ChunkStream, resp: sse.EventStream) -> None:
+    """The client went away mid-stream: stop reading the upstream (nobody would read it) and the pings."""
+    ctx.client_disconnected = True
+    ctx.status = 499
+    await stream.aclose()
+    resp.stop_streaming()
+
+
+def settle_stream(ctx: RequestContext, stream: ChunkStream) -> None:
+    """What a drained (or broken) stream reported, for metering."""
+    ctx.usage = stream.usage
+    ctx.finish_reason = stream.finish_reason
+    if stream.model:
+        ctx.notes["answered_model"] = stream.model

@@ -1,16 +1,19 @@
 """Secrets never leak: a full mixed scenario through the real server (successes, streams, upstream errors with
 retries, a wrong upstream key, wrong gateway keys, signed requests good and bad, every admin route, batch,
-protocol errors) with distinctive secrets configured, then every output is searched for each of them:
-the logs (structlog, debug level, aiohttp's bridged logger included), `/metrics`, every response (bodies and
-headers, except the two answers whose job is to show a new secret once), the ledger's usage, audit,
-budget-alert and last-use rows.
+protocol errors, console sign-in with a password and calls with its session cookie, a webhook subscription
+delivering to a receiver in the test) with distinctive secrets configured, then every output is searched for
+each of them: the logs (structlog, debug level, aiohttp's bridged logger included), `/metrics`, every
+response (bodies and headers, except the answers whose job is to show a new secret once), every webhook
+delivery (body and headers), the ledger's usage, audit, budget-alert, last-use and users rows (a password
+only as its Argon2id hash).
 
-Extending it: a new output (e.g. webhook payloads) is one more entry in the dict `collect_outputs` returns;
-a new kind of secret is one more entry in `Secrets.all()`.
+Extending it: a new output is one more entry in the dict `collect_outputs` returns; a new kind of secret is
+one more entry in `Secrets.all()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import secrets
@@ -26,9 +29,14 @@ from mockupstream.server import build_mock_app
 from proxy.auth.signing import sign
 from proxy.config import LoggingConfig, MockBehaviour, parse_config
 from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, usage
+from proxy.ledger.schema import users as users_table
 from proxy.observability.logs import configure, flush
+from proxy.users.passwords import hash_password
 from tests.conftest import GatewayFactory, GatewayServer, MockUpstream, serve
+from tests.http.console import sign_in
 from tests.http.test_protocol_errors import exchange
+from tests.webhooks.conftest import FAST, Receiver
+from tests.webhooks.conftest import receiver as receiver  # a fixture, registered by import
 
 
 def canary(prefix: str) -> str:
@@ -44,6 +52,8 @@ class Secrets:
     signing: str = field(default_factory=lambda: canary("sig"))
     admin_clear: str = field(default_factory=lambda: canary("sk-admin-clear"))
     admin_hashed: str = field(default_factory=lambda: canary("sk-admin-hashed"))
+    password: str = field(default_factory=lambda: canary("pw"))
+    wrong_password: str = field(default_factory=lambda: canary("pw-wrong"))
     created: dict[str, str] = field(default_factory=dict)  # secrets the admin API handed out (shown once)
 
     def all(self) -> dict[str, str]:
@@ -96,7 +106,45 @@ def config(s: Secrets, upstream_url: str, tmp_path: Any) -> dict[str, Any]:
         "cache": {"enabled": True},
         "logging": {"level": "debug", "format": "json", "requests": True},
         "database": {"url": f"sqlite:///{tmp_path}/leaks.db"},
+        "users": [{"email": "ada@example.com", "name": "Ada", "role": "admin",
+                   "password_hash": hash_password(s.password)}],
+        "webhooks": FAST,
     }
+
+
+async def subscribe(s: Secrets, rec: Recorder, gw: GatewayServer, receiver: Receiver,
+                    http: aiohttp.ClientSession) -> None:
+    """Every event type that carries keys, calls or budgets, to the receiver; its secret is shown once."""
+    for _ in range(200):
+        if gw.gateway.webhooks.registry.loaded:
+            break
+        await asyncio.sleep(0.05)
+    events = ["invocation.completed", "invocation.failed", "budget.threshold", "budget.exceeded", "key.created",
+              "key.rotated", "key.revoked"]
+    status, sub = await rec.call(http, "POST", gw.url + "/admin/webhooks", key=s.admin_clear, shows_secret=True,
+                                 body={"url": receiver.url, "events": events})
+    assert status == 201, sub
+    receiver.secrets.append(sub["secret"])
+    s.created["webhook"] = sub["secret"]
+
+
+async def console(s: Secrets, rec: Recorder, gw: GatewayServer, http: aiohttp.ClientSession) -> None:
+    """A wrong password, a password sign-in, admin calls with the session cookie, sign-out."""
+    async with http.post(gw.url + "/ui/api/session", json={"email": "ada@example.com",
+                                                            "password": s.wrong_password}) as r:
+        assert r.status == 401
+        rec.responses.append(f"{r.status} {dict(r.headers)} {await r.text()}")
+    browser = await sign_in(http, gw, email="ada@example.com", password=s.password)
+    s.created["session cookie"], s.created["csrf token"] = browser.token, browser.csrf
+    for method, path, body in (("GET", "/ui/api/session", None), ("GET", "/admin/keys", None),
+                               ("POST", "/admin/keys", {"name": "from-console"}),
+                               ("GET", "/admin/audit?limit=5", None), ("DELETE", "/ui/api/session", None)):
+        # the new key's answer shows its secret once; the session's answer its CSRF token, to its holder
+        status, answer = await rec.call(http, method, gw.url + path, body=body, headers=browser.headers(),
+                                        shows_secret=body is not None or (path == "/ui/api/session" and method == "GET"))
+        assert status in (200, 201, 204), (path, answer)
+        if body is not None:
+            s.created["console-created"] = answer["key"]
 
 
 async def scenario(s: Secrets, rec: Recorder, gw: GatewayServer, upstream: MockUpstream,
@@ -179,10 +227,11 @@ async def scenario(s: Secrets, rec: Recorder, gw: GatewayServer, upstream: MockU
             b"p" * 9000) + b"\r\n\r\n"
         status_line, headers, body = await exchange(port, raw_req)
         rec.responses.append(f"{status_line} {headers} {body.decode(errors='replace')}")
+    await console(s, rec, gw, http)
     await rec.call(http, "GET", gw.url + "/metrics")
 
 
-async def collect_outputs(gw: GatewayServer, rec: Recorder, logs: io.BytesIO,
+async def collect_outputs(gw: GatewayServer, rec: Recorder, logs: io.BytesIO, receiver: Receiver,
                           http: aiohttp.ClientSession) -> dict[str, str]:
     """Every place a secret could end up, as text: name -> content."""
     await gw.gateway.ledger_writer.flush()
@@ -196,14 +245,18 @@ async def collect_outputs(gw: GatewayServer, rec: Recorder, logs: io.BytesIO,
             outputs[f"response {i}"] = text
     engine = gw.gateway.ledger_store.engine
     async with engine.connect() as conn:
-        for table in (usage, audit_log, budget_alerts, key_last_used):
+        for table in (usage, audit_log, budget_alerts, key_last_used, users_table):
             rows = [dict(r._mapping) for r in await conn.execute(sa.select(table))]
             outputs[f"ledger {table.name}"] = orjson.dumps(rows, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    # webhook payloads go here once the gateway sends webhooks
+    # the key.* events come from the admin calls; invocation.* and budget.* from the calls
+    await receiver.wait_for(lambda r: {"key.created", "key.rotated", "key.revoked", "invocation.completed",
+                                       "invocation.failed", "budget.exceeded"} <= {d.payload["type"] for d in r.got})
+    for i, d in enumerate(receiver.got):
+        outputs[f"webhook {i}"] = f"{d.id} {d.timestamp} {d.signature} {d.body.decode(errors='replace')}"
     return outputs
 
 
-async def test_no_secret_in_any_output(gateway_factory: GatewayFactory, tmp_path: Any,
+async def test_no_secret_in_any_output(gateway_factory: GatewayFactory, tmp_path: Any, receiver: Receiver,
                                        http: aiohttp.ClientSession) -> None:
     s = Secrets()
     app = build_mock_app(MockBehaviour(), api_key=s.upstream)
@@ -216,8 +269,9 @@ async def test_no_secret_in_any_output(gateway_factory: GatewayFactory, tmp_path
     try:
         gw = await gateway_factory(parse_config(config(s, upstream.url, tmp_path), env=env))
         rec = Recorder()
+        await subscribe(s, rec, gw, receiver, http)
         await scenario(s, rec, gw, upstream, http)
-        outputs = await collect_outputs(gw, rec, logs, http)
+        outputs = await collect_outputs(gw, rec, logs, receiver, http)
         await gw.close()  # shutdown lines too
         flush()
         outputs["logs"] = logs.getvalue().decode(errors="replace")
@@ -231,7 +285,8 @@ async def test_no_secret_in_any_output(gateway_factory: GatewayFactory, tmp_path
     assert upstream.state.calls and sum(upstream.state.calls.values()) >= 5
     assert '"key.rotate"' in outputs["ledger audit_log"] and '"admin.auth_failed"' in outputs["ledger audit_log"]
     assert "ops@" in outputs["ledger audit_log"] and "ci@" in outputs["ledger audit_log"]
-    assert len(rec.shown_once) == 4 and len(outputs) > 40
+    assert len(rec.shown_once) == 7 and len(outputs) > 40 and all(d.verified for d in receiver.got)
+    assert "user:ada@example.com@" in outputs["ledger audit_log"] and "$argon2id$" in outputs["ledger users"]
     leaks = []
     for name, secret in s.all().items():
         needles = {secret, secret.split("CANARY")[-1], hashlib.sha256(secret.encode()).hexdigest()}

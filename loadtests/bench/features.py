@@ -21,9 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .configs import CORE_MOCK, GATEWAY_KEY, HOST, MODEL, PYTHON, UPSTREAM_KEY, Variant, bench_key
-from .load import Bench, Target, parse_tagged_json
+from .cpu import cpu_seconds
+from .load import Bench, Target, aggregate, parse_tagged_json
 from .net import chat_body, http, post, stream_chunks, ttfc
-from .procs import Proc, running, start_gateway
+from .procs import Proc, free_port, running, start_gateway, start_server
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 LIMITS = {"rpm": 100_000_000, "tpm": 10_000_000_000, "rpd": 1_000_000_000}
@@ -312,5 +313,95 @@ def section_translation(b: Bench, a: argparse.Namespace) -> dict[str, Any]:
 
 
 
+# a local webhook receiver: counts deliveries (and distinct webhook-ids), answers 200; GET /stats
+RECEIVER_SCRIPT = r"""
+import sys
+from aiohttp import web
+seen = {"count": 0, "ids": set()}
+async def hook(request):
+    await request.read()
+    seen["count"] += 1
+    seen["ids"].add(request.headers.get("webhook-id"))
+    return web.Response(status=204)
+async def stats(request):
+    return web.json_response({"count": seen["count"], "unique": len(seen["ids"])})
+app = web.Application()
+app.router.add_post("/hook", hook)
+app.router.add_get("/stats", stats)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+HOOK_SECRET = "whsec_YmVuY2htYXJrLXNlY3JldC1vZi0zMi1ieXRlcy0hIQ=="
+
+
+def webhook_metrics(url: str) -> dict[str, float]:
+    _, _, data = http("GET", url + "/metrics", timeout=5)
+    out: dict[str, float] = {}
+    for line in data.decode().splitlines():
+        if line.startswith(("gateway_webhook_deliveries_total", "gateway_webhook_pending ",
+                            "gateway_webhook_dropped_events_total ")):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+def _drained(rurl: str, gw_url: str, timeout: float = 120.0) -> float:
+    """Wait until the receiver holds every call's event (distinct webhook-ids >= requests the gateway
+    served); the seconds it took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if json.loads(http("GET", rurl + "/stats")[2])["unique"] >= scrape(gw_url)["requests_served"]:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - t0
+
+
+def section_webhooks(b: Bench, a: argparse.Namespace) -> dict[str, Any]:
+    """req/s and p50 with a subscription to invocation.completed (sample rate 1.0, a local receiver) vs none.
+
+    Interleaved rounds like Bench.rounds, except that after each round of the webhooks gateway the next
+    round waits until its backlog is delivered: both gateways share the proxy core, and deliveries still
+    running during the other gateway's round would be charged to it."""
+    r: dict[str, Any] = {}
+    b.configure_mock(CORE_MOCK)
+    port = free_port()
+    receiver, rurl = start_server("webhook receiver", [PYTHON, "-c", RECEIVER_SCRIPT, str(port)], b.load_core,
+                                  b.workdir / "receiver.log", port, "/stats")
+    hooks = {"webhooks": {"allow_private_targets": True, "invocation_sample_rate": 1.0, "subscriptions": [
+        {"name": "bench", "url": rurl + "/hook", "events": ["invocation.completed"], "secret": HOOK_SECRET}]}}
+    off, on = targets = [gateway(b, "webhooks-off", {}), gateway(b, "webhooks-on", hooks)]
+    try:
+        b.prepare(targets, False)
+        _drained(rurl, on.url)
+        n, each = max(1, a.rounds), max(1, round(a.duration / max(1, a.rounds)))
+        rounds: dict[str, list[dict[str, Any]]] = {"webhooks-off": [], "webhooks-on": []}
+        for i in range(n):
+            b.log(f"  webhooks round {i + 1}/{n}: off, on (50 conn, {each}s each)")
+            rounds["webhooks-off"].append(b.load(off, 50, each))
+            assert on.proc is not None
+            cpu0 = cpu_seconds(on.proc.pid)
+            res = b.load(on, 50, each)
+            res["at_end_of_load"] = webhook_metrics(on.url)
+            res["drain_s"] = round(_drained(rurl, on.url), 2)
+            # the gateway's CPU for the round's requests and for delivering their events, per request
+            res["cpu_with_delivery_ms"] = (cpu_seconds(on.proc.pid) - cpu0) / max(1, res["requests"]) * 1000
+            rounds["webhooks-on"].append(res)
+        for name, rs in rounds.items():
+            r[name] = aggregate(rs)
+        r["webhooks-on"]["cpu_with_delivery_ms"] = min(x["cpu_with_delivery_ms"] for x in rounds["webhooks-on"])
+        r["drain_s"] = [x["drain_s"] for x in rounds["webhooks-on"]]
+        r["at_end_of_load"] = rounds["webhooks-on"][-1]["at_end_of_load"]
+        r["after_drain"] = webhook_metrics(on.url)
+        r["receiver"] = json.loads(http("GET", rurl + "/stats")[2])
+        r["requests_served"] = scrape(on.url)["requests_served"]
+    finally:
+        stop_targets(targets)
+        receiver.stop()
+    base, hooked = r.get("webhooks-off", {}), r.get("webhooks-on", {})
+    r["rps_ratio"] = hooked["rps"] / base["rps"] if base.get("rps") and hooked.get("rps") else None
+    r["p50_delta_ms"] = (hooked["p50_ms"] - base["p50_ms"]
+                         if base.get("p50_ms") is not None and hooked.get("p50_ms") is not None else None)
+    return r
+
+
 RUNNERS = {"quotas": section_quotas, "cache": section_cache, "metrics": section_metrics,
-           "translation": section_translation}
+           "translation": section_translation, "webhooks": section_webhooks}

@@ -1,4 +1,5 @@
-"""USD budgets per key and per team: periods, spend counters, reservations and threshold alerts.
+"""USD budgets per key, per team and per user (across all of the user's keys): periods, spend counters,
+reservations and threshold alerts.
 
 A budget is `{usd, period: daily|weekly|monthly, alert_thresholds}`; periods start at midnight / Monday /
 the 1st in `budgets.timezone`. Admission refuses a call when `spend + reserved >= usd` for the current
@@ -7,9 +8,10 @@ reserved -= estimate). So concurrent calls cannot all slip under the line togeth
 most the last admitted call's estimation error. With Redis the counters are shared by every replica
 (`INCRBYFLOAT`, see admission.py); in-process they live in `MemoryBook`.
 
-Crossing a threshold (e.g. 80%, 100%) emits a `budget.threshold` event on the in-process `EventBus`
-(webhooks subscribe later) once per (scope, name, period, threshold) across replicas — the ledger's
-unique constraint decides who reports it — and the admin API lists the alerts.
+Crossing a threshold (e.g. 80%, 100%) emits a `budget.threshold` event on the in-process `EventBus` once
+per (scope, name, period, threshold) across replicas — the ledger's unique constraint decides who reports
+it — and the admin API lists the alerts; reaching the limit emits `budget.exceeded`. The webhooks
+producer subscribes to the bus (app.py) and gives both a per-occurrence id, so they are delivered once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from zoneinfo import ZoneInfo
 from proxy.admission.quotas import batch_safe
 from proxy.config import Budget
 from proxy.core.errors import INSUFFICIENT_QUOTA, GatewayError
+from proxy.infra.asyncutil import Background
 from proxy.observability.logs import get_logger
 
 log = get_logger("gateway.budgets")
@@ -90,9 +93,9 @@ class BudgetLine:
     __slots__ = ("budget", "first_alert", "label", "name", "period", "reserved_key", "scope", "spend_key")
 
     def __init__(self, scope: str, name: str, label: str, budget: Budget, period: Period) -> None:
-        self.scope = scope  # key | team
-        self.name = name  # key id or team name: the storage identity
-        self.label = label  # key name or team name: what people read (metrics, messages)
+        self.scope = scope  # key | team | user
+        self.name = name  # key id, team name or user id: the storage identity
+        self.label = label  # key name, team name or user e-mail: what people read (metrics, messages)
         self.budget = budget
         self.period = period
         self.spend_key = batch_safe(f"gw:budget:{scope}:{name}:{period.id}")
@@ -107,7 +110,7 @@ class BudgetLine:
 
 
 def over_budget(line: BudgetLine, spend: float) -> GatewayError:
-    who = f"key {line.label!r}" if line.scope == "key" else f"team {line.label!r}"
+    who = f"{line.scope} {line.label!r}"
     reset = max(1, int(line.period.end_ts - time.time()))
     return GatewayError(
         429,
@@ -177,14 +180,14 @@ class MemoryBook:
 
 
 class EventBus:
-    """In-process events (budget alerts now; a webhook deliverer subscribes later).
+    """In-process events (budget alerts, admin key changes); the webhooks producer subscribes (app.py).
 
     Subscribers get a dict; coroutine subscribers run as tasks so emit() never blocks its caller."""
 
     def __init__(self, keep: int = 500) -> None:
         self.subscribers: list[Callable[[dict[str, Any]], Any]] = []
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Background()
 
     def subscribe(self, callback: Callable[[dict[str, Any]], Any]) -> None:
         self.subscribers.append(callback)
@@ -195,9 +198,7 @@ class EventBus:
             try:
                 res = cb(event)
                 if asyncio.iscoroutine(res):
-                    task = asyncio.ensure_future(res)
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._tasks.spawn(res)
             except Exception:
                 log.exception("event_subscriber_failed", event=event.get("type"))
 
@@ -206,6 +207,11 @@ def crossed(line: BudgetLine, before: float, after: float) -> list[float]:
     """Thresholds (fractions) passed by going from `before` to `after` spend."""
     usd = line.budget.usd
     return [t for t in line.budget.alert_thresholds if before < t * usd <= after]
+
+
+def exceeded_event(line: BudgetLine, spend: float) -> dict[str, Any]:
+    """Spend reached the budget's limit: from now on calls charged to it are refused."""
+    return {**alert_event(line, 1.0, spend), "type": "budget.exceeded"}
 
 
 def alert_event(line: BudgetLine, threshold: float, spend: float) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from proxy.admission.budgets import BudgetLine, MemoryBook
 from proxy.admission.quotas import Stats, Window, fmt_duration
+from proxy.infra.memo import Memo
 
 
 @dataclass(slots=True)
@@ -106,16 +107,14 @@ class MemoryWindows:
     def __init__(self) -> None:
         self.storage = LeanMemoryStorage()
         self.limiter = SlidingWindowCounterRateLimiter(self.storage)
-        self._names: dict[str, tuple[int, str, str]] = {}
+        self._names: Memo[str, tuple[int, str, str]] = Memo(200_000)
 
     def names(self, w: Window, now: float) -> tuple[int, str, str]:
         """(window index, current key, previous key): limits' `<key>/<int(now / expiry)>` scheme."""
         idx = int(now / w.expiry)
         names = self._names.get(w.key)
         if names is None or names[0] != idx:  # the key strings change once per window
-            if len(self._names) >= 200_000:
-                self._names.clear()
-            names = self._names[w.key] = (idx, f"{w.key}/{idx}", f"{w.key}/{idx - 1}")
+            names = self._names.put(w.key, (idx, f"{w.key}/{idx}", f"{w.key}/{idx - 1}"))
         return names
 
     def stats(self, w: Window, now: float) -> tuple[Stats, str]:

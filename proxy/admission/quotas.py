@@ -1,11 +1,12 @@
-"""Rate limits per key, team, provider, alias and client IP: sliding-window counters of the `limits` library.
+"""Rate limits per key, team, user, provider, alias and client IP: sliding-window counters of the `limits` library.
 
-A request is checked against every window that applies to it (key rpm/tpm/rpd, the same per provider and
-per alias, the key's team, or the client IP before auth). Windows are `limits` RateLimitItems with the
-SlidingWindowCounter strategy: in-process they live in `limits`' MemoryStorage (counters.py); with Redis
-they live in the key layout of `limits`' RedisStorage (`LIMITS:{key}` / `LIMITS:{key}/-1`) so `limits`
-itself reads them (window stats for /v1/usage), while admission updates all of a request's windows, and
-its budgets, in one Lua call (redis_counters.py) — one round trip, all-or-nothing.
+A request is checked against every window that applies to it (key rpm/tpm/rpd, the same per provider and per
+alias, the key's team, the user owning the key (shared by all their keys), or the client IP before auth).
+Windows are `limits` RateLimitItems with the SlidingWindowCounter strategy: in-process they live in
+`limits`' MemoryStorage (counters.py); with Redis they live in the key layout of `limits`' RedisStorage
+(`LIMITS:{key}` / `LIMITS:{key}/-1`) so `limits` itself reads them (window stats for /v1/usage), while
+admission updates all of a request's windows, and its budgets, in one Lua call (redis_counters.py) — one
+round trip, all-or-nothing.
 
 Request windows count 1 per call. Token windows are charged with an estimate before the call and
 corrected with the upstream's reported usage after it (streams when they finish).
@@ -22,9 +23,10 @@ from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 
 from proxy.config import Limits, LimitSet, TeamConfig
 from proxy.core.errors import GatewayError
+from proxy.infra.memo import Memo
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
+    from proxy.core.identity import KeyInfo
 
 NAMESPACE = "gw"
 REDIS_PREFIX = "LIMITS"  # limits' RedisStorage.PREFIX: our Lua script and limits must agree on keys
@@ -49,7 +51,7 @@ class Window:
     key: str
     kind: str  # "requests" | "tokens"
     metric: str  # rpm | rpd | tpm
-    scope: str  # key | team | ip
+    scope: str  # key | team | user | ip
     owner: str  # key name, team name or IP, for messages
     sub: str = ""  # "" | provider | alias
     sub_owner: str = ""
@@ -75,7 +77,8 @@ class Window:
         return "_".join(parts)
 
     def describe(self) -> str:
-        who = {"key": f"key {self.owner!r}", "team": f"team {self.owner!r}", "ip": f"client IP {self.owner}"}
+        who = {"key": f"key {self.owner!r}", "team": f"team {self.owner!r}", "user": f"user {self.owner!r}",
+               "ip": f"client IP {self.owner}"}
         out = who[self.scope]
         if self.sub:
             out += f", {'model' if self.sub == 'alias' else 'provider'} {self.sub_owner!r}"
@@ -155,8 +158,10 @@ def _windows(scope: str, owner_id: str, owner_name: str, limits: Limits | None, 
 def all_windows(key: KeyInfo, team_limits: Limits | None) -> list[Window]:
     """Every window a key has (all its providers and aliases), for status views."""
     out: dict[str, Window] = {}
+    user = key.user_label or key.user_id or ""
     for scope, oid, oname, limits in (("key", key.id, key.name, key.limits),
-                                      ("team", key.team or "", key.team or "", team_limits)):
+                                      ("team", key.team or "", key.team or "", team_limits),
+                                      ("user", key.user_id or "", user, key.user_limits)):
         if limits is None:
             continue
         subs = [("", "")] + [(p, "") for p in limits.per_provider] + [("", a) for a in limits.per_alias]
@@ -176,27 +181,30 @@ class QuotaPlanner:
 
     def __init__(self, teams: dict[str, TeamConfig]) -> None:
         self.team_limits = {name: t.limits for name, t in teams.items() if t.limits is not None}
-        self._plans: dict[tuple[str, str, str], tuple[Limits | None, Limits | None, tuple[Window, ...]]] = {}
+        self._plans: Memo[tuple[str, str, str],
+                          tuple[Limits | None, Limits | None, Limits | None, tuple[Window, ...]]] = Memo(100_000)
 
     def limited(self, key: KeyInfo) -> bool:
-        return key.limits is not None or (key.team is not None and key.team in self.team_limits)
+        return (key.limits is not None or key.user_limits is not None
+                or (key.team is not None and key.team in self.team_limits))
 
     def windows(self, key: KeyInfo, alias: str, provider: str) -> tuple[Window, ...]:
         team = self.team_limits.get(key.team) if key.team else None
-        if key.limits is None and team is None:
+        user = key.user_limits
+        if key.limits is None and team is None and user is None:
             return ()
         ck = (key.id, alias, provider)
         plan = self._plans.get(ck)
-        # identity check: a key edited through the admin API gets a new Limits object
-        if plan is not None and plan[0] is key.limits and plan[1] is team:
-            return plan[2]
+        # identity check: a key (or its user) edited through the admin API gets a new Limits object
+        if plan is not None and plan[0] is key.limits and plan[1] is team and plan[2] is user:
+            return plan[3]
         found = _windows("key", key.id, key.name, key.limits, alias, provider)
         if team is not None and key.team:
             found += _windows("team", key.team, key.team, team, alias, provider)
+        if user is not None and key.user_id:  # one counter per user, whichever of their keys calls
+            found += _windows("user", key.user_id, key.user_label or key.user_id, user, alias, provider)
         windows = tuple(found)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = (key.limits, team, windows)
+        self._plans.put(ck, (key.limits, team, user, windows))
         return windows
 
 

@@ -1,40 +1,54 @@
 """Stage 2: admission — rate limits (quotas.py) and budgets (budgets.py) checked together, settled after.
 
-`admit(ctx)` runs after auth for every call: keys with no limits, no budget and no team budget/limits
-return at once. Otherwise it checks every window and budget of the call in one all-or-nothing step —
-in-process, or one Lua call on Redis — adds OpenAI's x-ratelimit-* headers to the response, and raises
-429 (rate_limit_exceeded / insufficient_quota) when something is full. The `on_finish` hook settles the
-call off the request path: token windows get the reported usage instead of the estimate, budgets get
-the real cost instead of the reservation.
+`admit(ctx)` runs after auth for every call: keys with no limits, no budget, no team and no user return at
+once (a user's limits and budget count per user, across all of that user's keys). Otherwise it checks every
+window and budget of the call in one all-or-nothing step — in-process, or one Lua call on Redis — adds
+OpenAI's x-ratelimit-* headers to the response, and raises 429 (rate_limit_exceeded / insufficient_quota)
+when something is full. The `on_finish` hook settles the call off the request path: token windows get the
+reported usage instead of the estimate, budgets get the real cost instead of the reservation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
-
-from proxy.admission.budgets import BudgetLine, EventBus, PeriodClock, alert_event, crossed, over_budget
+from proxy.admission.budgets import (
+    BudgetLine,
+    EventBus,
+    PeriodClock,
+    alert_event,
+    crossed,
+    exceeded_event,
+    over_budget,
+)
 from proxy.admission.counters import Counters, LocalCounters, Outcome
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
 from proxy.config import Budget, GatewayConfig, Limits, Price
+from proxy.core.tokens import completion_budget, prompt_tokens
+from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
+from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
     from proxy.core.context import RequestContext
+    from proxy.core.identity import KeyInfo
     from proxy.ledger import LedgerStore
-    from proxy.metering.pricing import PriceTable
 
 log = get_logger("gateway.admission")
 ZERO_COST = "0.00000000"
+
+
+class Prices(Protocol):
+    """What admission needs of metering's PriceTable (passed in by the composition root)."""
+
+    def lookup(self, provider: str, model: str) -> Price | None: ...
 
 
 @dataclass(slots=True)
@@ -45,6 +59,8 @@ class Plan:
     limits: Limits | None
     budget: Budget | None
     team: str | None
+    user_limits: Limits | None
+    user_budget: Budget | None
     windows: tuple[Window, ...]
     has_tokens: bool
     provider: str
@@ -67,27 +83,8 @@ class Ticket:
     estimate: float  # USD reserved on each budget line
 
 
-def estimate_tokens(ctx: RequestContext) -> tuple[int, int]:
-    """(prompt, completion) token estimate before the call: ~4 characters a token, plus max_tokens."""
-    body = ctx.body
-    if ctx.kind == "chat":
-        chars = 0
-        for msg in body.get("messages") or ():
-            content = msg.get("content") if isinstance(msg, dict) else None
-            if isinstance(content, str):
-                chars += len(content) + 16  # + role and framing
-            else:  # parts, tool calls: measure the JSON
-                chars += len(orjson.dumps(msg))
-        prompt = chars // 4
-    else:
-        payload = body.get("input")
-        prompt = len(payload) // 4 if isinstance(payload, str) else len(orjson.dumps(payload)) // 4
-    out = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    return prompt, out if isinstance(out, int) else 0
-
-
 class AdmissionStage:
-    def __init__(self, cfg: GatewayConfig, prices: PriceTable, counters: Counters, *,
+    def __init__(self, cfg: GatewayConfig, prices: Prices, counters: Counters, *,
                  store: LedgerStore | None = None, events: EventBus | None = None,
                  recorder: m.Recorder | None = None, sweep_interval: float = 10.0) -> None:
         self.cfg = cfg
@@ -105,12 +102,12 @@ class AdmissionStage:
         self.ip_rpm = cfg.ip_limits.rpm
         self.sweep_interval = sweep_interval
         self._primary: dict[str, tuple[str, str]] = {}
-        self._plans: dict[tuple[str, str], Plan] = {}
-        self._ip_windows: dict[str, Window] = {}
+        self._plans: Memo[tuple[str, str], Plan] = Memo(100_000)
+        self._ip_windows: Memo[str, Window] = Memo(100_000)
         self._seeded: set[str] = set()
-        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._seeding: SingleFlight[None] = SingleFlight(cancel_orphans=False)  # a status answer may wait
         self._started = datetime.now(UTC)  # in-process counting starts here: the ledger before it seeds
-        self._tasks: set[asyncio.Future[Any]] = set()
+        self._tasks = Background()  # seeds and alerts: waited for (briefly) on close
         self._spend_now: dict[tuple[str, str], tuple[float, float]] = {}
         self._gauge_lines: dict[tuple[str, str], BudgetLine] = {}  # current lines, for the spend gauges
         self._sweeper: asyncio.Task[None] | None = None
@@ -124,15 +121,14 @@ class AdmissionStage:
                 self._seed([BudgetLine("key", f"cfg:{k.name}", k.name, k.budget, self.clock.current(k.budget.period))])
         for team, b in self.team_budgets.items():
             self._seed([BudgetLine("team", team, team, b, self.clock.current(b.period))])
+        for u in self.cfg.users:
+            if u.budget is not None and u.id:
+                self._seed([BudgetLine("user", u.id, u.email, u.budget, self.clock.current(u.budget.period))])
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await cancel_and_wait(self._sweeper)
         await self.counters.drain()  # settle what finished calls still owe before Redis closes
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._tasks.wait(5)
         self._publish_gauges()
 
     async def _sweep(self) -> None:
@@ -159,7 +155,8 @@ class AdmissionStage:
     def plan(self, key: KeyInfo, alias: str) -> Plan:
         ck = (key.id, alias)
         p = self._plans.get(ck)
-        if p is not None and p.limits is key.limits and p.budget is key.budget and p.team == key.team:
+        if (p is not None and p.limits is key.limits and p.budget is key.budget and p.team == key.team
+                and p.user_limits is key.user_limits and p.user_budget is key.user_budget):
             return p
         provider, model = self.primary(alias)
         windows = self.planner.windows(key, alias, provider)
@@ -168,13 +165,13 @@ class AdmissionStage:
             budgets.append(("key", key.id, key.name, key.budget))
         if key.team and (tb := self.team_budgets.get(key.team)) is not None:
             budgets.append(("team", key.team, key.team, tb))
+        if key.user_id and key.user_budget is not None:  # one spend counter per user, across their keys
+            budgets.append(("user", key.user_id, key.user_label or key.user_id, key.user_budget))
         tokens = tuple(i for i, w in enumerate(windows) if w.kind == "tokens")
-        p = Plan(key.limits, key.budget, key.team, windows, bool(tokens), provider,
-                 self.prices.lookup(provider, model) if provider else None, tuple(budgets), token_windows=tokens)
-        if len(self._plans) >= 100_000:
-            self._plans.clear()
-        self._plans[ck] = p
-        return p
+        p = Plan(key.limits, key.budget, key.team, key.user_limits, key.user_budget, windows, bool(tokens),
+                 provider, self.prices.lookup(provider, model) if provider else None, tuple(budgets),
+                 token_windows=tokens)
+        return self._plans.put(ck, p)
 
     def lines(self, p: Plan) -> list[BudgetLine]:
         """The plan's budget lines in the current periods (rebuilt only when a period rolls over)."""
@@ -195,7 +192,7 @@ class AdmissionStage:
             return
         if not ctx.stream:  # a stream's cost is unknown when its headers leave (ledger, /v1/usage have it)
             ctx.headers["x-gateway-cost-usd"] = ZERO_COST
-        if key.limits is None and key.budget is None and not key.team:
+        if key.limits is None and key.budget is None and not key.team and key.user_id is None:
             return  # the common unlimited key: no further work at all
         p = self.plan(key, ctx.alias)
         if not p.windows and not p.budgets:
@@ -203,8 +200,8 @@ class AdmissionStage:
         lines = self.lines(p) if p.budgets else []
         tokens, estimate = 0, 0.0
         if lines or p.has_tokens:
-            prompt, out = estimate_tokens(ctx)
-            tokens = ctx.estimated_tokens = prompt + out
+            prompt, out = prompt_tokens(ctx), completion_budget(ctx.body)
+            tokens = prompt + out
             if lines:
                 if p.price is not None:
                     estimate = (prompt * p.price.input + out * p.price.output) / 1_000_000
@@ -261,9 +258,7 @@ class AdmissionStage:
             return
         w = self._ip_windows.get(ip)
         if w is None:
-            if len(self._ip_windows) >= 100_000:
-                self._ip_windows.clear()
-            w = self._ip_windows[ip] = ip_window(ip, self.ip_rpm)
+            w = self._ip_windows.put(ip, ip_window(ip, self.ip_rpm))
         outcome = await self.counters.acquire((w,), [1], [], 0.0)
         if outcome is not None and outcome.failed_window == 0:
             if self.rec.enabled:
@@ -283,11 +278,8 @@ class AdmissionStage:
             if k in self._seeded:
                 continue
             self._seeded.add(k)
-            task = asyncio.ensure_future(self._seed_one(line))
-            self._seeding[k] = task
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            task.add_done_callback(lambda _t, k=k: self._seeding.pop(k, None))
+            task, _ = self._seeding.start(k, partial(self._seed_one, line))
+            self._tasks.keep(task)
 
     async def _seed_one(self, line: BudgetLine) -> None:
         if self.store is None:
@@ -338,12 +330,13 @@ class AdmissionStage:
         """Counters' on_spend: a budget's spend after a settlement that added `cost`."""
         # gauges are scraped every few seconds: remember the value, the ticker sets them once a second
         self._spend_now[(line.scope, line.label)] = (spend, line.budget.usd)
+        usd = line.budget.usd
+        if spend >= usd > spend - cost:  # this settlement reached the limit (one settlement only, even on Redis)
+            self.events.emit(exceeded_event(line, spend))
         if spend < line.first_alert:
             return
         for threshold in crossed(line, spend - cost, spend):
-            task = asyncio.ensure_future(self._alert(line, threshold, spend))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._tasks.spawn(self._alert(line, threshold, spend))
 
     def _publish_gauges(self) -> None:
         if not self.rec.enabled:

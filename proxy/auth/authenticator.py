@@ -2,55 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
-from typing import Any
 
 from aiohttp import web
 
 from proxy.auth.signing import SignatureVerifier
-from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits
+from proxy.config import GatewayConfig, KeyConfig, UserConfig
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
-
-
-@dataclass(slots=True)
-class KeyInfo:
-    """A caller's key as the pipeline sees it; never holds the bearer secret. A key with `signing: required`
-    holds its signing secret (HMAC verification needs the secret itself; never logged, repr or serialised)."""
-
-    id: str
-    name: str
-    models: list[str] = field(default_factory=lambda: ["*"])
-    limits: Limits | None = None
-    budget: Budget | None = None
-    user: str | None = None
-    team: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    expires_at: datetime | None = None
-    cache: CachePolicy | None = None
-    disabled: bool = False
-    source: str = "config"  # config | db
-    signing_secret: bytes | None = field(default=None, repr=False)
-    _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
-
-    def may_use(self, alias: str) -> bool:
-        ok = self._allowed.get(alias)
-        if ok is None:
-            ok = any(p == "*" or fnmatchcase(alias, p) for p in self.models)
-            self._allowed[alias] = ok
-        return ok
-
-    def expired(self, now: datetime | None = None) -> bool:
-        return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
-
-
-def sha256_hex(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
+from proxy.core.identity import KeyInfo, sha256_hex
 
 # Every secret README, docs/ or the shipped configs give as a default (`${VAR:-secret}`), with the
 # variable that replaces it: anyone can read these, so `gateway serve` refuses them on a public address.
@@ -81,11 +42,16 @@ def parse_expiry(value: str | None) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def key_from_config(k: KeyConfig) -> tuple[str, KeyInfo]:
+def key_from_config(k: KeyConfig, owner: UserConfig | None = None) -> tuple[str, KeyInfo]:
+    """A gateway.yaml key; `owner` is its `user_id`'s entry of `users:` (whose limits and budget apply)."""
     digest = (k.key_sha256 or sha256_hex(k.key or "")).lower()
     info = KeyInfo(id=f"cfg:{k.name}", name=k.name, models=k.models, limits=k.limits, budget=k.budget,
-                   user=k.user, team=k.team, metadata=k.metadata, expires_at=parse_expiry(k.expires_at),
-                   cache=k.cache, signing_secret=k.signing_secret.encode() if k.signing_secret else None)
+                   user=owner.id if owner else k.user, team=k.team, metadata=k.metadata,
+                   expires_at=parse_expiry(k.expires_at), cache=k.cache,
+                   disabled=bool(owner and owner.disabled), user_id=owner.id if owner else None,
+                   user_limits=owner.limits if owner else None, user_budget=owner.budget if owner else None,
+                   user_label=owner.email if owner else None,
+                   signing_secret=k.signing_secret.encode() if k.signing_secret else None)
     return digest, info
 
 
@@ -102,22 +68,30 @@ def presented_key(request: web.Request) -> str | None:
 
 # a lookup of keys stored outside gateway.yaml (the admin API's database); returns None when unknown
 KeyLookup = Callable[[str], Awaitable[KeyInfo | None]]
+# a browser's console session (cookie) -> the digest of the key it acts with; None without a session cookie,
+# raises the GatewayError (401 expired, 403 csrf_failed / no_key) otherwise (proxy.users, wired in app.py)
+SessionKey = Callable[[web.Request], Awaitable[str | None]]
 
 
 class Authenticator:
     def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None,
-                 signatures: SignatureVerifier | None = None) -> None:
-        self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k) for k in keys)
+                 users: list[UserConfig] | None = None, signatures: SignatureVerifier | None = None) -> None:
+        owners = {u.id: u for u in users or ()}
+        self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k, owners.get(k.user_id or "")) for k in keys)
         self.lookup = lookup
         self.signatures = signatures or SignatureVerifier()
-        # told the client IP of every wrong key (the failed-auth throttle, clientip.ClientGuard.failed)
+        # told the client IP of every wrong key (the failed-auth throttle, admission.clientguard.ClientGuard.failed)
         self.on_failure: Callable[[str], Awaitable[None]] | None = None
         # told (key id, client IP) of every accepted key: cheap and synchronous (the last-used recorder)
         self.on_success: Callable[[str, str], None] | None = None
+        # consulted only when a request has no key header: the header-based API is unchanged by it
+        self.session_key: SessionKey | None = None
 
     async def find(self, secret: str) -> KeyInfo | None:
         """The key this secret belongs to (config or database), None when it is no key; not its state."""
-        digest = sha256_hex(secret)
+        return await self.find_digest(sha256_hex(secret))
+
+    async def find_digest(self, digest: str) -> KeyInfo | None:
         # Keys are indexed by the SHA-256 of the secret, so lookup timing reveals nothing about the
         # secret itself; the stored digest is still compared in constant time.
         info = self._by_hash.get(digest)
@@ -129,19 +103,36 @@ class Authenticator:
     async def authenticate(self, request: web.Request) -> KeyInfo:
         secret = presented_key(request)
         if secret is None:
-            raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
-                               AUTHENTICATION, code="missing_api_key")
+            digest = await self.session_key(request) if self.session_key is not None else None
+            if digest is None:
+                raise GatewayError(401, "Missing API key. Send it as `Authorization: Bearer <key>`.",
+                                   AUTHENTICATION, code="missing_api_key")
+            info = await self.find_digest(digest)
+            if info is None:  # the session's key was deleted or rotated since
+                raise GatewayError(401, "The key this console session used no longer exists; sign in again.",
+                                   AUTHENTICATION, code="invalid_api_key")
+            return self._used(self.check(info), request)
         info = await self.find(secret)
         if info is None:
             if self.on_failure is not None:
                 await self.on_failure(request.remote or "")
             raise GatewayError(401, "Incorrect API key provided.", AUTHENTICATION, code="invalid_api_key")
+        if info.disabled or info.expired():
+            self.check(info)
+        return self._used(info, request)
+
+    def _used(self, info: KeyInfo, request: web.Request) -> KeyInfo:
+        if self.on_success is not None:
+            self.on_success(info.id, request.remote or "")
+        return info
+
+    @staticmethod
+    def check(info: KeyInfo) -> KeyInfo:
+        """A found key that may be used now: 401 when disabled (or its user is) or expired."""
         if info.disabled:
             raise GatewayError(401, "This API key has been disabled.", AUTHENTICATION, code="key_disabled")
         if info.expired():
             raise GatewayError(401, "This API key has expired.", AUTHENTICATION, code="key_expired")
-        if self.on_success is not None:
-            self.on_success(info.id, request.remote or "")
         return info
 
     async def verify_signature(self, key: KeyInfo, request: web.Request, body: bytes) -> None:

@@ -18,14 +18,14 @@ the grace ends. Expiry (`expires_at`) is checked by auth on every request, whate
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from proxy.auth.authenticator import KeyInfo
 from proxy.config import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
+from proxy.core.identity import KeyInfo
+from proxy.infra.asyncutil import SingleFlight, cancel_and_wait
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -38,16 +38,24 @@ log = get_logger("gateway.keystore")
 
 
 def key_info(row: dict[str, Any]) -> KeyInfo:
-    """A KeyInfo from a ledger key record (no bearer secret in it: records carry no hashes; the auth lookup's
-    record carries the signing secret of a key with `signing: required`)."""
+    """A KeyInfo from a ledger key record (no bearer secret in it: records carry no hashes; the auth
+    lookup's record carries the signing secret of a key with `signing: required`). A key owned by a user
+    carries the user's limits and budget (`owner_*`, find_key_by_hash); a disabled or deleted owner
+    disables the key."""
+    user_id = row.get("user_id")
+    owner_gone = user_id is not None and (row.get("owner_email") is None or row.get("owner_deleted_at") is not None)
     return KeyInfo(
         id=row["id"], name=row["name"], models=list(row.get("models") or ["*"]),
         limits=Limits.model_validate(row["limits"]) if row.get("limits") else None,
         budget=Budget.model_validate(row["budget"]) if row.get("budget") else None,
-        user=row.get("user"), team=row.get("team"), metadata=dict(row.get("metadata") or {}),
+        user=user_id or row.get("user"), team=row.get("team"), metadata=dict(row.get("metadata") or {}),
         expires_at=row.get("expires_at"),
         cache=CachePolicy.model_validate(row["cache"]) if row.get("cache") else None,
-        disabled=bool(row.get("disabled")), source="db",
+        disabled=bool(row.get("disabled")) or owner_gone or bool(row.get("owner_disabled")), source="db",
+        user_id=user_id,
+        user_limits=Limits.model_validate(row["owner_limits"]) if row.get("owner_limits") else None,
+        user_budget=Budget.model_validate(row["owner_budget"]) if row.get("owner_budget") else None,
+        user_label=row.get("owner_email"),
         signing_secret=row["signing_secret"].encode() if row.get("signing_secret") else None,
     )
 
@@ -65,7 +73,7 @@ class KeyStore:
         self.lookup_timeout = lookup_timeout
         self._cache: dict[str, tuple[KeyInfo | None, float]] = {}  # digest -> (info, valid until, monotonic)
         self._by_id: dict[str, set[str]] = {}
-        self._inflight: dict[str, asyncio.Future[KeyInfo | None]] = {}
+        self._lookups: SingleFlight[KeyInfo | None] = SingleFlight()  # concurrent misses of one digest
         self._last_seen: datetime | None = None
         self._seen_versions: dict[str, datetime] = {}
         self._poller: asyncio.Task[None] | None = None
@@ -80,31 +88,15 @@ class KeyStore:
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="keystore-poll")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await cancel_and_wait(self._poller)
+        self._poller = None
 
     # ------------------------------------------------------------ auth path
     async def lookup(self, digest: str) -> KeyInfo | None:
         entry = self._cache.get(digest)
         if entry is not None and entry[1] > time.monotonic():
             return entry[0]
-        fut = self._inflight.get(digest)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = self._inflight[digest] = asyncio.get_running_loop().create_future()
-        try:
-            info = await self._fetch(digest, entry)
-        except BaseException as err:
-            fut.set_exception(err)
-            fut.exception()  # retrieved: waiters re-raise it, nobody else needs to
-            raise
-        else:
-            fut.set_result(info)
-        finally:
-            self._inflight.pop(digest, None)
+        info, _ = await self._lookups.run(digest, lambda: self._fetch(digest, entry))
         return info
 
     async def _fetch(self, digest: str, stale: tuple[KeyInfo | None, float] | None) -> KeyInfo | None:

@@ -1,9 +1,8 @@
 """Request coalescing (single-flight, per replica): identical requests in flight share one upstream call.
 
-* `Flights.run(key, fn)` — non-stream: the first caller starts `fn` as its own task; callers that
-  arrive while it runs await the same task. Everyone waits through `asyncio.shield`, so a caller that
-  disconnects does not cancel the call for the others; when the *last* caller leaves, the call is
-  cancelled (nobody would read the answer).
+* `Flights.run(key, fn)` — non-stream: infra's `SingleFlight.run` (the first caller starts `fn` as its
+  own task, callers arriving while it runs share it; a caller that disconnects does not cancel it for the
+  others; when the *last* caller leaves, the call is cancelled: nobody would read the answer).
 * `Flights.stream(key, open_stream)` — streams: a pump task reads the upstream stream into a shared
   buffer; each participant iterates the buffer with its own cursor and waits for more, so chunks fan
   out as they arrive and a participant that joins late first gets what it missed. Same rule: the pump
@@ -14,23 +13,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
+from proxy.infra.asyncutil import SingleFlight
 from proxy.observability.logs import get_logger
 from proxy.providers.base import ChunkStream, StreamTranslator, Usage
 from proxy.providers.transport import stream_cut
 
 log = get_logger("gateway.cache")
-T = TypeVar("T")
 OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]
-
-
-class _Call(Generic[T]):
-    __slots__ = ("task", "waiters")
-
-    def __init__(self, task: asyncio.Task[T]) -> None:
-        self.task = task
-        self.waiters = 0
 
 
 class _Relayed(StreamTranslator):
@@ -164,33 +155,15 @@ class StreamFlight:
             self.task.cancel()
 
 
-class Flights:
+class Flights(SingleFlight[Any]):
+    """Non-stream calls (`run`, inherited) and shared streams, per key."""
+
     def __init__(self) -> None:
-        self._calls: dict[Hashable, _Call[Any]] = {}
+        super().__init__()
         self._streams: dict[Hashable, StreamFlight] = {}
 
     def __len__(self) -> int:
-        return len(self._calls) + len(self._streams)
-
-    async def run(self, key: Hashable, fn: Callable[[], Awaitable[T]], join: bool = True) -> tuple[T, bool]:
-        """`fn()`'s result and whether it was shared with an earlier identical call.
-
-        join=False always starts a new call (Cache-Control: no-cache) but lets later callers join it.
-        """
-        call = self._calls.get(key) if join else None
-        shared = call is not None
-        if call is None:
-            call = _Call(asyncio.ensure_future(fn()))
-            self._calls[key] = call
-            call.task.add_done_callback(lambda _t, c=call: self._forget_call(key, c))
-        call.waiters += 1
-        try:
-            return await asyncio.shield(call.task), shared
-        finally:
-            call.waiters -= 1
-            if call.waiters == 0 and not call.task.done():
-                self._forget_call(key, call)
-                call.task.cancel()
+        return super().__len__() + len(self._streams)
 
     def stream(self, key: Hashable, open_stream: OpenStream,
                on_complete: Callable[[StreamFlight], Awaitable[None]] | None,
@@ -209,17 +182,11 @@ class Flights:
         return flight, False
 
     def cancel_all(self) -> None:
-        """Shutdown: stop calls that would otherwise outlive the event loop."""
-        for call in list(self._calls.values()):
-            call.task.cancel()
+        """Shutdown: stop calls and streams that would otherwise outlive the event loop."""
+        super().cancel_all()
         for flight in list(self._streams.values()):
             flight.task.cancel()
-        self._calls.clear()
         self._streams.clear()
-
-    def _forget_call(self, key: Hashable, call: _Call[Any]) -> None:
-        if self._calls.get(key) is call:
-            del self._calls[key]
 
 
 async def _close(stream: ChunkStream) -> None:

@@ -8,8 +8,9 @@ request the cache is off for leaves no plan: nothing is hashed, looked up, store
 no `x-gateway-cache` header is sent (`bypass` when an `enabled: false` policy switched it off).
 
 Money: a hit costs the key nothing (`ctx.provider` stays empty so metering prices nothing) and
-`ctx.saved_usd` gets what the cached usage would have cost, priced by the same `PriceTable.cost` that prices live calls.
-A request that shared another's in-flight call is treated the same way: it caused no upstream spend.
+`ctx.saved_usd` gets what the cached usage would have cost (`count_saving`), priced by the same
+`PriceTable.cost` that metering prices live calls with. A request that shared another's in-flight call is
+treated the same way: it caused no upstream spend.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ from proxy.core.context import RequestContext
 from proxy.infra import sse
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.pipeline import Complete, OpenStream
-from proxy.providers.base import ChunkStream, Completion, Usage
+from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream, Usage
 
 log = get_logger("gateway.cache")
 NOTE = "cache"
@@ -135,11 +135,10 @@ class ResponseCache:
         ctx.headers["x-gateway-cache"] = "hit"
         ctx.headers["x-gateway-cache-age"] = str(max(0, int(now - entry.created)))
         c = entry.completion
-        ctx.saved_usd = self.prices.cost(entry.provider, entry.upstream_model, c.usage) if entry.provider else 0.0
         ctx.notes["cache_provider"] = entry.provider
         if self.rec.enabled:
             self._counter(m.CACHE_HITS, ctx.alias).inc()
-            count_saved(ctx, self.rec)
+        count_saving(ctx, self.prices, self.rec, c.usage, entry.provider, entry.upstream_model)
         return c
 
     async def complete(self, ctx: RequestContext, call: Complete) -> Completion:
@@ -267,13 +266,14 @@ def settle_shared(ctx: RequestContext, prices: Prices, rec: m.Recorder, usage: U
     """A request answered by another's upstream call: no charge (ctx.provider stays empty), and what
     the call would have cost is recorded as saved."""
     mark_coalesced(ctx, rec)
+    count_saving(ctx, prices, rec, usage, provider, model)
+
+
+def count_saving(ctx: RequestContext, prices: Prices, rec: m.Recorder, usage: Usage, provider: str,
+                 model: str) -> None:
+    """An answer that caused no upstream spend: what `provider` charged for it is this request's saving."""
     ctx.saved_usd = prices.cost(provider, model, usage) if provider else 0.0
-    if rec.enabled:
-        count_saved(ctx, rec)
-
-
-def count_saved(ctx: RequestContext, rec: m.Recorder) -> None:
-    if ctx.saved_usd:
+    if ctx.saved_usd and rec.enabled:
         key = ctx.key
         m.CACHE_SAVED_USD.labels(ctx.alias, rec.key(key.name if key else ""),
                                  (key.team if key else None) or "").inc(ctx.saved_usd)

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
-from proxy.providers.base import Usage
+from proxy.core.usage import Usage
 
 if TYPE_CHECKING:
-    from proxy.auth.authenticator import KeyInfo
     from proxy.core.errors import GatewayError
+    from proxy.core.identity import KeyInfo
 
 
 @dataclass(slots=True)
@@ -56,6 +56,7 @@ class RequestContext:
     finish_reason: str | None = None
     ttft: float | None = None
     cost_usd: float = 0.0
+    priced: bool = False  # cost_usd is final (Meter.cost prices a call once)
     saved_usd: float = 0.0
     cache_status: str | None = None  # hit | miss | bypass
     cache_key: str | None = None

@@ -93,6 +93,12 @@ def bad_request(message: str, param: str | None = None, code: str | None = None)
     return GatewayError(400, message, INVALID_REQUEST, code=code, param=param)
 
 
+def model_not_found(alias: str) -> GatewayError:
+    """404 for an alias this gateway does not serve, or not to this key (the same answer: no probing)."""
+    return GatewayError(404, f"The model {alias!r} does not exist or you do not have access to it.", NOT_FOUND,
+                        code="model_not_found", param="model")
+
+
 def upstream_error_from_status(
     status: int, message: str, *, retry_after: float | None = None, code: str | None = None
 ) -> UpstreamError:

@@ -5,10 +5,11 @@
 
 Results come back in input order, each with its own status. Every item runs through the same stages as
 a single call — auth, admission (quotas, budgets), cache, routing, resilience, metering (its own ledger
-row and log line) — through `Pipeline.authenticate` (with the batch's key, looked up once before the body
-is read), `Pipeline.admit` and `Pipeline.answer`, without an HTTP round trip.
+row and log line) — through the single calls' request lifecycle (`lifecycle.serve`, with the batch's key,
+looked up once before the body is read), `Pipeline.admit` and `Pipeline.answer`, without an HTTP round trip.
 Identical items (same normalised request, as the cache key sees it) share one answer: the first to pass
-admission runs, the others wait for it; they are each still admitted and metered, at no charge.
+admission runs, the others wait for it (infra's `SingleFlight`); they are each still admitted and metered,
+at no charge.
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.auth.authenticator import KeyInfo
 from proxy.cache.keys import cache_key
 from proxy.cache.stage import settle_shared
 from proxy.core.context import RequestContext
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
+from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
-from proxy.http.openai_api import new_context, parse_json, read_body, validate_chat
+from proxy.http.lifecycle import serve
+from proxy.http.limits import parse_json, read_body
+from proxy.http.openai_api import new_context, validate_chat
+from proxy.infra.asyncutil import SingleFlight
 from proxy.providers.base import Completion
-
-Outcome = tuple[Completion | None, GatewayError | None, RequestContext]
 
 
 class _Batch:
@@ -38,72 +40,71 @@ class _Batch:
         self.key = key
         self.request_id = request_id
         self.sem = asyncio.Semaphore(concurrency)
-        self.leaders: dict[str, asyncio.Future[Outcome]] = {}
+        # identical items (by cache key) share the first one's answer, also once it has finished
+        self.answers: SingleFlight[tuple[Completion, RequestContext]] = SingleFlight(keep=True)
 
     async def item(self, i: int, body: Any) -> bytes:
-        gw, pipeline = self.gw, self.gw.pipeline
         ctx = new_context(self.request, "chat")
         ctx.request_id = f"{self.request_id}-{i}"
-        gw.in_flight("chat", +1)
-        try:
-            c = await self._run(ctx, body)
-            return b'{"status":200,' + _meta(ctx) + b'"body":' + c.body + b"}"
-        except GatewayError as err:
-            ctx.fail(err)
-            out: dict[str, Any] = {"status": err.status, "request_id": ctx.request_id, "error": err.body()["error"]}
-            if err.headers:
-                out["headers"] = err.headers
-            return orjson.dumps(out)
-        finally:
-            gw.in_flight("chat", -1)
-            pipeline.meter.finish(ctx)
+        return await serve(self.gw, ctx, self.request, _Item(self, body), self.key)  # the batch's key, looked up once
 
-    async def _run(self, ctx: RequestContext, body: Any) -> Completion:
+    async def answer(self, ctx: RequestContext) -> Completion:
         pipeline = self.gw.pipeline
         async with self.sem:
-            if not isinstance(body, dict):
-                raise bad_request("Each batch item must be a chat completion request object.")
-            validate_chat(body, self.gw.cfg.listen.limits)
-            if body.get("stream"):
-                raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
-            ctx.body, ctx.alias = body, body["model"]
-            await pipeline.authenticate(ctx, self.request, self.key)  # the batch's key, looked up once
             await pipeline.admit(ctx)
-            key = cache_key("chat", ctx.alias, ctx.served_alias, "", body)
-            leader = self.leaders.get(key) if key is not None else None
-            if leader is None:
-                return await self._lead(ctx, key)
-        # a duplicate: give the slot back while it waits for the identical item's answer
-        c, err, first = await asyncio.shield(leader)
-        if err is not None:
-            raise err
-        assert c is not None
-        ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
-        if first.cache_status is not None:
-            ctx.cache_status = first.cache_status
-        settle_shared(ctx, self.gw.prices, self.gw.recorder, c.usage, first.provider, first.upstream_model)
-        if first.cache_status == "hit":
-            ctx.saved_usd = first.saved_usd
+            key = cache_key("chat", ctx.alias, ctx.served_alias, "", ctx.body)
+            if key is None:
+                return await pipeline.answer(ctx)
+            if key not in self.answers:  # the first of identical items answers for all of them, in its slot
+                return await self._share(ctx, key)
+        return await self._share(ctx, key)  # a duplicate: gives its slot back while it waits
+
+    async def _share(self, ctx: RequestContext, key: str) -> Completion:
+        (c, first), shared = await self.answers.run(key, lambda: self._lead(ctx))
+        if shared:
+            ctx.usage, ctx.finish_reason = c.usage, c.finish_reason
+            if first.cache_status is not None:
+                ctx.cache_status = first.cache_status
+            settle_shared(ctx, self.gw.prices, self.gw.recorder, c.usage, first.provider, first.upstream_model)
+            if first.cache_status == "hit":
+                ctx.saved_usd = first.saved_usd
         return c
 
-    async def _lead(self, ctx: RequestContext, key: str | None) -> Completion:
-        fut: asyncio.Future[Outcome] | None = None
-        if key is not None:
-            fut = asyncio.get_running_loop().create_future()
-            self.leaders[key] = fut
-        try:
-            c = await self.gw.pipeline.answer(ctx)
-        except GatewayError as err:
-            if fut is not None:
-                fut.set_result((None, err, ctx))
-            raise
-        except BaseException:
-            if fut is not None:
-                fut.cancel()
-            raise
-        if fut is not None:
-            fut.set_result((c, None, ctx))
-        return c
+    async def _lead(self, ctx: RequestContext) -> tuple[Completion, RequestContext]:
+        return await self.gw.pipeline.answer(ctx), ctx
+
+
+class _Item:
+    """One batch item as an `Endpoint` of the request lifecycle (proxy/http/lifecycle.py); it answers a result
+    object."""
+
+    __slots__ = ("batch", "raw")
+    kind = "chat"
+
+    def __init__(self, batch: _Batch, raw: Any) -> None:
+        self.batch = batch
+        self.raw = raw
+
+    async def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Any:
+        return self.raw  # parsed (and its signature verified) once for the whole batch
+
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: Any) -> dict[str, Any]:
+        if not isinstance(raw, dict):
+            raise bad_request("Each batch item must be a chat completion request object.")
+        validate_chat(raw, gw.cfg.listen.limits)
+        if raw.get("stream"):
+            raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
+        return raw
+
+    async def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> bytes:
+        c = await self.batch.answer(ctx)
+        return b'{"status":200,' + _meta(ctx) + b'"body":' + c.body + b"}"
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> bytes:
+        out: dict[str, Any] = {"status": err.status, "request_id": ctx.request_id, "error": err.body()["error"]}
+        if err.headers:
+            out["headers"] = err.headers
+        return orjson.dumps(out)
 
 
 def _meta(ctx: RequestContext) -> bytes:

@@ -18,12 +18,12 @@ from aiohttp import web
 
 from proxy.core.errors import UpstreamError
 from proxy.gateway import GATEWAY
+from proxy.infra.asyncutil import SingleFlight
 from proxy.resilience.fallback import sanitize
 
 if TYPE_CHECKING:
     from proxy.gateway import Gateway
     from proxy.providers.base import Provider
-    from proxy.routing.router import Router
 
 CACHE_SECONDS = 5.0
 PROBE_TIMEOUT = 5.0
@@ -39,15 +39,13 @@ class HealthProber:
         self.timeout = timeout
         self._probes: dict[str, dict[str, Any]] = {}
         self._at = -1e9
-        self._running: asyncio.Task[dict[str, dict[str, Any]]] | None = None
+        # one round at a time; a monitor hanging up does not cancel the round others are waiting for
+        self._round: SingleFlight[dict[str, dict[str, Any]]] = SingleFlight(cancel_orphans=False)
 
     async def probes(self) -> dict[str, dict[str, Any]]:
         if time.monotonic() - self._at < self.ttl:
             return self._probes
-        if self._running is None or self._running.done():
-            self._running = asyncio.get_running_loop().create_task(self._probe_all())
-        # shield: a monitor hanging up must not cancel the round other callers are waiting for
-        self._probes = await asyncio.shield(self._running)
+        self._probes, _ = await self._round.run(None, self._probe_all)
         self._at = time.monotonic()
         return self._probes
 
@@ -77,8 +75,7 @@ class HealthProber:
 async def providers_health(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     probes = await request.app[PROBER].probes()
-    router: Router = gw.pipeline.router
-    deployments = router.snapshot()
+    deployments = gw.plans.snapshot()
     out: dict[str, Any] = {}
     healthy = unhealthy = 0
     for name, pcfg in gw.cfg.providers.items():

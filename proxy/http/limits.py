@@ -11,15 +11,21 @@ in Python costs about 0.2 us per container (dict or list), whatever the bytes, s
 
 Otherwise the containers are walked (recursively, at most `max_json_depth` deep, strings skipped unless
 the body is bigger than `max_string_bytes`); only a refused body is walked a second time, to name the place.
-The number of messages and of tools are plain `len()` checks in `validate_chat`.
+The number of messages and of tools are plain `len()` checks (`check_lengths`, from `validate_chat` and the
+inbound APIs). Here too: reading the raw body once (`read_body`: a signed request's signature covers those
+bytes) and parsing it within the limits (`parse_json`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+
 from proxy.config import InputLimits
-from proxy.core.errors import INVALID_REQUEST, GatewayError
+from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 
 DEFAULT_LIMITS = InputLimits()
 
@@ -29,6 +35,56 @@ def over_length(param: str, got: int, limit: int, setting: str) -> GatewayError:
     return GatewayError(400, f"Invalid '{param}': array too long. Expected an array with maximum length {limit}, "
                         f"but got an array with length {got} instead (listen.limits.{setting}).", INVALID_REQUEST,
                         code="array_above_max_length", param=param)
+
+
+def check_lengths(body: dict[str, Any], limits: InputLimits) -> None:
+    """`messages` and `tools` within listen.limits (any other shape is the validators' to judge)."""
+    if isinstance(messages := body.get("messages"), list) and len(messages) > limits.max_messages:
+        raise over_length("messages", len(messages), limits.max_messages, "max_messages")
+    if isinstance(tools := body.get("tools"), list) and len(tools) > limits.max_tools:
+        raise over_length("tools", len(tools), limits.max_tools, "max_tools")
+
+
+async def read_body(request: web.Request, max_bytes: int) -> bytes:
+    """The raw body (read once: a signed request's signature covers these bytes, the JSON is parsed from them)."""
+    raw_ctype = request.headers.get("Content-Type")
+    # what every SDK sends skips aiohttp's header parsing; anything else is parsed (parameters, case)
+    if raw_ctype and raw_ctype != "application/json" and (ctype := request.content_type) not in (
+            "application/json", "text/plain", "application/x-www-form-urlencoded"):
+        raise GatewayError(415, f"Content-Type must be application/json, got {ctype!r}.", INVALID_REQUEST,
+                           code="unsupported_media_type")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large(max_bytes)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large(max_bytes) from None
+    except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
+        raise bad_request("The request body cannot be decoded (content or transfer encoding).",
+                          code="invalid_http_request") from None
+
+
+def parse_json(raw: bytes, limits: InputLimits) -> dict[str, Any]:
+    """A JSON object from the body, within `listen.limits` (nesting depth, size of one string)."""
+    if not raw:
+        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise bad_request(f"The request body is not valid JSON: {err}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.", code="invalid_json")
+    check_shape(raw, body, limits)
+    return body
+
+
+async def read_json(request: web.Request, max_bytes: int, limits: InputLimits) -> dict[str, Any]:
+    return parse_json(await read_body(request, max_bytes), limits)
+
+
+def too_large(max_bytes: int) -> GatewayError:
+    return GatewayError(413, f"The request body exceeds the limit of {max_bytes} bytes.", INVALID_REQUEST,
+                        code="request_too_large")
 
 
 COUNT_UP_TO = 16 * 1024  # bodies up to this size are settled by counting brackets

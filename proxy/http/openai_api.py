@@ -4,63 +4,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
-from proxy.auth.authenticator import KeyInfo
 from proxy.config import InputLimits
 from proxy.core.context import RequestContext
-from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
+from proxy.core.errors import GatewayError, bad_request, model_not_found
+from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
-from proxy.http.limits import DEFAULT_LIMITS, check_shape, over_length
+from proxy.http.lifecycle import request_json, serve
+from proxy.http.limits import check_lengths
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
-
-
-async def read_body(request: web.Request, max_bytes: int) -> bytes:
-    """The raw body (read once: a signed request's signature covers these bytes, the JSON is parsed from them)."""
-    raw_ctype = request.headers.get("Content-Type")
-    # what every SDK sends skips aiohttp's header parsing; anything else is parsed (parameters, case)
-    if raw_ctype and raw_ctype != "application/json" and (ctype := request.content_type) not in (
-            "application/json", "text/plain", "application/x-www-form-urlencoded"):
-        raise GatewayError(415, f"Content-Type must be application/json, got {ctype!r}.", INVALID_REQUEST,
-                           code="unsupported_media_type")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large(max_bytes)
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(max_bytes) from None
-    except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
-        raise bad_request("The request body cannot be decoded (content or transfer encoding).",
-                          code="invalid_http_request") from None
-
-
-def parse_json(raw: bytes, limits: InputLimits) -> dict[str, Any]:
-    """A JSON object from the body, within `listen.limits` (nesting depth, size of one string)."""
-    if not raw:
-        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise bad_request(f"The request body is not valid JSON: {err}.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
-    check_shape(raw, body, limits)
-    return body
-
-
-async def read_json(request: web.Request, max_bytes: int, limits: InputLimits = DEFAULT_LIMITS) -> dict[str, Any]:
-    return parse_json(await read_body(request, max_bytes), limits)
-
-
-def too_large(max_bytes: int) -> GatewayError:
-    return GatewayError(413, f"The request body exceeds the limit of {max_bytes} bytes.", INVALID_REQUEST,
-                        code="request_too_large")
 
 
 def _type_check(body: dict[str, Any], name: str, types: tuple[type, ...] | type, what: str) -> None:
@@ -103,7 +62,7 @@ def _check_content(msg: dict[str, Any], i: int) -> None:
                       "instead.", param=param, code="invalid_type")
 
 
-def validate_chat(body: dict[str, Any], limits: InputLimits = DEFAULT_LIMITS) -> None:
+def validate_chat(body: dict[str, Any], limits: InputLimits) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("Missing required parameter: 'model'." if model is None else
@@ -113,10 +72,7 @@ def validate_chat(body: dict[str, Any], limits: InputLimits = DEFAULT_LIMITS) ->
         raise bad_request("Missing required parameter: 'messages'.", param="messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("Invalid 'messages': expected a non-empty array of messages.", param="messages")
-    if len(messages) > limits.max_messages:
-        raise over_length("messages", len(messages), limits.max_messages, "max_messages")
-    if isinstance(tools := body.get("tools"), list) and len(tools) > limits.max_tools:
-        raise over_length("tools", len(tools), limits.max_tools, "max_tools")
+    check_lengths(body, limits)
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(role := msg.get("role"), str):
             raise bad_request(f"Invalid 'messages[{i}]': each message needs a string 'role'.",
@@ -174,43 +130,52 @@ def new_context(request: web.Request, kind: str) -> RequestContext:
     return ctx
 
 
-async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
-    gw: Gateway = request.app[GATEWAY]
-    ctx = new_context(request, kind)
-    gw.in_flight(kind, +1)
-    try:
-        await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
-        listen = gw.cfg.listen
-        raw = await read_body(request, listen.max_body_bytes)
-        if ctx.key.signing_secret is not None:  # type: ignore[union-attr]  # signed: before the body is used
-            await gw.pipeline.auth.verify_signature(ctx.key, request, raw)  # type: ignore[arg-type]
-        body = parse_json(raw, listen.limits)
-        if kind == "chat":
-            validate_chat(body, listen.limits)
-            ctx.stream = bool(body.get("stream"))
-        else:
-            validate_embeddings(body)
-        ctx.body, ctx.alias = body, body["model"]
-        if kind == "chat":
-            return await gw.pipeline.chat(ctx, request)
-        return await gw.pipeline.embeddings(ctx, request)
-    except GatewayError as err:
-        ctx.fail(err)
+class _Chat:
+    """POST /v1/chat/completions, an Endpoint of the request lifecycle (proxy/http/lifecycle.py)."""
+
+    kind = "chat"
+
+    def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return request_json(gw, ctx, request)
+
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_chat(raw, gw.cfg.listen.limits)
+        ctx.stream = bool(raw.get("stream"))
+        return raw
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.chat(ctx, request)
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> web.StreamResponse:
         return err.response(ctx.response_headers())
-    except Exception:
-        ctx.status, ctx.error_type = 500, "internal_error"
-        raise
-    finally:
-        gw.in_flight(kind, -1)
-        gw.pipeline.meter.finish(ctx)
+
+
+class _Embeddings(_Chat):
+    """POST /v1/embeddings."""
+
+    kind = "embeddings"
+
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_embeddings(raw)
+        return raw
+
+    def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        return gw.pipeline.embeddings(ctx, request)
+
+
+CHAT, EMBEDDINGS = _Chat(), _Embeddings()
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "chat")
+    return await serve(request.app[GATEWAY], new_context(request, "chat"), request, CHAT)
 
 
 async def embeddings(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "embeddings")
+    return await serve(request.app[GATEWAY], new_context(request, "embeddings"), request, EMBEDDINGS)
+
+
+def _model(alias: str) -> dict[str, Any]:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
 
 
 async def authenticate_bodyless(gw: Gateway, request: web.Request) -> KeyInfo:
@@ -225,26 +190,18 @@ async def authenticate_bodyless(gw: Gateway, request: web.Request) -> KeyInfo:
 
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await authenticate_bodyless(gw, request)
-    except GatewayError as err:
-        return err.response()
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
-            for alias in gw.cfg.live_aliases() if key.may_use(alias)]
+    key = await authenticate_bodyless(gw, request)  # a GatewayError leaves through the openai_errors middleware
+    data = [_model(alias) for alias in gw.cfg.live_aliases() if key.may_use(alias)]
     return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    try:
-        key = await authenticate_bodyless(gw, request)
-    except GatewayError as err:
-        return err.response()
+    key = await authenticate_bodyless(gw, request)
     alias = request.match_info["model"]
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
-        return GatewayError(404, f"The model {alias!r} does not exist or you do not have access to it.",
-                            "invalid_request_error", code="model_not_found", param="model").response()
-    return web.json_response({"id": alias, "object": "model", "created": 0, "owned_by": "gateway"})
+        raise model_not_found(alias)
+    return web.json_response(_model(alias))
 
 
 async def healthz(request: web.Request) -> web.Response:

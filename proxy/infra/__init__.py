@@ -1,1 +1,2 @@
-"""Infrastructure every layer may use: units, env vars, SSE framing, Redis, asyncio helpers."""
+"""Infrastructure the stages share: the one Redis client, SSE parsing and framing, asyncio helpers, the
+bounded memo."""

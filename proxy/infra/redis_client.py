@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from proxy.config import RedisConfig
 from proxy.core.errors import UNAVAILABLE, GatewayError
+from proxy.infra.asyncutil import Background, cancel_and_wait
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -73,7 +74,7 @@ class RedisClient:
         self.down_since: float | None = None
         self.on_recover: list[Callable[[], Any]] = []
         self._probe: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = Background()
         self._closed = False
 
     @property
@@ -93,12 +94,8 @@ class RedisClient:
 
     async def close(self) -> None:
         self._closed = True
-        tasks = [t for t in (self._probe, *self._tasks) if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        await cancel_and_wait(self._probe)
+        await self._tasks.cancel()
         self._probe = None
         with contextlib.suppress(*REDIS_ERRORS):
             await self.client.aclose()
@@ -189,9 +186,7 @@ class RedisClient:
 
     def spawn(self, coro: Awaitable[Any], name: str = "redis-bg") -> None:
         """Fire-and-forget with a strong reference (asyncio only keeps weak ones) and drain on close."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)
 
     async def publish(self, channel: str, message: str) -> None:
         await self.quietly("publish", lambda: self.client.publish(channel, message), 0)
@@ -200,10 +195,7 @@ class RedisClient:
                   on_connect: Callable[[], Any] | None = None) -> None:
         """Listen on `channel` in the background, reconnecting forever. `on_connect` runs after every
         (re)subscription: messages sent while we were not listening are lost, so callers resync there."""
-        task = asyncio.get_running_loop().create_task(self._listen(channel, handler, on_connect),
-                                                      name=f"redis-sub-{channel}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._listen(channel, handler, on_connect), name=f"redis-sub-{channel}")
 
     async def _listen(self, channel: str, handler: Callable[[bytes], Any],
                       on_connect: Callable[[], Any] | None) -> None:

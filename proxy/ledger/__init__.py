@@ -3,6 +3,7 @@
 from proxy.ledger.keys import DuplicateKeyError
 from proxy.ledger.rows import UsageRow
 from proxy.ledger.store import GROUP_BYS, LedgerStore
+from proxy.ledger.users import DuplicateEmailError
 from proxy.ledger.writer import LedgerWriter
 
-__all__ = ["GROUP_BYS", "DuplicateKeyError", "LedgerStore", "LedgerWriter", "UsageRow"]
+__all__ = ["GROUP_BYS", "DuplicateEmailError", "DuplicateKeyError", "LedgerStore", "LedgerWriter", "UsageRow"]

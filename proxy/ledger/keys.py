@@ -19,14 +19,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.ledger.rows import as_utc
-from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, virtual_keys
+from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, users, virtual_keys
 
 _HASHES = frozenset({"key_sha256", "previous_sha256"})
 _PUBLIC = [c for c in virtual_keys.c if c.name not in _HASHES]  # signing_secret included: _record() drops it
 UPDATABLE = frozenset({"name", "models", "limits", "budget", "user", "team", "metadata", "cache",
-                       "expires_at", "disabled"})
+                       "expires_at", "disabled", "user_id"})
+# what auth needs of a key's owner (find_key_by_hash): the user's limits, budget and state, as owner_*
+_OWNER = [users.c.email, users.c.role, users.c.limits, users.c.budget, users.c.disabled, users.c.deleted_at]
 # secrets an admin layer might pass along in an audit before/after snapshot; never persisted
-_AUDIT_REDACT = frozenset({"key", "api_key", "secret", "signing_secret", *_HASHES})
+_AUDIT_REDACT = frozenset({"key", "api_key", "secret", "signing_secret", "password", "password_hash", *_HASHES})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -95,11 +97,11 @@ class KeysMixin:
                          team: str | None = None, metadata: Mapping[str, Any] | None = None,
                          cache: Any = None, expires_at: datetime | str | None = None,
                          disabled: bool = False, key_id: str | None = None,
-                         signing_secret: str | None = None) -> dict[str, Any]:
+                         user_id: str | None = None, signing_secret: str | None = None) -> dict[str, Any]:
         now = self._now()
         values = _key_values({"name": name, "models": models, "limits": limits, "budget": budget,
                               "user": user, "team": team, "metadata": metadata, "cache": cache,
-                              "expires_at": expires_at, "disabled": disabled})
+                              "expires_at": expires_at, "disabled": disabled, "user_id": user_id})
         values.update(id=key_id or new_key_id(), key_sha256=_sha(key_sha256), created_at=now, updated_at=now,
                       signing_secret=signing_secret or None)
         stmt = virtual_keys.insert().values(**values).returning(*_PUBLIC)
@@ -116,12 +118,14 @@ class KeysMixin:
             row = (await conn.execute(stmt)).one_or_none()
         return None if row is None else _record(row)
 
-    async def list_keys(self, *, team: str | None = None,
-                        include_disabled: bool = True) -> list[dict[str, Any]]:
+    async def list_keys(self, *, team: str | None = None, include_disabled: bool = True,
+                        user_id: str | None = None) -> list[dict[str, Any]]:
         stmt = sa.select(*_PUBLIC).where(virtual_keys.c.deleted_at.is_(None)).order_by(
             virtual_keys.c.created_at, virtual_keys.c.id)
         if team is not None:
             stmt = stmt.where(virtual_keys.c.team == team)
+        if user_id is not None:
+            stmt = stmt.where(virtual_keys.c.user_id == user_id)
         if not include_disabled:
             stmt = stmt.where(virtual_keys.c.disabled.is_(False))
         async with self.engine.connect() as conn:
@@ -130,14 +134,17 @@ class KeysMixin:
     async def find_key_by_hash(self, sha256_hex: str) -> dict[str, Any] | None:
         """Auth lookup: the key whose current secret has this digest, or whose previous secret does while
         the rotation grace lasts. Disabled and expired keys are returned too (auth reports why it
-        refuses them). `matched_previous` tells a cache to drop the entry at `previous_expires_at`."""
+        refuses them). `matched_previous` tells a cache to drop the entry at `previous_expires_at`. A key
+        owned by a user carries that user's state as `owner_*` (None when the user is gone)."""
         try:
             digest = _sha(sha256_hex)
         except ValueError:
             return None
         k = virtual_keys.c
         matched_previous = (k.key_sha256 != digest).label("matched_previous")
-        stmt = sa.select(*_PUBLIC, matched_previous).where(
+        owner = [c.label(f"owner_{c.name}") for c in _OWNER]
+        stmt = sa.select(*_PUBLIC, matched_previous, *owner).select_from(
+            virtual_keys.outerjoin(users, users.c.id == k.user_id)).where(
             k.deleted_at.is_(None),
             sa.or_(k.key_sha256 == digest,
                    sa.and_(k.previous_sha256 == digest, k.previous_expires_at > self._now())),
@@ -251,8 +258,8 @@ class KeysMixin:
                                   spend_usd: float, limit_usd: float) -> bool:
         """True when this is the first alert for (scope, name, period_start, threshold); False when it
         was already recorded (by this or another replica), so the caller does not notify twice."""
-        if scope not in ("key", "team"):
-            raise ValueError(f"scope must be 'key' or 'team', not {scope!r}")
+        if scope not in ("key", "team", "user"):
+            raise ValueError(f"scope must be 'key', 'team' or 'user', not {scope!r}")
         insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         stmt = insert(budget_alerts).values(
             at=self._now(), scope=scope, name=name, period_start=as_utc(period_start),

@@ -73,6 +73,8 @@ usage = sa.Table(
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_usage_key_name_created_at", "key_name", "created_at"),  # filters accept a key's name too
     sa.Index("ix_usage_team_created_at", "team", "created_at"),
+    # a user's spend (budgets) and usage across their keys: `user` holds the user id for their keys (0003)
+    sa.Index("ix_usage_user_created_at", "user", "created_at"),
 )
 
 virtual_keys = sa.Table(
@@ -96,12 +98,50 @@ virtual_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # soft delete, so replicas polling updated_at also learn about deletions
     sa.Column("deleted_at", UTCDateTime),
-    # `signing: required` keys (0003): HMAC verification needs the secret itself, so it is stored as is (a
+    sa.Column("user_id", sa.Text),  # the console user owning the key (0004); no FK: config users too
+    # `signing: required` keys (0005): HMAC verification needs the secret itself, so it is stored as is (a
     # second factor beside the bearer key, which is only stored hashed); never returned after creation
     sa.Column("signing_secret", sa.Text),
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),
+    sa.Index("ix_virtual_keys_user_id", "user_id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("email", sa.Text, nullable=False),  # lower case; rewritten on delete so it can be reused
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("team", sa.Text),
+    sa.Column("role", sa.Text, nullable=False),
+    sa.Column("password_hash", sa.Text),  # Argon2id; NULL: cannot sign in with a password
+    sa.Column("limits", JSON),
+    sa.Column("budget", JSON),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # db | config (gateway.yaml `users:`, read-only)
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("deleted_at", UTCDateTime),
+    sa.UniqueConstraint("email", name="uq_users_email"),
+    sa.Index("ix_users_updated_at", "updated_at"),
+)
+
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # SHA-256 of the cookie's token: the token is never stored
+    sa.Column("kind", sa.Text, nullable=False),  # password | api_key | admin_key
+    sa.Column("user_id", sa.Text),
+    sa.Column("subject", JSON, nullable=False),  # {id, email, name, team, role} as signed in
+    sa.Column("key_sha256", sa.Text),  # the key an api_key session acts with (digest, as virtual_keys has it)
+    sa.Column("ip", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Index("ix_console_sessions_user_id", "user_id"),
+    sa.Index("ix_console_sessions_expires_at", "expires_at"),
 )
 
 audit_log = sa.Table(
@@ -134,7 +174,53 @@ budget_alerts = sa.Table(
     sa.Index("ix_budget_alerts_at", "at"),
 )
 
-# when and from where each key (virtual_keys.id or cfg:<name>) was last used (0003); written at most once a
+# webhooks (0003): subscriptions, and one delivery per (event, subscription), written before any attempt
+webhook_subscriptions = sa.Table(
+    "webhook_subscriptions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # wh_<hex>, or cfg:<name> for gateway.yaml's
+    sa.Column("source", sa.Text, nullable=False),  # api | config
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("events", JSON, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("filter", JSON),
+    # the signing secret (NULL for gateway.yaml's, which keep theirs in the config), and the previous one
+    # for the rotation grace period
+    sa.Column("secret", sa.Text),
+    sa.Column("previous_secret", sa.Text),
+    sa.Column("previous_expires_at", UTCDateTime),
+    sa.Column("disabled_reason", sa.Text),
+    sa.Column("failing_since", UTCDateTime),  # first failed attempt since the last success
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # whd_<hex>
+    sa.Column("event_id", sa.Text, nullable=False),  # the webhook-id header: the same on every attempt
+    sa.Column("subscription_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),  # the exact JSON sent, so every attempt signs the same bytes
+    sa.Column("status", sa.Text, nullable=False),  # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),  # position in the retry schedule (0 again after a retry)
+    sa.Column("next_attempt_at", UTCDateTime),
+    sa.Column("lease_until", UTCDateTime),  # a replica is attempting it (SQLite; PostgreSQL also locks rows)
+    sa.Column("last_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime),
+    # one delivery per event and subscription, whichever replica produced it first
+    sa.UniqueConstraint("event_id", "subscription_id", name="uq_webhook_deliveries_event"),
+    sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
+)
+
+# when and from where each key (virtual_keys.id or cfg:<name>) was last used (0005); written at most once a
 # minute per key per replica, off the request path (auth/lastused.py)
 key_last_used = sa.Table(
     "key_last_used",
@@ -144,4 +230,7 @@ key_last_used = sa.Table(
     sa.Column("last_used_ip", sa.Text),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, key_last_used)
+ALL_TABLES = (
+    usage, virtual_keys, users, console_sessions, audit_log, budget_alerts, webhook_subscriptions,
+    webhook_deliveries, key_last_used,
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from proxy.infra.asyncutil import cancel_and_wait
 from proxy.ledger.store import LedgerStore
 from proxy.ledger.writer import LedgerWriter
 from proxy.observability import metrics as m
@@ -50,10 +51,7 @@ class LedgerService:
                 return
 
     async def close(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retry
+        await cancel_and_wait(self._retry)
         if not self.ready:  # never connected: a short last try, not the full drain timeout
             self.writer.close_timeout = min(self.writer.close_timeout, 2.0)
         await self.writer.close()  # drains the queue (bounded by its close_timeout)

@@ -22,11 +22,12 @@ from proxy.ledger import db
 from proxy.ledger.keys import KeysMixin
 from proxy.ledger.rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
 from proxy.ledger.schema import usage
+from proxy.ledger.users import UsersMixin
 
-GROUP_BYS = ("day", "key", "provider", "alias", "team", "model")
+GROUP_BYS = ("day", "key", "provider", "alias", "team", "model", "user")
 FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until"})
 _GROUP_COLUMNS = {"key": "key_id", "provider": "provider", "alias": "alias", "team": "team",
-                  "model": "upstream_model"}
+                  "model": "upstream_model", "user": "user"}
 
 
 _BOOL = USAGE_FIELDS.index("cache_hit")
@@ -78,7 +79,7 @@ def _sqlite_insert(present: tuple[bool, ...]) -> str:
     return sql
 
 
-class LedgerStore(KeysMixin):
+class LedgerStore(KeysMixin, UsersMixin):
     def __init__(self, url: str = "sqlite:///gateway.db", *, schema: str | None = None, pool_size: int = 5,
                  echo: bool = False, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
@@ -148,11 +149,15 @@ class LedgerStore(KeysMixin):
             else:
                 await conn.execute(usage.insert(), [r.as_dict() for r in rows])
 
-    async def recent_usage(self, key_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Newest rows first; `key_id` may also be a key name, None means every key."""
+    async def recent_usage(self, key_id: str | None = None, limit: int = 50, *,
+                           user: str | None = None) -> list[dict[str, Any]]:
+        """Newest rows first; `key_id` may also be a key name, None means every key; `user` (a user id or
+        a key's free-form user) narrows to that user's calls."""
         stmt = sa.select(usage).order_by(usage.c.created_at.desc(), usage.c.id.desc()).limit(limit)
         if key_id is not None:
             stmt = stmt.where(_key_match(key_id))
+        if user is not None:
+            stmt = stmt.where(usage.c.user == user)
         async with self.engine.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(stmt)]
 
@@ -163,8 +168,10 @@ class LedgerStore(KeysMixin):
             who = _key_match(name_or_id)
         elif scope == "team":
             who = usage.c.team == name_or_id
+        elif scope == "user":  # a user's keys write the user id in `user`
+            who = usage.c.user == name_or_id
         else:
-            raise ValueError(f"scope must be 'key' or 'team', not {scope!r}")
+            raise ValueError(f"scope must be 'key', 'team' or 'user', not {scope!r}")
         stmt = sa.select(sa.func.coalesce(sa.func.sum(usage.c.cost_usd), 0.0)).where(
             who, usage.c.created_at >= as_utc(since))
         if until is not None:
@@ -310,6 +317,8 @@ def _where(filters: Mapping[str, Any]) -> list[sa.ColumnElement[bool]]:
             out.append(c.created_at >= as_utc(value))
         elif name == "until":
             out.append(c.created_at < as_utc(value))
+        elif isinstance(value, list | tuple):  # any of these (a user's id and the name it was given as)
+            out.append(c[name].in_(value))
         else:
             out.append(c[name] == value)
     return out

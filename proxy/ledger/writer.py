@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from proxy.config import DatabaseConfig
-from proxy.infra.asyncutil import wait_event
+from proxy.infra.asyncutil import cancel_and_wait, wait_event
 from proxy.ledger.rows import UsageRow
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
@@ -99,10 +99,7 @@ class LedgerWriter:
                     await task  # the loop drains the queue before it returns
                 else:
                     await self._drain_retrying()
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self._closed = True
         if self._queue:
             left = len(self._queue)

@@ -1,28 +1,34 @@
 """Stage 7: metering — after every request: cost, metrics, the request's log line and its ledger row.
 
 Other stages register `on_finish` hooks (quota charging, budget spend) so metering stays the single
-place where a finished request is accounted for.
+place where a finished request is accounted for. `Meter.cost` is the one place a call is priced, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from proxy.core.context import RequestContext
+from proxy.core.usage import Usage
 from proxy.observability import metrics as m
 from proxy.observability.logs import info_emitter
 
 FinishHook = Callable[[RequestContext], Any]
 
 
+class Prices(Protocol):
+    """USD of `usage` on `provider`'s `model` (PriceTable.cost: what the cache prices savings with too)."""
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float: ...
+
+
 class Meter:
-    def __init__(self, recorder: m.Recorder, log_requests: bool = True,
-                 price: Callable[[RequestContext], float] | None = None) -> None:
+    def __init__(self, recorder: m.Recorder, log_requests: bool = True, prices: Prices | None = None) -> None:
         self.rec = recorder
         self.log_requests = log_requests
         self._emit: Callable[[dict[str, Any]], None] | None = None  # logs.info_emitter, taken on first use
-        self.price = price
+        self.prices = prices
         # called for a finished call that reached an upstream and cost $0 (PriceTable.count_unpriced)
         self.unpriced: Callable[[RequestContext], None] | None = None
         self.hooks: list[FinishHook] = []
@@ -37,17 +43,20 @@ class Meter:
         self.hooks.append(hook)
 
     def cost(self, ctx: RequestContext) -> None:
-        """Price the call once usage is known (before headers when possible)."""
-        if self.price is not None and ctx.usage is not None and ctx.provider:
-            ctx.cost_usd = self.price(ctx)
+        """Price the call, once: as soon as its usage is known (a JSON answer: before its headers), else
+        when it finishes (a stream). Only a call that reached an upstream costs anything: a cache hit or a
+        request answered by another's call has no `ctx.provider` (the cache stage prices its saving)."""
+        if ctx.priced or ctx.usage is None or not ctx.provider or self.prices is None:
+            return
+        ctx.priced = True
+        ctx.cost_usd = self.prices.cost(ctx.provider, ctx.upstream_model, ctx.usage)
+        if ctx.cost_usd == 0.0 and self.unpriced is not None:
+            self.unpriced(ctx)
 
     def finish(self, ctx: RequestContext) -> None:
         elapsed = ctx.elapsed
-        if ctx.cost_usd == 0.0:
+        if not ctx.priced:
             self.cost(ctx)
-            if (ctx.cost_usd == 0.0 and self.unpriced is not None and ctx.usage is not None and ctx.provider
-                    and ctx.cache_status != "hit"):
-                self.unpriced(ctx)
         if self.rec.enabled:
             self._record_metrics(ctx, elapsed)
         for hook in self.hooks:

@@ -94,6 +94,13 @@ LEDGER_WRITTEN = Counter("gateway_ledger_written_rows", "Usage rows written to t
 BACKEND_ERRORS = Counter("gateway_backend_errors", "Redis / database errors", ("backend", "operation"))
 BACKEND_UP = Gauge("gateway_backend_up", "1 while the backend (redis, db) is reachable, 0 while it is down",
                    ("backend",), multiprocess_mode="livemin")
+WEBHOOK_DELIVERIES = Counter("gateway_webhook_deliveries", "Webhook delivery attempts by event type and outcome "
+                             "(delivered, retry, failed)", ("event", "outcome"))
+WEBHOOK_DELIVERY_SECONDS = Histogram("gateway_webhook_delivery_seconds", "Duration of one webhook delivery attempt",
+                                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+WEBHOOK_PENDING = Gauge("gateway_webhook_pending", "Webhook deliveries waiting in the database (every replica's)",
+                        multiprocess_mode="max")
+WEBHOOK_DROPPED = Counter("gateway_webhook_dropped_events", "Webhook events dropped: the producer's queue was full")
 ROUTE_RULES = Counter("gateway_route_rule_matches", "Routing rules that fired", ("rule", "alias"))
 
 

@@ -13,48 +13,16 @@ Two layers, as in Envoy AI Gateway's translator:
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError, upstream_error_from_status
+from proxy.core.usage import Usage
 from proxy.infra.sse import frames
 
 JSON = dict[str, Any]
-
-
-@dataclass(slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
-    cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def to_openai(self) -> JSON:
-        out: JSON = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-        if self.cached_tokens:
-            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
-        return out
-
-    @classmethod
-    def from_openai(cls, u: Mapping[str, Any] | None) -> Usage:
-        if not u:
-            return cls()
-        details = u.get("prompt_tokens_details") or {}
-        return cls(
-            prompt_tokens=int(u.get("prompt_tokens") or 0),
-            completion_tokens=int(u.get("completion_tokens") or 0),
-            cached_tokens=int(details.get("cached_tokens") or 0),
-        )
 
 
 @dataclass(slots=True)
@@ -123,10 +91,20 @@ class StreamTranslator(abc.ABC):
         return None
 
 
+class RecordedStream(StreamTranslator):
+    """For providers that produce the client's chunks themselves (mock, cli): only carries what was reported."""
+
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:  # pragma: no cover - unused
+        return [data]
+
+
+def no_embeddings(name: str, type_: str) -> UpstreamError:
+    return UpstreamError(400, f"provider {name!r} ({type_}) does not offer embeddings", kind="bad_request",
+                         retryable=False, type="invalid_request_error", code="embeddings_not_supported")
+
+
 class Translator:
     """Pure translation for one wire format. Subclasses override what differs from OpenAI's."""
-
-    stream_framing: ClassVar[str] = "sse"  # "sse" | "eventstream"
 
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
@@ -137,9 +115,7 @@ class Translator:
         raise NotImplementedError
 
     def embeddings_request(self, body: JSON, model: str) -> UpstreamRequest:
-        raise UpstreamError(400, f"provider {self.name!r} ({self.cfg.type}) does not offer embeddings",
-                            kind="bad_request", retryable=False, type="invalid_request_error",
-                            code="embeddings_not_supported")
+        raise no_embeddings(self.name, self.cfg.type)
 
     def probe_request(self) -> UpstreamRequest | None:
         return None
@@ -150,6 +126,11 @@ class Translator:
 
     def stream_translator(self, body: JSON, model: str) -> StreamTranslator:
         raise NotImplementedError
+
+    def stream_events(self, reads: AsyncIterator[bytes]) -> AsyncIterator[tuple[str | None, bytes]] | None:
+        """The upstream stream's events, for a framing other than SSE (Bedrock's binary event stream);
+        None (the default) for SSE, which the transport parses inline."""
+        return None
 
     def embeddings_response(self, data: bytes, model: str) -> Completion:
         raise NotImplementedError
@@ -221,6 +202,10 @@ class CallOptions:
 class Provider(abc.ABC):
     """A configured upstream account, as the resilience stage sees it."""
 
+    # True when the provider enforces CallOptions.total_timeout itself (the HTTP transport does), so
+    # the executor need not wrap each call in a timeout of its own
+    self_timed: bool = False
+
     def __init__(self, name: str, cfg: ProviderConfig) -> None:
         self.name = name
         self.cfg = cfg
@@ -243,9 +228,12 @@ class Provider(abc.ABC):
         """Open the stream; return once the upstream accepted it (status 2xx). Errors raise UpstreamError."""
 
     async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
-        raise UpstreamError(400, f"provider {self.name!r} ({self.type}) does not offer embeddings",
-                            kind="bad_request", retryable=False, type="invalid_request_error",
-                            code="embeddings_not_supported")
+        raise no_embeddings(self.name, self.type)
 
     async def probe(self) -> None:  # noqa: B027 - default: nothing cheap to ask, assume healthy
         """A cheap health check; raise UpstreamError when unhealthy."""
+
+
+# how the stages around the provider call hold it: the cache and coalescing run these at most once
+Complete = Callable[[], Awaitable[Completion]]
+OpenStream = Callable[[], Awaitable[tuple[ChunkStream, bytes | None]]]

@@ -259,11 +259,6 @@ def _text_span(data: bytes) -> tuple[int, int] | None:
     return span
 
 
-def estimate_tokens(text: str) -> int:
-    """Rough token count (~4 characters per token) for upstreams that report none."""
-    return (len(text) + 3) // 4
-
-
 def encode_embedding(vector: list[float], encoding_format: Any) -> list[float] | str:
     """`encoding_format: base64` is little-endian float32 bytes; the openai SDK asks for it by default."""
     if encoding_format == "base64":

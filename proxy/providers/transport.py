@@ -81,6 +81,7 @@ class HttpProvider(Provider):
     """Any HTTP upstream: the translator says what to send and how to read the answer."""
 
     idle_watch = IdleWatch  # translate_bench, which runs streams without an event loop, swaps it
+    self_timed = True  # aiohttp's ClientTimeout(total=...) bounds every call
 
     def __init__(self, name: str, cfg: ProviderConfig, translator: Translator) -> None:
         super().__init__(name, cfg)
@@ -160,12 +161,7 @@ class HttpProvider(Provider):
         translator = self.translator.stream_translator(body, model)
         idle = self.idle_watch(resp, opts.idle_timeout)
         raw = resp.content.iter_any()
-        if self.translator.stream_framing == "eventstream":
-            from proxy.providers.eventstream import iter_eventstream  # optional extra [bedrock]
-
-            events = iter_eventstream(raw)
-        else:
-            events = None
+        events = self.translator.stream_events(raw)
 
         async def blocks() -> AsyncIterator[bytes]:
             try:

@@ -35,6 +35,7 @@ STATE_CODE = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}
 PROBE_TIMEOUT = 60.0
 
 log = get_logger("gateway.breaker")
+TransitionHook = Callable[[str, str, str, dict[str, Any]], None]
 
 
 class LocalStorage(pybreaker.CircuitBreakerStorage):
@@ -134,13 +135,19 @@ class _Listener(pybreaker.CircuitBreakerListener):
                         reset_timeout_s=b.reset_timeout)
         else:
             log.info("breaker_" + name.replace("-", "_"), provider=b.provider, model=b.model)
+        # transitions adopted from another replica were reported there; a failed half-open probe re-opening
+        # the breaker is not news
+        old = getattr(old_state, "name", None)
+        if b.on_transition is not None and not b.adopting and (name == CLOSED or (name == OPEN and old == CLOSED)):
+            b.on_transition(b.provider, b.model, name, {"last_error": b.last_error_kind,
+                                                        "reset_timeout_s": b.reset_timeout})
 
 
 class Breaker:
     """The breaker of one deployment, as routing and the executor use it."""
 
-    __slots__ = ("_probe_until", "cb", "last_error_kind", "metrics", "model", "name", "provider",
-                 "reset_timeout", "storage")
+    __slots__ = ("_probe_until", "adopting", "cb", "last_error_kind", "metrics", "model", "name", "on_transition",
+                 "provider", "reset_timeout", "storage")
 
     def __init__(self, provider: str, model: str, cfg: BreakerConfig, metrics: bool = True) -> None:
         self.provider, self.model = provider, model
@@ -149,6 +156,9 @@ class Breaker:
         self.metrics = metrics
         self.last_error_kind: str | None = None
         self._probe_until = 0.0
+        # (provider, model, "open" | "closed", details): told of this replica's own transitions (webhooks)
+        self.on_transition: TransitionHook | None = None
+        self.adopting = False
         self.storage = LocalStorage()
         self.cb = pybreaker.CircuitBreaker(fail_max=cfg.failure_threshold, reset_timeout=cfg.reset_timeout,
                                            state_storage=self.storage, listeners=[_Listener(self)],
@@ -211,7 +221,11 @@ class Breaker:
 
     def sync_state_object(self) -> None:
         """After `adopt()`: let pybreaker notice the new state (fires listeners: metric, log)."""
-        _ = self.cb.state
+        self.adopting = True
+        try:
+            _ = self.cb.state
+        finally:
+            self.adopting = False
 
     def open_now(self) -> None:
         """Force open (tests, admin)."""
@@ -235,12 +249,20 @@ class BreakerBoard:
         self.per_provider = per_provider
         self.metrics = metrics
         self.breakers: dict[tuple[str, str], Breaker] = {}
+        self.on_transition: TransitionHook | None = None
+
+    def listen(self, hook: TransitionHook) -> None:
+        """Tell `hook` of every open/closed transition this replica makes (the composition root wires it)."""
+        self.on_transition = hook
+        for b in self.breakers.values():
+            b.on_transition = hook
 
     def get(self, provider: str, model: str) -> Breaker:
         b = self.breakers.get((provider, model))
         if b is None:
             cfg = self.per_provider.get(provider) or self.default
             b = self.breakers[(provider, model)] = Breaker(provider, model, cfg, self.metrics)
+            b.on_transition = self.on_transition
         return b
 
     def __iter__(self) -> Iterator[Breaker]:

@@ -17,18 +17,18 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from proxy.core.context import Attempt, RequestContext
-from proxy.core.errors import NOT_FOUND, GatewayError, UpstreamError
+from proxy.core.errors import UpstreamError, model_not_found
+from proxy.core.tokens import prompt_tokens
 from proxy.observability import metrics as m
 from proxy.providers.base import CallOptions, ChunkStream, Completion, Provider
 from proxy.providers.transport import bad_response, timeout_error
 from proxy.resilience.balancer import AliasPlan, Slot
 from proxy.resilience.fallback import GENERIC, REASON_NAMES, AliasFailed, exhausted, next_alias, sanitize
 from proxy.resilience.retry import BREAKER_FAILURES, CLIENT, CONTENT, CONTEXT, SKIP, classify, retry_delay
-from proxy.routing.rules import estimate_prompt_tokens
 
 if TYPE_CHECKING:
     from proxy.config import GatewayConfig
-    from proxy.routing.router import Router
+    from proxy.resilience.plans import Plans
 
 T = TypeVar("T")
 COMPLETE, EMBED, STREAM = 0, 1, 2
@@ -36,13 +36,11 @@ _clock = time.perf_counter
 
 
 class Executor:
-    def __init__(self, cfg: GatewayConfig, router: Router, providers: dict[str, Provider]) -> None:
+    def __init__(self, cfg: GatewayConfig, plans: Plans, providers: dict[str, Provider]) -> None:
         self.cfg = cfg
-        self.router = router
         self.providers = providers
         self.metrics = cfg.metrics.enabled
-        router.bind(providers)
-        self.plans: dict[str, AliasPlan] = router.plans
+        self.plans: dict[str, AliasPlan] = plans.plans
 
     # ------------------------------------------------------------------ public (pipeline.py)
     async def complete(self, ctx: RequestContext) -> Completion:
@@ -67,8 +65,7 @@ class Executor:
     async def _run(self, ctx: RequestContext, op: int) -> Any:
         plan = self.plans.get(ctx.served_alias or ctx.alias)
         if plan is None:
-            raise GatewayError(404, f"The model {ctx.alias!r} does not exist or you do not have access to it.",
-                               NOT_FOUND, code="model_not_found", param="model")
+            raise model_not_found(ctx.alias)
         try:
             return await self._alias(ctx, plan, op)
         except AliasFailed as failed:
@@ -164,7 +161,7 @@ class Executor:
                 if excluded & bit or bool(tried & bit) != second_round:
                     continue
                 s = slots[i]
-                if s.limited and not s.state.has_capacity(s.rpm, s.tpm, estimate_prompt_tokens(ctx), _clock()):
+                if s.limited and not s.state.has_capacity(s.rpm, s.tpm, prompt_tokens(ctx), _clock()):
                     continue
                 if s.breaker.allow():
                     return i
@@ -183,7 +180,7 @@ class Executor:
                                opts.idle_timeout, remaining, opts.extra_headers)
         t0 = _clock()
         if slot.limited:
-            st.count(estimate_prompt_tokens(ctx), t0)
+            st.count(prompt_tokens(ctx), t0)
         st.in_flight += 1
         st.requests += 1
         try:

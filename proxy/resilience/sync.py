@@ -22,10 +22,9 @@ unsent changes are kept and published once it is back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import TYPE_CHECKING, Any
 
-from proxy.infra.asyncutil import wait_event
+from proxy.infra.asyncutil import cancel_and_wait, wait_event
 from proxy.observability.logs import get_logger
 from proxy.resilience.breakers import CLOSED, OPEN, Breaker
 
@@ -64,11 +63,8 @@ class BreakerSync:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="breaker-sync")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

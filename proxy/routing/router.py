@@ -1,115 +1,34 @@
-"""Stage 4: routing — which alias serves the request and in which order its deployments are tried.
+"""Stage 4: routing — which alias serves the request.
 
-At startup every alias becomes an `AliasPlan` (deployments of enabled providers with their merged
-timeouts, breaker and live state, retry policy, fallback lists). Per request, `resolve` checks the
-alias exists and applies the routing rules; the executor then walks the plan.
+Per request, `resolve` checks the alias exists and applies the routing rules (compiled once at
+startup); the resilience stage then walks the served alias's plan (resilience/plans.py).
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from proxy.config import Deployment, GatewayConfig, ModelAlias, ProviderConfig, Timeouts
-from proxy.core.errors import NOT_FOUND, UNAVAILABLE, GatewayError
-from proxy.providers.base import CallOptions
-from proxy.resilience.balancer import AliasPlan, DeploymentState, Slot
-from proxy.resilience.breakers import BreakerBoard
-from proxy.routing.rules import RuleSet
+from proxy.config import GatewayConfig, ModelAlias
+from proxy.core.errors import model_not_found
+from proxy.routing.rules import P95Lookup, RuleSet
 
 if TYPE_CHECKING:
     from proxy.core.context import RequestContext
-    from proxy.providers.base import Provider
-
-
-def merged_timeouts(alias: ModelAlias, provider: ProviderConfig) -> Timeouts:
-    """The provider's timeouts with the fields the alias sets explicitly laid over them."""
-    if alias.timeouts is None:
-        return provider.timeout
-    fields = alias.timeouts.model_fields_set
-    if not fields:
-        return provider.timeout
-    return provider.timeout.model_copy(update={f: getattr(alias.timeouts, f) for f in fields})
 
 
 class Router:
-    def __init__(self, cfg: GatewayConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: GatewayConfig, alias_p95: P95Lookup | None = None) -> None:
+        """`alias_p95` (alias -> recent p95 seconds, from the resilience plans) feeds latency rules."""
         self.models = cfg.models
-        self.enabled = {name for name, p in cfg.providers.items() if p.enabled}
-        self.breakers = BreakerBoard(cfg.breaker, {n: p.breaker for n, p in cfg.providers.items()},
-                                     cfg.metrics.enabled)
-        self.deployments: dict[tuple[str, str], DeploymentState] = {}
-        self.plans: dict[str, AliasPlan] = {name: self._plan(name, a) for name, a in cfg.models.items()}
-        self.rules = RuleSet(cfg.routing_rules, self.alias_p95, cfg.metrics.enabled) if cfg.routing_rules else None
+        self.rules = (RuleSet(cfg.routing_rules, alias_p95 or (lambda _alias: None), cfg.metrics.enabled)
+                      if cfg.routing_rules else None)
 
-    def _plan(self, name: str, alias: ModelAlias) -> AliasPlan:
-        slots: list[Slot] = []
-        deadline = 0.0
-        for d in alias.route:
-            if d.provider not in self.enabled:
-                continue
-            t = merged_timeouts(alias, self.cfg.providers[d.provider])
-            opts = CallOptions(t.connect, t.first_token, t.idle, t.total)
-            slots.append(Slot(d.provider, d.model, d.weight, d.rpm, d.tpm, self.deployment(d.provider, d.model),
-                              opts))
-            deadline = max(deadline, t.total)
-        if alias.timeouts is not None and "total" in alias.timeouts.model_fields_set:
-            deadline = alias.timeouts.total
-        return AliasPlan(name, alias, slots, deadline or Timeouts().total)
-
-    def deployment(self, provider: str, model: str) -> DeploymentState:
-        st = self.deployments.get((provider, model))
-        if st is None:
-            st = self.deployments[(provider, model)] = DeploymentState(provider, model,
-                                                                      self.breakers.get(provider, model))
-        return st
-
-    def refresh_options(self) -> None:
-        """Recompute every slot's call options from the (mutated) config, e.g. timeouts changed live."""
-        for name, plan in self.plans.items():
-            alias = self.models[name]
-            for s in plan.slots:
-                t = merged_timeouts(alias, self.cfg.providers[s.provider])
-                s.opts = CallOptions(t.connect, t.first_token, t.idle, t.total)
-
-    def bind(self, providers: dict[str, Provider]) -> None:
-        """Attach the runtime Provider objects to every slot (called once by the Executor)."""
-        from proxy.providers.transport import HttpProvider
-
-        for plan in self.plans.values():
-            for s in plan.slots:
-                s.client = providers[s.provider]
-                s.self_timed = isinstance(s.client, HttpProvider)
-
-    # ------------------------------------------------------------------ per request
     def resolve(self, ctx: RequestContext) -> ModelAlias:
         """The alias that will serve the request: the one asked for (404 when unknown), unless a
         routing rule sends it elsewhere."""
         if ctx.alias not in self.models:
-            raise GatewayError(404, f"The model {ctx.alias!r} does not exist or you do not have access to it.",
-                               NOT_FOUND, code="model_not_found", param="model")
+            raise model_not_found(ctx.alias)
         ctx.served_alias = ctx.alias
         if self.rules is not None:
             self.rules.apply(ctx)
         return self.models[ctx.served_alias]
-
-    def plan(self, alias: str) -> AliasPlan:
-        return self.plans[alias]
-
-    def alias_p95(self, alias: str) -> float | None:
-        plan = self.plans.get(alias)
-        return plan.p95(time.perf_counter()) if plan is not None else None
-
-    def candidates(self, alias_name: str) -> list[Deployment]:
-        """Deployments of an alias with an enabled provider, in route order."""
-        live = [d for d in self.models[alias_name].route if d.provider in self.enabled]
-        if not live:
-            raise GatewayError(503, f"No enabled provider serves {alias_name!r}.", UNAVAILABLE,
-                               code="no_provider_available")
-        return live
-
-    def snapshot(self) -> dict[str, Any]:
-        """Live state per deployment (GET /health/providers)."""
-        now = time.perf_counter()
-        return {f"{p}/{mdl}": st.snapshot(now) for (p, mdl), st in self.deployments.items()}

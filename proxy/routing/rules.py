@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import orjson
-
 from proxy.config import RoutingRule, RuleWhen
+from proxy.core.tokens import prompt_tokens
 from proxy.observability import metrics as m
 
 if TYPE_CHECKING:
@@ -26,21 +25,6 @@ if TYPE_CHECKING:
 
 Check = Callable[["RequestContext"], bool]
 P95Lookup = Callable[[str], "float | None"]  # alias -> recent p95 in seconds
-
-
-def estimate_prompt_tokens(ctx: RequestContext) -> int:
-    """A cheap prompt size estimate (serialised JSON bytes / 4), computed once per request and shared
-    with other stages through ctx.estimated_tokens."""
-    if ctx.estimated_tokens:
-        return ctx.estimated_tokens
-    body = ctx.body
-    src = body.get("messages") if ctx.kind == "chat" else body.get("input")
-    try:
-        n = len(orjson.dumps(src)) // 4 if src is not None else 0
-    except TypeError:
-        n = 0
-    ctx.estimated_tokens = max(1, n)
-    return ctx.estimated_tokens
 
 
 # ctx.notes key set when a latency rule re-routed the request: the alias it was meant for. The cache
@@ -106,7 +90,7 @@ def compile_rule(index: int, rule: RoutingRule, p95: P95Lookup) -> CompiledRule:
         checks.append(slow)
     if w.prompt_tokens_gt is not None:
         over = w.prompt_tokens_gt
-        checks.append(lambda ctx: estimate_prompt_tokens(ctx) > over)
+        checks.append(lambda ctx: prompt_tokens(ctx) > over)
     return CompiledRule(index, rule.use, checks, scoped=alias is not None, latency=p95_cond is not None)
 
 

@@ -61,9 +61,12 @@ async def test_team_budget_shared_by_its_keys_and_alerts(gateway_factory: Gatewa
         assert (await post_chat(http, gw, chat(max_tokens=2), key=key))[0] == 200
     status, _, body = await post_chat(http, gw, chat(max_tokens=2), key="sk-b")
     assert status == 429 and "team 'ml'" in body["error"]["message"]
-    await wait_for(lambda: len(events) == 2)
-    assert sorted(e["threshold"] for e in events) == [0.5, 1.0]
-    assert all(e["type"] == "budget.threshold" and e["scope"] == "team" and e["name"] == "ml" for e in events)
+    await wait_for(lambda: len(events) == 3)
+    alerts = [e for e in events if e["type"] == "budget.threshold"]
+    assert sorted(e["threshold"] for e in alerts) == [0.5, 1.0]
+    # reaching the limit is also its own event (webhooks' budget.exceeded), once
+    assert [e["type"] for e in events].count("budget.exceeded") == 1
+    assert all(e["scope"] == "team" and e["name"] == "ml" for e in events)
     async with http.get(gw.url + "/admin/budgets", headers=admin()) as r:
         assert r.status == 200
         data = await r.json()

@@ -13,7 +13,9 @@ from structlog.testing import capture_logs
 from proxy.cli import main
 from proxy.config import Price, parse_config
 from proxy.core.context import RequestContext
+from proxy.metering.meter import Meter
 from proxy.metering.pricing import DEFAULT_PRICES, FREE, PriceTable, bare_name, cost_of, unpriced_routes
+from proxy.observability.metrics import Recorder
 from proxy.providers.anthropic.chat import usage_from as anthropic_usage
 from proxy.providers.base import Usage
 from proxy.providers.bedrock.response import usage_from as bedrock_usage
@@ -122,16 +124,35 @@ def _ctx(provider: str, model: str, usage: Usage | None, cache: str | None = Non
     return ctx
 
 
-def test_price_callback_hits_cost_nothing_and_save_what_they_would_have_cost() -> None:
-    t = PriceTable()
+def test_a_call_is_priced_once_and_answers_without_an_upstream_call_cost_nothing() -> None:
+    t = PriceTable(free=frozenset({"mock"}))
+    asked: list[tuple[str, str]] = []
+    cost = t.cost
+
+    def counting(provider: str, model: str, usage: Usage) -> float:
+        asked.append((provider, model))
+        return cost(provider, model, usage)
+
+    t.cost = counting  # type: ignore[method-assign]
+    unpriced: list[str] = []
+    meter = Meter(Recorder(enabled=False), log_requests=False, prices=t)
+    meter.unpriced = lambda ctx: unpriced.append(ctx.upstream_model)
     u = Usage(prompt_tokens=1000, completion_tokens=100)
     full = (1000 * 0.15 + 100 * 0.60) / M
-    assert t.price(_ctx("openai", "gpt-4o-mini", None)) == 0.0
-    assert t.price(_ctx("openai", "gpt-4o-mini", u)) == pytest.approx(full)
-    hit = _ctx("openai", "gpt-4o-mini", u, "hit")
-    assert t.price(hit) == 0.0 and hit.saved_usd == pytest.approx(full)
-    hit.saved_usd = 0.5  # already known (the cache stage priced it): kept
-    assert t.price(hit) == 0.0 and hit.saved_usd == 0.5
+    early = _ctx("openai", "gpt-4o-mini", None)
+    meter.cost(early)  # usage not known yet (a stream): nothing priced, nothing settled
+    assert early.cost_usd == 0.0 and not early.priced and asked == []
+    early.usage = u
+    meter.finish(early)
+    assert early.cost_usd == pytest.approx(full) and asked == [("openai", "gpt-4o-mini")]
+    free = _ctx("mock", "mock-1", u)  # a JSON answer: priced before its headers, not again when it finishes
+    meter.cost(free)
+    meter.finish(free)
+    assert free.cost_usd == 0.0 and asked.count(("mock", "mock-1")) == 1 and unpriced == ["mock-1"]
+    hit = _ctx("", "", u, "hit")  # a hit has no provider: the cache stage priced its saving
+    hit.saved_usd = 0.5
+    meter.finish(hit)
+    assert hit.cost_usd == 0.0 and hit.saved_usd == 0.5 and len(asked) == 2
 
 
 def test_unpriced_calls_are_counted_and_logged_once_per_model() -> None:

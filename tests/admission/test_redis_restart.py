@@ -79,8 +79,8 @@ async def test_cache_breaker_sync_and_revocation_survive_a_restart(gateway_facto
     mock_upstream.configure(error_status=500)
     for n in range(2):
         assert (await post_chat(http, a, chat("up", f"failing {n}")))[0] >= 500
-    assert a.gateway.pipeline.router.breakers.get("up", "mock-1").state == "open"
-    await wait_for(lambda: b.gateway.pipeline.router.breakers.get("up", "mock-1").state == "open", timeout=2)
+    assert a.gateway.plans.breakers.get("up", "mock-1").state == "open"
+    await wait_for(lambda: b.gateway.plans.breakers.get("up", "mock-1").state == "open", timeout=2)
     for gw in (a, b):
         assert gw.gateway.redis.up
 

@@ -16,10 +16,10 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from proxy.admission.quotas import Stats, Window, fmt_duration
 from proxy.admission.redis_counters import RedisCounters
-from proxy.auth.authenticator import KeyInfo
 from proxy.auth.keystore import KeyStore
 from proxy.config import RedisConfig
 from proxy.core.errors import GatewayError
+from proxy.core.identity import KeyInfo
 from proxy.infra.redis_client import RedisClient
 from tests.admission.conftest import (
     TcpRelay,
@@ -148,6 +148,20 @@ async def test_keystore_caches_dedupes_and_survives_a_db_outage() -> None:
     assert "a" * 64 in ks._cache
     ks._on_message(b"*")
     assert not ks._cache
+
+
+async def test_keystore_lookup_survives_the_first_caller_leaving() -> None:
+    """Concurrent misses share one query; the caller that started it hanging up does not fail the others."""
+    store = FakeStore()
+    ks = KeyStore(store)  # type: ignore[arg-type]
+    store.rows["a" * 64] = _row("k1")
+    first = asyncio.ensure_future(ks.lookup("a" * 64))
+    await asyncio.sleep(0)
+    others = [asyncio.ensure_future(ks.lookup("a" * 64)) for _ in range(3)]
+    await asyncio.sleep(0)
+    first.cancel()
+    assert [i.id for i in await asyncio.gather(*others)] == ["k1"] * 3  # type: ignore[union-attr]
+    assert store.calls == 1
 
 
 async def test_keystore_rotation_grace_bounds_the_cache() -> None:

@@ -216,3 +216,20 @@ def test_local_replay_cache_forgets_after_its_ttl_and_refuses_when_full() -> Non
     assert info.value.status == 503
     now[0] = 601.0
     assert cache.first_use("a") and cache.first_use("c")  # expired entries left
+
+
+async def test_embeddings_and_the_anthropic_messages_api_are_signed_too(gw: GatewayServer,
+                                                                        http: aiohttp.ClientSession) -> None:
+    model = chat()["model"]
+    emb = orjson.dumps({"model": model, "input": "hello"})
+    count = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    msg, count_body = orjson.dumps({**count, "max_tokens": 16}), orjson.dumps(count)
+    for path, body in (("/v1/embeddings", emb), ("/v1/messages", msg), ("/v1/messages/count_tokens", count_body)):
+        status, data = await post(http, gw, body, headers(body, path=path), path)
+        assert status == 200, (path, data)
+        unsigned = {"Authorization": f"Bearer {SIGNED_KEY}", "Content-Type": "application/json"}
+        status, data = await post(http, gw, body, unsigned, path)
+        assert status == 401, (path, data)
+        status, data = await post(http, gw, body + b" ", headers(body, path=path), path)  # the body is signed
+        assert status == 401, (path, data)
+        assert "signature" in str(data)

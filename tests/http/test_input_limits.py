@@ -159,3 +159,22 @@ async def test_image_urls_are_passed_on_never_fetched(gateway_factory: GatewayFa
         assert hits == []  # and the gateway never fetched it
     finally:
         await image_server.close()
+
+
+async def test_the_anthropic_messages_api_has_the_same_limits(gw: GatewayServer, mock_upstream: MockUpstream,
+                                                              http: aiohttp.ClientSession) -> None:
+    url = gw.url + "/v1/messages"
+    msg = {"model": "up", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+    cases = ((msg | {"metadata": nested(10)}, "max_json_depth"),
+             (msg | {"messages": [{"role": "user", "content": "x"}] * 6}, "max_messages"),
+             (msg | {"tools": [{"name": "f", "input_schema": {"type": "object"}}] * 4}, "max_tools"),
+             (msg | {"messages": [{"role": "user", "content": "é" * 600}]}, "max_string_bytes"))
+    for body, setting in cases:
+        for path in ("", "/count_tokens"):
+            status, data = await post(http, url + path, body if not path else
+                                      {k: v for k, v in body.items() if k != "max_tokens"})
+            assert status == 400 and data["type"] == "error", data  # Anthropic's shape
+            assert data["error"]["type"] == "invalid_request_error" and setting in data["error"]["message"]
+    assert mock_upstream.calls == 0
+    status, data = await post(http, url, msg)
+    assert status == 200 and data["type"] == "message", data

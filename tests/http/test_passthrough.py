@@ -180,7 +180,7 @@ async def test_client_disconnect_cancels_upstream(gw, mock_upstream, http) -> No
     body = {"model": "up", "messages": MSG, "stream": True}
     cfg = gw.gateway.cfg
     cfg.providers["up"].timeout.idle = 5
-    gw.gateway.pipeline.router.refresh_options()
+    gw.gateway.plans.refresh_options()
     async with http.post(gw.base_url + "/chat/completions", json=body, headers=auth()) as r:
         await r.content.readline()
         assert mock_upstream.state.in_flight == 1
@@ -200,7 +200,7 @@ async def test_embeddings_passthrough(gw, mock_upstream) -> None:  # type: ignor
 
 def test_chunks_of_one_read_come_out_before_its_error() -> None:
     from proxy.infra.sse import SSEParser
-    from proxy.providers.openai import OpenAIStream
+    from proxy.providers.openai.stream import OpenAIStream
 
     raw = (b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"a"},"finish_reason":null}]}\n\n'
            b'data: {"error":{"message":"boom","code":"x"}}\n\n')

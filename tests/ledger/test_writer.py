@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import time
 from collections.abc import Callable
@@ -113,13 +114,15 @@ async def test_batches_by_time() -> None:
     await w.close()
 
 
-async def test_submit_is_synchronous_and_cheap() -> None:
-    w = fast_writer(FakeStore(), batch_size=10_000, queue_max=200_000)
-    t0 = time.perf_counter()
+async def test_submit_never_touches_the_database() -> None:
+    """The request path only queues: submit is a plain call that writes nothing (how cheap it is is for
+    the benchmarks, loadtests/feature_bench.py, not for a timed unit test)."""
+    store = FakeStore()
+    w = fast_writer(store, batch_size=10_000, queue_max=200_000)
+    assert not inspect.iscoroutinefunction(w.submit)
     for r in rows(50_000):
-        w.submit(r)
-    assert time.perf_counter() - t0 < 1.0
-    assert w.depth == 50_000
+        assert w.submit(r) is True  # queued
+    assert store.calls == 0 and w.depth == 50_000
     await w.close()
     assert w.depth == 0 and w.written == 50_000
 

@@ -31,3 +31,20 @@ def test_args_and_sections(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "keep me" in text and "keep too" in text and "stale-section-text" not in text
     assert text.count("## Metrics") == 1 and "## Response cache" in text
+
+
+def test_webhooks_section_checks_and_docs(tmp_path: Path) -> None:
+    a = feature_bench.parse_args(["--quick", "--only", "webhooks"])
+    core = {"rps": 1000.0, "cpu_per_req_ms": 0.3, "p50_ms": 10.0, "p99_ms": 20.0, "errors": 0, "proxy_core_other": 0.0}
+    r = {"webhooks-off": core, "webhooks-on": core | {"rps": 950.0, "p50_ms": 10.4, "cpu_with_delivery_ms": 0.5},
+         "rps_ratio": 0.95, "p50_delta_ms": 0.4, "drain_s": [1.0], "receiver": {"count": 10, "unique": 10},
+         "requests_served": 10.0, "at_end_of_load": {'gateway_webhook_deliveries_total{event="x",outcome="delivered"}': 8.0},
+         "after_drain": {"gateway_webhook_dropped_events_total": 0.0}}
+    assert [ok for *_, ok in checks("webhooks", r)] == [True, True, True]
+    slow = r | {"rps_ratio": 0.85, "p50_delta_ms": 3.0, "receiver": {"count": 9, "unique": 9}}
+    assert [ok for *_, ok in checks("webhooks", slow)] == [False, False, False]
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Gateway core\n\nkeep me\n")
+    write_docs({"webhooks": r}, MACHINE, a, doc)
+    text = doc.read_text()
+    assert "keep me" in text and "## Webhooks" in text and "10 distinct webhook-ids" in text

@@ -5,7 +5,7 @@ empty — this test is what catches it.
 Traffic: success (chat, stream, embeddings), 4xx, 5xx, retries + fallback, an open breaker, cache
 hits and misses, coalesced requests, rate-limited and budget-rejected calls, a routing rule, a call to a
 model without a price, and a database that is down (backend errors and state, rows waiting in the ledger
-queue).
+queue). A second gateway, with a working database, delivers webhooks to a receiver in this test.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+from aiohttp import web
 
 from tests.conftest import free_port
 from tests.observability.promtest import (
@@ -58,13 +59,47 @@ database: {{url: "postgresql://postgres@127.0.0.1:{closed}/test", flush_interval
 logging: {{format: json, requests: false}}
 """
 
+# the webhooks gateway: SQLite, every invocation delivered to the test's receiver (a 500 now and then)
+WEBHOOKS_CONFIG = """
+listen: {{host: 127.0.0.1, port: {port}}}
+providers: {{mock: {{type: mock}}}}
+models: {{demo: {{route: [{{provider: mock, model: mock-1}}]}}}}
+keys: [{{name: obs-hooks, key: sk-hooks, team: obs-team}}]
+database: {{url: "sqlite:///{tmp}/hooks.db"}}
+logging: {{format: json, requests: false}}
+webhooks:
+  allow_private_targets: true
+  poll_interval: 0.1
+  retry_schedule: [0.2, 0.5]
+  subscriptions:
+    - {{name: obs, url: "{receiver}", events: [invocation.completed], secret: "{secret}"}}
+"""
+HOOK_SECRET = "whsec_" + "b2JzZXJ2YWJpbGl0eS1zZWNyZXQtb2YtMzItYnl0ZXM="
+
 MSG = [{"role": "user", "content": "observability"}]
 
 
-async def start_gateway(tmp_path: Path) -> tuple[asyncio.subprocess.Process, int]:
+async def start_receiver() -> tuple[web.AppRunner, str]:
+    seen = [0]
+
+    async def hook(request: web.Request) -> web.Response:
+        await request.read()
+        seen[0] += 1
+        return web.Response(status=500 if seen[0] % 4 == 0 else 200)  # retries too
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
     port = free_port()
-    cfg = tmp_path / "gateway.yaml"
-    cfg.write_text(CONFIG.format(port=port, closed=free_port()))
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}/hook"
+
+
+async def start_gateway(tmp_path: Path, config: str = CONFIG, **fields: str) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    cfg = tmp_path / f"gateway-{port}.yaml"
+    cfg.write_text(config.format(port=port, closed=free_port(), **fields))
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "proxy", "serve", "--config", str(cfg), cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -116,21 +151,36 @@ async def traffic_round(base: str) -> dict[str, int]:
     return seen
 
 
+async def hook_traffic(base: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(4):
+            async with s.post(base + "/v1/chat/completions", json={"model": "demo", "messages": MSG},
+                              headers={"Authorization": "Bearer sk-hooks"}) as r:
+                assert r.status == 200
+
+
 async def test_every_panel_and_alert_has_data(tmp_path: Path) -> None:
     proc, port = await start_gateway(tmp_path)
+    receiver, receiver_url = await start_receiver()
+    hooks, hooks_port = await start_gateway(tmp_path, WEBHOOKS_CONFIG, tmp=str(tmp_path), receiver=receiver_url,
+                                            secret=HOOK_SECRET)
     base = f"http://127.0.0.1:{port}"
+    hooks_base = f"http://127.0.0.1:{hooks_port}"
     try:
+        await hook_traffic(hooks_base)
         seen = await traffic_round(base)
         # the scenarios really happened (otherwise an empty panel could be the traffic's fault)
         for expected in ("ok:200", "cached:200", "stream:200", "notfound:404", "unpriced:200", "fallback:200", "dead:502",
                          "rule:200", "limited:200", "limited:429", "broke:200", "broke:429", "coalesced:200",
                          "embeddings:200"):
             assert expected in seen, (expected, seen)
-        prom = await asyncio.to_thread(start_prometheus, [f"127.0.0.1:{port}"], tmp_path, rule_files=[ALERTS])
+        prom = await asyncio.to_thread(start_prometheus, [f"127.0.0.1:{port}", f"127.0.0.1:{hooks_port}"], tmp_path,
+                                       rule_files=[ALERTS])
         try:
             for _ in range(4):  # keep counters moving while Prometheus scrapes, so rate() has increases
                 await asyncio.sleep(1.2)
                 await traffic_round(base)
+                await hook_traffic(hooks_base)
             await asyncio.to_thread(prom.wait_for_scrape, 5)
             empty = []
             for title, expr in dashboard_exprs() + alert_base_exprs():
@@ -146,6 +196,8 @@ async def test_every_panel_and_alert_has_data(tmp_path: Path) -> None:
             await asyncio.to_thread(prom.stop)
         assert not empty, "queries without data:\n" + "\n".join(empty)
     finally:
-        proc.terminate()
-        await proc.wait()
+        for p in (proc, hooks):
+            p.terminate()
+            await p.wait()
+        await receiver.cleanup()
 

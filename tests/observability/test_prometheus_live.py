@@ -78,6 +78,7 @@ class Traffic:
         self._child(m.BUDGET_LIMIT, "team", "obs-team-search").set(100.0)
         self._child(m.BACKEND_UP, "redis").set(1)
         self._child(m.BACKEND_UP, "db").set(0)  # down
+        self._gauge_inc(m.WEBHOOK_PENDING, 12)
 
     def step(self) -> None:
         """One round of requests of every kind (called before each scrape)."""
@@ -116,6 +117,11 @@ class Traffic:
         m.CACHE_EVICTIONS.inc()
         m.LEDGER_WRITTEN.inc(40)
         m.LEDGER_DROPPED.inc(2)
+        self._child(m.WEBHOOK_DELIVERIES, "invocation.completed", "delivered").inc(5)
+        self._child(m.WEBHOOK_DELIVERIES, "budget.threshold", "retry").inc()
+        for seconds in (0.02, 0.05, 0.3):
+            m.WEBHOOK_DELIVERY_SECONDS.observe(seconds)
+        m.WEBHOOK_DROPPED.inc()
 
     def undo(self) -> None:
         for gauge, amount in reversed(self._gauge_deltas):

@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError
 from proxy.infra.sse import SSEParser
-from proxy.providers.anthropic import AnthropicTranslator
+from proxy.providers.anthropic.config import AnthropicConfig
+from proxy.providers.anthropic.translator import AnthropicTranslator
 from tests.providers.goldens import FIXTURES, golden, without
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -21,7 +21,7 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
 
 
 def translator(**cfg: Any) -> AnthropicTranslator:
-    return AnthropicTranslator("claude", ProviderConfig(type="anthropic", **{"api_key": "sk-ant", **cfg}))
+    return AnthropicTranslator("claude", AnthropicConfig(**{"api_key": "sk-ant", **cfg}))
 
 
 def request(body: dict[str, Any], stream: bool = False, **cfg: Any) -> dict[str, Any]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.config import ProviderConfig
-from proxy.providers.azure import AzureTranslator
+from proxy.providers.azure.config import AzureConfig
+from proxy.providers.azure.translator import AzureTranslator
 from tests.providers.goldens import golden
 
 BASE = "https://res.openai.azure.com"
 
 
 def translator(**cfg: object) -> AzureTranslator:
-    return AzureTranslator("az", ProviderConfig(type="azure", **{"base_url": BASE, "api_key": "k1", **cfg}))
+    return AzureTranslator("az", AzureConfig(**{"base_url": BASE, "api_key": "k1", **cfg}))
 
 
 def test_urls_and_key_header() -> None:

@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from mockupstream.aws import AuthFailure, validate_shape, verify_sigv4
-from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError
-from proxy.providers.bedrock import BedrockTranslator, embedding_inputs
+from proxy.providers.bedrock.config import BedrockConfig
 from proxy.providers.bedrock.convert import to_converse
 from proxy.providers.bedrock.errors import http_error
+from proxy.providers.bedrock.translator import BedrockTranslator, embedding_inputs
 from tests.providers.goldens import golden, without
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -23,7 +23,7 @@ CREDS = {"region": "eu-west-3", "access_key_id": "AKIDEXAMPLE", "secret_access_k
 
 
 def translator(env: dict[str, str] | None = None, **cfg: object) -> BedrockTranslator:
-    return BedrockTranslator("br", ProviderConfig(type="bedrock", **{**CREDS, **cfg}), env=env or {})
+    return BedrockTranslator("br", BedrockConfig(**{**CREDS, **cfg}), env=env or {})
 
 
 @pytest.mark.parametrize("name", ["chat_basic.json", "chat_tools.json", "chat_image.json"])
@@ -167,7 +167,7 @@ def test_inference_profile_arn_keeps_its_encoded_slash() -> None:
 def test_credentials_from_env_and_session_token() -> None:
     env = {"AWS_ACCESS_KEY_ID": "AKENV", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "tok",
            "AWS_DEFAULT_REGION": "us-west-2"}
-    tr = BedrockTranslator("br", ProviderConfig(type="bedrock", base_url="http://127.0.0.1:9"), env=env)
+    tr = BedrockTranslator("br", BedrockConfig(base_url="http://127.0.0.1:9"), env=env)
     req = tr.chat_request({"messages": [{"role": "user", "content": "x"}]}, "m", stream=False)
     assert req.url == "http://127.0.0.1:9/model/m/converse"
     assert "Credential=AKENV/" in req.headers["Authorization"] and "/us-west-2/bedrock/" in req.headers["Authorization"]
@@ -176,7 +176,7 @@ def test_credentials_from_env_and_session_token() -> None:
 
 
 def test_api_key_is_a_bearer_token() -> None:
-    tr = BedrockTranslator("br", ProviderConfig(type="bedrock", region="us-east-1", api_key="ABSK-key"), env={})
+    tr = BedrockTranslator("br", BedrockConfig(region="us-east-1", api_key="ABSK-key"), env={})
     req = tr.chat_request({"messages": [{"role": "user", "content": "x"}]}, "m", stream=False)
     assert req.headers["Authorization"] == "Bearer ABSK-key"
 
@@ -186,7 +186,7 @@ def test_api_key_is_a_bearer_token() -> None:
     ({"access_key_id": "a", "secret_access_key": "b"}, {}, "no region"),
 ])
 def test_missing_config_is_a_503_at_call_time(cfg: dict, env: dict, fragment: str) -> None:
-    tr = BedrockTranslator("br", ProviderConfig(type="bedrock", **cfg), env=env)  # constructing never fails
+    tr = BedrockTranslator("br", BedrockConfig(**cfg), env=env)  # constructing never fails
     for call in (lambda: tr.chat_request({"messages": [{"role": "user", "content": "x"}]}, "m", False),
                  tr.probe_request):
         with pytest.raises(UpstreamError) as e:

@@ -10,11 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError
 from proxy.infra import sse
 from proxy.providers.base import CallOptions
-from proxy.providers.cli import CLIProvider, OutputText, redact, render_prompt
+from proxy.providers.cli.config import CLIConfig
+from proxy.providers.cli.errors import redact
+from proxy.providers.cli.provider import CLIProvider, OutputText, render_prompt
 from tests.providers.goldens import FIXTURES
 
 FAKE = str(FIXTURES / "cli" / "fake_model.py")
@@ -22,7 +23,7 @@ OPTS = CallOptions()
 
 
 def provider(**cfg: object) -> CLIProvider:
-    return CLIProvider("local", ProviderConfig(type="cli", **{"command": [sys.executable, FAKE, "{model}"], **cfg}))
+    return CLIProvider("local", CLIConfig(**{"command": [sys.executable, FAKE, "{model}"], **cfg}))
 
 
 def user(text: str) -> dict:

@@ -12,8 +12,8 @@ from botocore.eventstream import EventStreamBuffer
 
 from mockupstream.aws import encode_frame, event_frame, exception_frame
 from proxy.core.errors import UpstreamError
-from proxy.providers.bedrock.response import ConverseStream
-from proxy.providers.eventstream import iter_eventstream
+from proxy.providers.bedrock.eventstream import iter_eventstream
+from proxy.providers.bedrock.stream import ConverseStream
 from tests.providers.goldens import golden
 
 

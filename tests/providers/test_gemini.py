@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError
 from proxy.infra.sse import SSEParser
-from proxy.providers.gemini import GeminiTranslator
+from proxy.providers.gemini.config import GeminiConfig
 from proxy.providers.gemini.schema import to_gemini_schema
+from proxy.providers.gemini.translator import GeminiTranslator
 from tests.providers.goldens import FIXTURES, golden, without
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -22,7 +22,7 @@ TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {
 
 
 def translator(**cfg: Any) -> GeminiTranslator:
-    return GeminiTranslator("gem", ProviderConfig(type="gemini", **{"api_key": "AIza-test", **cfg}))
+    return GeminiTranslator("gem", GeminiConfig(**{"api_key": "AIza-test", **cfg}))
 
 
 def request(body: dict[str, Any], stream: bool = False) -> dict[str, Any]:

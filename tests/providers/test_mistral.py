@@ -7,13 +7,13 @@ import re
 import orjson
 import pytest
 
-from proxy.config import ProviderConfig
-from proxy.providers.mistral import MistralTranslator, mistral_tool_id
+from proxy.providers.mistral.config import MistralConfig
+from proxy.providers.mistral.translator import MistralTranslator, mistral_tool_id
 from tests.providers.goldens import golden
 
 
 def translator(**cfg: object) -> MistralTranslator:
-    return MistralTranslator("mi", ProviderConfig(type="mistral", **{"api_key": "mk", **cfg}))
+    return MistralTranslator("mi", MistralConfig(**{"api_key": "mk", **cfg}))
 
 
 def test_request_golden() -> None:

@@ -12,9 +12,9 @@ import pytest
 
 from proxy.core.errors import UpstreamError
 from proxy.infra import sse
-from proxy.providers.azure import AzureStream
-from proxy.providers.mistral import MistralStream
-from proxy.providers.openai import OpenAIStream
+from proxy.providers.azure.stream import AzureStream
+from proxy.providers.mistral.stream import MistralStream
+from proxy.providers.openai.stream import OpenAIStream
 from tests.providers.reads import as_the_transport_reads, cut_reads, event_by_event
 
 TRICKY_TEXT = ['plain', 'data: [DONE]', '"error"', 'x\n\ny', '"finish_reason":"stop"', '"prompt_tokens"', 'é']

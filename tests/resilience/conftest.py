@@ -115,7 +115,7 @@ async def health(gw: GatewayServer) -> tuple[int, dict[str, Any]]:
 
 
 def breaker(gw: GatewayServer, provider: str, model: str = "mock-1") -> str:
-    return gw.gateway.pipeline.router.breakers.get(provider, model).state
+    return gw.gateway.plans.breakers.get(provider, model).state
 
 
 def gauge(provider: str, model: str = "mock-1") -> float:

@@ -7,7 +7,7 @@ import random
 from collections import Counter
 
 from proxy.config import parse_config
-from proxy.routing.router import Router
+from proxy.resilience.plans import Plans
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import chat, config, route
 
@@ -18,7 +18,7 @@ def plan_for(strategy: str, weights: list[float]):  # type: ignore[no-untyped-de
         "models": {"m": {"strategy": strategy,
                          "route": [{"provider": f"p{i}", "model": "x", "weight": w} for i, w in enumerate(weights)]}},
     }, env={})
-    return Router(cfg).plans["m"]
+    return Plans(cfg).plans["m"]
 
 
 def test_weighted_follows_weights() -> None:

@@ -103,7 +103,7 @@ async def test_single_probe_while_half_open(gateway_factory: GatewayFactory, ups
     name = f"p{uuid.uuid4().hex[:6]}"
     gw = await gateway_factory(config({name: slow.url, "b": good.url}, {"smart": {"route": route(name, "b")}},
                                       breaker={"failure_threshold": 1, "reset_timeout": "100ms"}))
-    gw.gateway.pipeline.router.breakers.get(name, "mock-1").open_now()
+    gw.gateway.plans.breakers.get(name, "mock-1").open_now()
     await asyncio.sleep(0.12)
     slow.configure(latency=0.15)
     replies = await asyncio.gather(*(chat(gw) for _ in range(5)))
@@ -154,7 +154,7 @@ async def test_breaker_state_is_shared_across_replicas(gateway_factory: GatewayF
     r = await chat(one)
     assert r.status == 200 and r.attempts == 1 and bad.calls == calls  # skipped on replica one too
     # closing is shared as well
-    two.gateway.pipeline.router.breakers.get("a", "mock-1").cb.close()
+    two.gateway.plans.breakers.get("a", "mock-1").cb.close()
     for _ in range(40):
         if breaker(one, "a") == "closed":
             break
@@ -185,7 +185,7 @@ async def test_unreachable_redis_leaves_breakers_local(gateway_factory: GatewayF
 
 def test_provider_breaker_overrides_the_default() -> None:
     from proxy.config import parse_config
-    from proxy.routing.router import Router
+    from proxy.resilience.plans import Plans
 
     cfg = parse_config({
         "providers": {"strict": {"type": "mock", "breaker": {"failure_threshold": 1, "reset_timeout": "5s"}},
@@ -193,7 +193,7 @@ def test_provider_breaker_overrides_the_default() -> None:
         "models": {"m": {"route": [{"provider": "strict", "model": "x"}, {"provider": "lax", "model": "x"}]}},
         "breaker": {"failure_threshold": 7, "reset_timeout": "1m"},
     }, env={})
-    board = Router(cfg).breakers
+    board = Plans(cfg).breakers
     strict, lax = board.get("strict", "x"), board.get("lax", "x")
     assert (strict.cb.fail_max, strict.reset_timeout) == (1, 5.0)
     assert (lax.cb.fail_max, lax.reset_timeout) == (7, 60.0)

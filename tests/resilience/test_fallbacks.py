@@ -61,7 +61,7 @@ async def test_context_window_fallback(gateway_factory: GatewayFactory, upstream
     assert r.json["model"] == "long-1"
     assert small.calls == 1 and big.calls == 1 and other.calls == 0  # no retry of a too-long prompt
     # the upstream was fine: the breaker does not count it
-    assert gw.gateway.pipeline.router.breakers.get("a", "mock-1").failures == 0
+    assert gw.gateway.plans.breakers.get("a", "mock-1").failures == 0
 
 
 async def test_context_too_long_without_fallback_is_the_clients_400(gateway_factory: GatewayFactory,  # type: ignore[no-untyped-def]
@@ -93,7 +93,7 @@ async def test_no_available_deployment_is_503_with_retry_after(gateway_factory: 
     (up,) = await upstreams(1)
     gw = await gateway_factory(config({"a": up.url}, {"smart": {"route": route("a")}},
                                       breaker={"failure_threshold": 1, "reset_timeout": "20s"}))
-    gw.gateway.pipeline.router.breakers.get("a", "mock-1").open_now()
+    gw.gateway.plans.breakers.get("a", "mock-1").open_now()
     r = await chat(gw)
     assert r.status == 503 and r.error["code"] == "no_healthy_upstream"
     assert r.error["type"] == "service_unavailable" and 1 <= int(r.headers["Retry-After"]) <= 20
@@ -124,5 +124,5 @@ async def test_final_error_lists_attempts_without_secrets(gateway_factory: Gatew
         ("smart", "a", 502, "server"), ("smart", "a", 502, "server"), ("cheap", "b", 504, "timeout")]
     text = r.raw.decode()
     assert "sk-proj-abcdef123456" not in text and "sk-upstream" not in text
-    health = gw.gateway.pipeline.router.deployments[("a", "mock-1")].last_error
+    health = gw.gateway.plans.deployments[("a", "mock-1")].last_error
     assert "sk-proj" not in health["message"] and "[redacted]" in health["message"]

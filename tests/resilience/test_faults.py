@@ -63,7 +63,7 @@ async def test_fault_is_retried_then_falls_back(pair, fault: str) -> None:  # ty
     assert r.attempts == 4
     # three consecutive failures = failure_threshold: the breaker is open now
     assert breaker(gw, "a") == "open"
-    router = gw.gateway.pipeline.router
+    router = gw.gateway.plans
     assert router.deployments[("a", "mock-1")].last_error["type"] == kind
     # while it is open, smart goes straight to the fallback without touching the bad upstream
     r2 = await chat(gw, stream=stream)
@@ -80,7 +80,7 @@ async def test_refused_connection(gateway_factory: GatewayFactory, upstreams) ->
     assert r.status == 200 and r.headers["x-gateway-fallback"] == "smart->cheap"
     assert r.attempts == 4 and good.calls == 1
     assert breaker(gw, "a") == "open"
-    assert gw.gateway.pipeline.router.deployments[("a", "mock-1")].last_error["type"] == "connect"
+    assert gw.gateway.plans.deployments[("a", "mock-1")].last_error["type"] == "connect"
 
 
 # what the client sees when there is no fallback: one OpenAI-format error listing the attempts
@@ -125,7 +125,7 @@ async def test_stream_cut_after_first_byte_is_not_retried(pair) -> None:  # type
     assert r.status == 200  # headers were sent with the first chunk
     assert len(r.events) == 3 and orjson.loads(r.events[-1])["error"]["code"] == "upstream_stream_error"
     assert bad.calls == 1 and good.calls == 0 and "x-gateway-fallback" not in r.headers
-    st = gw.gateway.pipeline.router.deployments[("a", "mock-1")]
+    st = gw.gateway.plans.deployments[("a", "mock-1")]
     assert st.breaker.failures == 1 and st.in_flight == 0  # counted against the breaker, slot released
     assert st.last_error["type"] == "stream_cut"
 
@@ -136,4 +136,4 @@ async def test_stream_slow_trickle_mid_way_hits_idle_timeout(pair) -> None:  # t
     r = await chat(gw, stream=True, messages=[{"role": "user", "content": "a b c"}])
     assert r.status == 200 and b'"upstream_timeout"' in r.events[-1]
     assert bad.calls == 1 and good.calls == 0
-    assert gw.gateway.pipeline.router.deployments[("a", "mock-1")].breaker.failures == 1
+    assert gw.gateway.plans.deployments[("a", "mock-1")].breaker.failures == 1

@@ -22,7 +22,7 @@ async def test_client_gone_mid_stream_releases_the_slot(gateway_factory: Gateway
     async with aiohttp.ClientSession() as s, s.post(gw.base_url + "/chat/completions", json=body,
                                                     headers=auth()) as r:
         await r.content.readline()
-    st = gw.gateway.pipeline.router.deployments[("a", "mock-1")]
+    st = gw.gateway.plans.deployments[("a", "mock-1")]
     for _ in range(50):
         if st.in_flight == 0:
             break
@@ -35,12 +35,12 @@ async def test_client_gone_during_a_call_frees_the_probe(gateway_factory: Gatewa
     up.configure(latency=0.3)
     gw = await gateway_factory(config({"a": up.url}, {"smart": {"route": route("a")}},
                                       breaker={"failure_threshold": 1, "reset_timeout": "50ms"}))
-    b = gw.gateway.pipeline.router.breakers.get("a", "mock-1")
+    b = gw.gateway.plans.breakers.get("a", "mock-1")
     b.open_now()
     await asyncio.sleep(0.06)
     with pytest.raises(asyncio.TimeoutError):
         await chat(gw, timeout=0.1)  # this request carries the half-open probe, then hangs up
-    st = gw.gateway.pipeline.router.deployments[("a", "mock-1")]
+    st = gw.gateway.plans.deployments[("a", "mock-1")]
     for _ in range(50):
         if st.in_flight == 0:
             break
@@ -84,4 +84,4 @@ async def test_executor_api(gateway_factory: GatewayFactory, upstreams) -> None:
     with pytest.raises(GatewayError) as err:
         await ex.complete(ctx)
     assert err.value.status == 404
-    assert gw.gateway.pipeline.router.candidates("smart")[0].provider == "a"
+    assert gw.gateway.plans.candidates("smart")[0].provider == "a"

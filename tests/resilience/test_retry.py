@@ -54,7 +54,7 @@ async def test_transient_failures_are_retried_on_the_same_deployment(gateway_fac
     assert r.status == 200 and up.calls == 3 and r.attempts == 3
     assert "x-gateway-fallback" not in r.headers
     assert breaker(gw, "a") == "closed"  # 2 failures < threshold 3, and the success reset the count
-    assert gw.gateway.pipeline.router.breakers.get("a", "mock-1").failures == 0
+    assert gw.gateway.plans.breakers.get("a", "mock-1").failures == 0
 
 
 async def test_attempts_one_means_no_retry(gateway_factory: GatewayFactory, upstreams) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +80,7 @@ async def test_request_errors_are_never_retried_nor_fall_back(gateway_factory: G
         return
     assert r.status == status and bad.calls == 1 and good.calls == 0
     assert breaker(gw, "a") == "closed"
-    assert gw.gateway.pipeline.router.breakers.get("a", "mock-1").failures == 0  # the upstream is healthy
+    assert gw.gateway.plans.breakers.get("a", "mock-1").failures == 0  # the upstream is healthy
 
 
 async def test_retry_after_is_honoured(gateway_factory: GatewayFactory, upstreams) -> None:  # type: ignore[no-untyped-def]

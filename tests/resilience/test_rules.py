@@ -6,7 +6,7 @@ import aiohttp
 
 from proxy.config import parse_config
 from proxy.core.context import RequestContext
-from proxy.routing.rules import estimate_prompt_tokens
+from proxy.core.tokens import prompt_tokens as estimate_prompt_tokens
 from tests.conftest import GatewayFactory, auth
 from tests.resilience.conftest import chat, config, route, spy_logs
 

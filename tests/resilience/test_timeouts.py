@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.config import ConfigError, parse_config
-from proxy.routing.router import Router, merged_timeouts
+from proxy.resilience.plans import Plans, merged_timeouts
 from tests.conftest import GatewayFactory
 from tests.resilience.conftest import breaker, chat, config, route
 
@@ -19,7 +19,7 @@ def test_alias_timeouts_override_only_the_fields_they_set() -> None:
     }, env={})
     t = merged_timeouts(cfg.models["a"], cfg.providers["p"])
     assert (t.connect, t.first_token, t.idle, t.total) == (2, 0.3, 8, 70)
-    router = Router(cfg)
+    router = Plans(cfg)
     a, b = router.plans["a"], router.plans["b"]
     assert a.slots[0].opts.first_token_timeout == 0.3 and a.deadline == 70
     assert b.slots[0].opts.first_token_timeout == 9 and b.deadline == 70
@@ -37,7 +37,7 @@ async def test_total_timeout_counts_for_retry_breaker_and_fallback(gateway_facto
     assert r.status == 200 and r.headers["x-gateway-fallback"] == "smart->cheap"
     assert slow.calls == 1 or slow.calls == 2  # the alias deadline (0.25 s) may leave room for one retry
     assert r.elapsed < 1.0
-    st = gw.gateway.pipeline.router.deployments[("a", "mock-1")]
+    st = gw.gateway.plans.deployments[("a", "mock-1")]
     assert st.last_error["type"] == "timeout"
     await chat(gw)
     assert breaker(gw, "a") == "open"
@@ -76,7 +76,7 @@ def test_a_plain_duration_is_the_total_deadline() -> None:
     assert cfg.providers["p"].timeout.connect == 10  # the other fields keep their defaults
     t = merged_timeouts(cfg.models["a"], cfg.providers["p"])
     assert (t.connect, t.first_token, t.idle, t.total) == (10, 120, 120, 5)
-    plans = Router(cfg).plans
+    plans = Plans(cfg).plans
     assert (plans["a"].deadline, plans["b"].deadline, plans["c"].deadline) == (5, 2.5, 30)
 
 

@@ -17,11 +17,11 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from proxy.auth.authenticator import presented_key
+from proxy.config.units import parse_duration
 from proxy.core.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin import require_admin
-from proxy.http.openai_api import read_json
-from proxy.infra.units import parse_duration
+from proxy.http.limits import read_json
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 

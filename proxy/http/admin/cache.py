@@ -20,11 +20,12 @@ from aiohttp import web
 from proxy.cache.backend import BackendUnavailable
 from proxy.cache.keys import is_key
 from proxy.cache.stage import ResponseCache
-from proxy.core.errors import NOT_FOUND, UNAVAILABLE, GatewayError, bad_request
+from proxy.core.errors import UNAVAILABLE, GatewayError, bad_request, model_not_found
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor as admin_actor
 from proxy.http.admin.audit import record
-from proxy.http.openai_api import read_json, validate_chat, validate_embeddings
+from proxy.http.limits import read_json
+from proxy.http.openai_api import validate_chat, validate_embeddings
 from proxy.observability.logs import get_logger
 
 log = get_logger("gateway.admin")
@@ -79,8 +80,7 @@ async def invalidate(request: web.Request) -> web.Response:
         validate_embeddings(body)
     alias = body["model"]
     if alias not in gw.cfg.models:
-        raise GatewayError(404, f"The model {alias!r} does not exist.", NOT_FOUND, code="model_not_found",
-                           param="model")
+        raise model_not_found(alias)
     key = _stage(request).key_for(kind, alias, alias, body)
     if key is None:
         raise bad_request("This request cannot be cached, so it has no entry.")

@@ -19,9 +19,9 @@ import orjson
 from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
-from proxy.auth.authenticator import sha256_hex
 from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable
 from proxy.ledger import DuplicateKeyError
@@ -40,6 +40,7 @@ class KeyFields(Strict):
     metadata: dict[str, Any] | None = None
     expires_at: datetime | None = None
     cache: CachePolicy | None = None
+    user_id: Text | None = None  # the console user the key belongs to (their limits and budget apply)
 
     @field_validator("metadata")
     @classmethod
@@ -117,7 +118,13 @@ def config_record(k: KeyConfig, used: dict[str, dict[str, Any]] | None = None) -
     return {"object": "gateway.key", "source": "config", "read_only": True, "id": key_id, "name": k.name,
             "models": k.models, "limits": k.limits, "budget": k.budget, "user": k.user, "team": k.team,
             "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False,
-            "signing": k.signing, **(used or {}).get(key_id, _NOT_USED)}
+            "user_id": k.user_id, "signing": k.signing, **(used or {}).get(key_id, _NOT_USED)}
+
+
+def key_event(request: web.Request, kind: str, row: dict[str, Any], **extra: Any) -> None:
+    """key.created / key.rotated / key.revoked on the gateway's event bus (webhooks); never the secret."""
+    who = {f: row.get(f) for f in ("id", "name", "user", "team")}
+    request.app[GATEWAY].events.emit({"type": kind, "key": who, **extra})
 
 
 def not_found(key_id: str) -> GatewayError:
@@ -142,6 +149,16 @@ async def _name_taken(request: web.Request, name: str, except_id: str | None = N
         raise GatewayError(409, f"A key named {name!r} already exists.", code="duplicate_key_name", param="name")
 
 
+async def _owner(request: web.Request, user_id: str | None) -> dict[str, Any] | None:
+    """The user a key is given to: 422 naming `user_id` when there is no such user."""
+    if user_id is None:
+        return None
+    user = await database(request).ledger_store.get_user(user_id)
+    if user is None:
+        raise unprocessable("user_id", f"no user with id {user_id!r}")
+    return user
+
+
 async def create_key(request: web.Request) -> web.Response:
     who = await actor(request)
     body = await body_as(request, KeyCreate)
@@ -150,19 +167,22 @@ async def create_key(request: web.Request) -> web.Response:
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise unprocessable("expires_at", "must be in the future")
     store = database(request).ledger_store
+    owner = await _owner(request, body.user_id)
     await _name_taken(request, body.name)
     secret = new_secret()
+    team = body.team if body.team is not None or owner is None else owner.get("team")
     signing_secret = new_signing_secret() if body.signing == "required" else None
     try:
         row = await store.create_key(name=body.name, key_sha256=sha256_hex(secret), models=body.models or ["*"],
-                                     limits=body.limits, budget=body.budget, user=body.user, team=body.team,
+                                     limits=body.limits, budget=body.budget, user=body.user, team=team,
                                      metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at,
-                                     signing_secret=signing_secret)
+                                     user_id=body.user_id, signing_secret=signing_secret)
     except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
     await database(request).keystore.changed(row["id"])  # clears "unknown key" answers cached anywhere
     shown_once = {"key": secret, **({"signing_secret": signing_secret} if signing_secret else {})}
+    key_event(request, "key.created", row, models=row.get("models"), expires_at=row.get("expires_at"))
     return json_response({**public(row, {}), **shown_once}, status=201)
 
 
@@ -207,6 +227,8 @@ async def update_key(request: web.Request) -> web.Response:
         if name in fields and fields[name] is None:
             raise unprocessable(name, "cannot be null")
     _check_refs(cfg, body)
+    if fields.get("user_id") is not None:
+        await _owner(request, fields["user_id"])
     store = database(request).ledger_store
     before = await store.get_key(key_id)
     if before is None:
@@ -221,6 +243,8 @@ async def update_key(request: web.Request) -> web.Response:
         await record(request, who, "budget.update", key_id, before={"budget": before.get("budget")},
                      after={"budget": after.get("budget")})
     await database(request).keystore.changed(key_id)
+    if after.get("disabled") and not before.get("disabled"):
+        key_event(request, "key.revoked", after, reason="disabled")
     return json_response(public(after))
 
 
@@ -235,6 +259,7 @@ async def delete_key(request: web.Request) -> web.Response:
         raise not_found(key_id)
     await record(request, who, "key.delete", key_id, before=before)
     await database(request).keystore.changed(key_id)
+    key_event(request, "key.revoked", before, reason="deleted")
     return json_response({"object": "gateway.key.deleted", "id": key_id, "deleted": True})
 
 
@@ -258,6 +283,8 @@ async def rotate_key(request: web.Request) -> web.Response:
     await record(request, who, "key.rotate", key_id, before=before,
                  after={**after, "grace_seconds": body.grace_seconds})
     await database(request).keystore.changed(key_id)
+    key_event(request, "key.rotated", after, grace_seconds=body.grace_seconds,
+              previous_expires_at=after.get("previous_expires_at"))
     return json_response({**public(after), "key": secret, "grace_seconds": body.grace_seconds})
 
 

@@ -1,8 +1,10 @@
 """GET /admin/usage (everyone's usage, JSON or ?format=csv) and GET /v1/usage (a key holder's own).
 
 /admin/usage filters: key (id or name), user, team, provider, alias, model, status (200 or 4xx), since /
-until (ISO 8601 or a look-back like 24h); group_by: day | key | provider | alias | team | model. Totals:
-calls, tokens, cost, errors and error rate, latency p50/p95, cache hits.
+until (ISO 8601 or a look-back like 24h); group_by: day | key | provider | alias | team | model | user. Totals:
+calls, tokens, cost, errors and error rate, latency p50/p95, cache hits. The ledger's `user` is the user id
+for a key that belongs to a user (else the key's free-form `user`); `user=` takes an id or an e-mail, and
+group_by=user rows name the user (`user_email`, `user_name`).
 
 /v1/usage (the caller's own key): usage since the start of its budget period (or ?since=), spend and
 budget remaining (key and team), its rate-limit windows, and its most recent calls.
@@ -52,7 +54,8 @@ async def _query(store: Any, filters: dict[str, Any], group_by: str | None) -> t
 def _csv(group_by: str | None, totals: dict[str, Any], groups: list[dict[str, Any]]) -> web.Response:
     buf = io.StringIO()
     w = csv.writer(buf)
-    head = ([group_by] + (["key_id"] if group_by == "key" else [])) if group_by else ["scope"]
+    extra = {"key": ["key_id"], "user": ["user_email"]}.get(group_by or "", [])
+    head = [group_by, *extra] if group_by else ["scope"]
     w.writerow([*head, *CSV_COLUMNS])
     rows = groups if group_by else [{"scope": "total", **totals}]
     for r in rows:
@@ -75,11 +78,18 @@ async def admin_usage(request: web.Request) -> web.Response:
     filters: dict[str, Any] = {f: q[f] for f in FILTERS if q.get(f)}
     filters["since"] = query_time(request, "since")
     filters["until"] = query_time(request, "until")
+    shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items() if v is not None}
+    if "user" in filters and (u := await store.find_user_by_email(filters["user"])) is not None:
+        filters["user"] = [u["id"], filters["user"]]  # the user's keys, and keys given that free-form name
     await _flush(request)
     totals, groups = await _query(store, filters, group_by)
+    if group_by == "user":
+        known = {u["id"]: u for u in await store.list_users()}
+        for g in groups:
+            u = known.get(g["user"])
+            g["user_email"], g["user_name"] = (u["email"], u["name"]) if u else (None, None)
     if fmt == "csv":
         return _csv(group_by, totals, groups)
-    shown = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in filters.items() if v is not None}
     return json_response({"object": "usage", "filters": shown, "group_by": group_by, "totals": totals,
                           "data": groups})
 

@@ -1,6 +1,9 @@
-"""Anthropic Messages API (`type: anthropic`): api.py (translator, errors), chat.py (request and
-response mapping), stream.py (SSE events -> OpenAI chunks)."""
+"""`type: anthropic`: the Messages API. translator.py (URL, headers), chat.py (request and response
+mapping), stream.py (SSE events -> OpenAI chunks), errors.py."""
 
-from proxy.providers.anthropic.api import AnthropicTranslator
+from proxy.providers.anthropic.config import AnthropicConfig
+from proxy.providers.anthropic.prices import PRICES
+from proxy.providers.registry import Registration
 
-__all__ = ["AnthropicTranslator"]
+PROVIDER = Registration("anthropic", AnthropicConfig,
+                        translator="proxy.providers.anthropic.translator:AnthropicTranslator", prices=PRICES)

@@ -10,31 +10,18 @@ from typing import Any
 
 import orjson
 
-from proxy.core.errors import INVALID_REQUEST, UpstreamError
+from proxy.core.anthropic_wire import IMAGE_MEDIA_TYPES, STOP_REASON_TO_FINISH
 from proxy.providers.base import JSON, Completion, Usage
+from proxy.providers.inputs import parse_data_url, tool_arguments, unsupported
 
-IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-
-def invalid(message: str, param: str | None = None) -> UpstreamError:
-    """A request this upstream cannot take as sent: the client's to change."""
-    return UpstreamError(400, message, kind="bad_request", retryable=False, type=INVALID_REQUEST,
-                         param=param, code="unsupported_for_provider")
+IMAGE_TYPES = IMAGE_MEDIA_TYPES
+FINISH = STOP_REASON_TO_FINISH
 
 
 # ---------------------------------------------------------------- request
 def build_request(body: JSON, model: str, stream: bool, default_max_tokens: int) -> JSON:
     if (body.get("n") or 1) != 1:
-        raise invalid("Anthropic returns one choice per request; `n` must be 1", "n")
+        raise unsupported("Anthropic returns one choice per request; `n` must be 1", "n")
     system, messages = convert_messages(body.get("messages") or [])
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max_tokens
     out: JSON = {"model": model, "max_tokens": int(max_tokens), "messages": messages}
@@ -68,7 +55,7 @@ def convert_messages(messages: list[Any]) -> tuple[str | list[JSON] | None, list
     turns: list[JSON] = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise invalid(f"messages[{i}] must be an object", f"messages[{i}]")
+            raise unsupported(f"messages[{i}] must be an object", f"messages[{i}]")
         role = m.get("role")
         if role in ("system", "developer"):
             system += text_blocks(m.get("content"), f"messages[{i}].content")
@@ -79,7 +66,7 @@ def convert_messages(messages: list[Any]) -> tuple[str | list[JSON] | None, list
         elif role == "tool":
             _append(turns, "user", [tool_result(m, i)])
         else:
-            raise invalid(f"messages[{i}].role {role!r} is not supported by Anthropic", f"messages[{i}].role")
+            raise unsupported(f"messages[{i}].role {role!r} is not supported by Anthropic", f"messages[{i}].role")
     if turns and turns[-1]["role"] == "assistant":
         _strip_prefill(turns[-1]["content"])
     return _collapse_system(system), [_collapse(t) for t in turns]
@@ -133,11 +120,11 @@ def text_blocks(content: Any, where: str) -> list[JSON]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
-        raise invalid(f"{where} must be a string or a list of parts", where)
+        raise unsupported(f"{where} must be a string or a list of parts", where)
     out = []
     for j, part in enumerate(content):
         if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
-            raise invalid(f"{where}[{j}]: only text parts are allowed here", f"{where}[{j}]")
+            raise unsupported(f"{where}[{j}]: only text parts are allowed here", f"{where}[{j}]")
         text = part.get("text") if part.get("type") == "text" else part.get("refusal")
         if text:
             out.append(text_block({**part, "text": text}))
@@ -158,41 +145,33 @@ def user_blocks(content: Any, where: str) -> list[JSON]:
         elif kind == "file":
             out.append(document_block(part.get("file") or {}, f"{where}[{j}]"))
         else:
-            raise invalid(f"{where}[{j}]: content part type {kind!r} is not supported by Anthropic",
+            raise unsupported(f"{where}[{j}]: content part type {kind!r} is not supported by Anthropic",
                           f"{where}[{j}].type")
     return out
-
-
-def parse_data_url(url: str, where: str) -> tuple[str, str]:
-    """`data:<media type>;base64,<data>` -> (media type, base64 data)."""
-    header, sep, data = url.partition(",")
-    if not sep or not header.endswith(";base64"):
-        raise invalid(f"{where}: data URLs must be base64 encoded (data:<type>;base64,...)", where)
-    return header[5:-7].lower(), data
 
 
 def image_block(image: Any, where: str) -> JSON:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str):
-        raise invalid(f"{where}.image_url.url is required", where)
+        raise unsupported(f"{where}.image_url.url is required", where)
     if url.startswith("data:"):
         media_type, data = parse_data_url(url, where)
         if media_type not in IMAGE_TYPES:
-            raise invalid(f"{where}: image type {media_type!r} is not supported (jpeg, png, gif, webp)",
+            raise unsupported(f"{where}: image type {media_type!r} is not supported (jpeg, png, gif, webp)",
                           where)
         return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
     if url.startswith(("https://", "http://")):
         return {"type": "image", "source": {"type": "url", "url": url}}
-    raise invalid(f"{where}: image_url must be an http(s) or data URL", where)
+    raise unsupported(f"{where}: image_url must be an http(s) or data URL", where)
 
 
 def document_block(file: JSON, where: str) -> JSON:
     data = file.get("file_data")
     if not isinstance(data, str) or not data.startswith("data:"):
-        raise invalid(f"{where}: only inline files (file_data as a data URL) are supported", where)
+        raise unsupported(f"{where}: only inline files (file_data as a data URL) are supported", where)
     media_type, b64 = parse_data_url(data, where)
     if media_type != "application/pdf":
-        raise invalid(f"{where}: file type {media_type!r} is not supported (application/pdf)", where)
+        raise unsupported(f"{where}: file type {media_type!r} is not supported (application/pdf)", where)
     return {"type": "document", "source": {"type": "base64", "media_type": media_type, "data": b64}}
 
 
@@ -202,7 +181,7 @@ def assistant_blocks(m: JSON, i: int) -> list[JSON]:
         where = f"messages[{i}].tool_calls[{j}]"
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not fn.get("name") or not call.get("id"):
-            raise invalid(f"{where} needs an id and function.name", where)
+            raise unsupported(f"{where} needs an id and function.name", where)
         out.append({"type": "tool_use", "id": call["id"], "name": fn["name"],
                     "input": parse_arguments(fn.get("arguments"), where)})
     return out
@@ -210,22 +189,18 @@ def assistant_blocks(m: JSON, i: int) -> list[JSON]:
 
 def parse_arguments(args: Any, where: str) -> JSON:
     """OpenAI's arguments JSON string -> the input object Anthropic wants."""
-    if isinstance(args, dict):
-        return args
-    if not args:
-        return {}
     try:
-        value = orjson.loads(args)
-    except orjson.JSONDecodeError:
-        raise invalid(f"{where}.function.arguments is not valid JSON", where) from None
+        value = tool_arguments(args)
+    except ValueError:
+        raise unsupported(f"{where}.function.arguments is not valid JSON", where) from None
     if not isinstance(value, dict):
-        raise invalid(f"{where}.function.arguments must be a JSON object", where)
+        raise unsupported(f"{where}.function.arguments must be a JSON object", where)
     return value
 
 
 def tool_result(m: JSON, i: int) -> JSON:
     if not m.get("tool_call_id"):
-        raise invalid(f"messages[{i}].tool_call_id is required", f"messages[{i}].tool_call_id")
+        raise unsupported(f"messages[{i}].tool_call_id is required", f"messages[{i}].tool_call_id")
     block: JSON = {"type": "tool_result", "tool_use_id": m["tool_call_id"]}
     content = m.get("content")
     if isinstance(content, list):
@@ -238,7 +213,7 @@ def tool_result(m: JSON, i: int) -> JSON:
 def convert_tool(tool: Any, i: int) -> JSON:
     fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
     if not isinstance(fn, dict) or not fn.get("name"):
-        raise invalid(f"tools[{i}]: only function tools with a name are supported", f"tools[{i}]")
+        raise unsupported(f"tools[{i}]: only function tools with a name are supported", f"tools[{i}]")
     schema = dict(fn.get("parameters") or {"type": "object", "properties": {}})
     schema.setdefault("type", "object")
     out: JSON = {"name": fn["name"], "input_schema": schema}
@@ -257,7 +232,7 @@ def convert_tool_choice(choice: Any, parallel: Any) -> JSON | None:
     elif isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
         out = {"type": "tool", "name": choice["function"]["name"]}
     else:
-        raise invalid("tool_choice must be auto, none, required or {type: function, function: {name}}",
+        raise unsupported("tool_choice must be auto, none, required or {type: function, function: {name}}",
                       "tool_choice")
     if out is not None and parallel is False and out["type"] != "none":
         out["disable_parallel_tool_use"] = True

@@ -10,22 +10,11 @@ from typing import Any
 
 import orjson
 
+from proxy.core.anthropic_wire import ERROR_STATUS
 from proxy.core.errors import INVALID_REQUEST, UpstreamError, upstream_error_from_status
 from proxy.providers.base import parse_retry_after
 
-# anthropic.types.shared.ErrorType -> the status Anthropic sends it with
-STATUS = {
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "billing_error": 402,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "rate_limit_error": 429,
-    "api_error": 500,
-    "timeout_error": 504,
-    "overloaded_error": 529,
-}
+STATUS = ERROR_STATUS
 CONTEXT_LENGTH = ("prompt is too long", "exceed context limit", "exceeds the context window")
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import UNAVAILABLE, UpstreamError
+from proxy.providers.bedrock.config import BedrockConfig
 
 SERVICE = "bedrock"  # the signing name of bedrock-runtime (botocore service model `signingName`)
 INSTALL_HINT = "install the optional extra: pip install 'llm-gateway[bedrock]'"
@@ -25,14 +25,14 @@ def provider_unavailable(message: str) -> UpstreamError:
                          code="provider_unavailable")
 
 
-def resolve_region(cfg: ProviderConfig, env: Mapping[str, str]) -> str | None:
+def resolve_region(cfg: BedrockConfig, env: Mapping[str, str]) -> str | None:
     return cfg.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
 
 
 class Signer:
     """Signs one request; built once per provider, holds the credentials."""
 
-    def __init__(self, cfg: ProviderConfig, env: Mapping[str, str]) -> None:
+    def __init__(self, cfg: BedrockConfig, env: Mapping[str, str]) -> None:
         self.region = resolve_region(cfg, env)
         self.bearer = cfg.api_key
         self.problem: str | None = None

@@ -16,19 +16,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
-from proxy.core.errors import INVALID_REQUEST, UpstreamError
+from proxy.core.errors import UpstreamError
 from proxy.providers.base import JSON
+from proxy.providers.inputs import data_url, tool_arguments, unsupported
 
 IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "gif": "gif", "webp": "webp"}
-_DATA_URL = re.compile(r"data:image/([a-zA-Z0-9.+-]+);base64,(.*)", re.DOTALL)
+_IMAGE_TYPE = re.compile(r"image/([a-zA-Z0-9.+-]+)")
 
 
 def bad_request(message: str, param: str | None = None, code: str = "invalid_request") -> UpstreamError:
     """A request Bedrock cannot serve: the client's 400 (another provider type might accept it)."""
-    return UpstreamError(400, message, kind="bad_request", retryable=False, type=INVALID_REQUEST, code=code,
-                         param=param)
+    return unsupported(message, param, code)
 
 
 def _text_of(content: Any, where: str) -> str:
@@ -41,8 +39,9 @@ def _text_of(content: Any, where: str) -> str:
 
 
 def image_block(url: str, where: str) -> JSON:
-    m = _DATA_URL.fullmatch(url.strip())
-    if m is None:
+    parsed = data_url(url.strip())
+    m = _IMAGE_TYPE.fullmatch(parsed[0]) if parsed is not None else None
+    if parsed is None or m is None:
         raise bad_request("Bedrock accepts only inline images (data:image/...;base64 URLs), not "
                           "http(s) links; download the image and send it as a data URL",
                           param=f"{where}.image_url", code="unsupported_image_url")
@@ -51,7 +50,7 @@ def image_block(url: str, where: str) -> JSON:
         raise bad_request(f"Bedrock accepts png, jpeg, gif or webp images, not image/{m.group(1)}",
                           param=f"{where}.image_url")
     # a blob in AWS's JSON protocol is base64 text: the data URL's payload goes through as is
-    return {"image": {"format": fmt, "source": {"bytes": re.sub(r"\s+", "", m.group(2))}}}
+    return {"image": {"format": fmt, "source": {"bytes": re.sub(r"\s+", "", parsed[1])}}}
 
 
 def user_blocks(content: Any, where: str) -> list[JSON]:
@@ -79,10 +78,9 @@ def tool_use_block(tc: Any, where: str) -> JSON:
     fn = tc.get("function") if isinstance(tc, dict) else None
     if not isinstance(fn, dict) or not fn.get("name"):
         raise bad_request("tool_calls items need function.name", param=f"{where}.tool_calls")
-    args = fn.get("arguments") or "{}"
     try:
-        parsed = orjson.loads(args) if isinstance(args, str) else args
-    except orjson.JSONDecodeError:
+        parsed = tool_arguments(fn.get("arguments"))
+    except ValueError:
         raise bad_request("tool call arguments must be JSON", param=f"{where}.tool_calls") from None
     return {"toolUse": {"toolUseId": str(tc.get("id") or ""), "name": fn["name"],
                         "input": parsed if isinstance(parsed, dict) else {"value": parsed}}}

@@ -1,6 +1,10 @@
-"""Google AI Gemini API (`type: gemini`): api.py (translator), chat.py (generateContent mapping),
-schema.py (JSON Schema -> Gemini Schema), stream.py (SSE -> OpenAI chunks), embeddings.py, errors.py."""
+"""`type: gemini`: the Google AI Gemini API. translator.py (URLs, headers), chat.py (generateContent
+mapping), schema.py (JSON Schema -> Gemini Schema), stream.py (SSE -> OpenAI chunks), embeddings.py,
+errors.py."""
 
-from proxy.providers.gemini.api import GeminiTranslator
+from proxy.providers.gemini.config import GeminiConfig
+from proxy.providers.gemini.prices import PRICES
+from proxy.providers.registry import Registration
 
-__all__ = ["GeminiTranslator"]
+PROVIDER = Registration("gemini", GeminiConfig, translator="proxy.providers.gemini.translator:GeminiTranslator",
+                        prices=PRICES)

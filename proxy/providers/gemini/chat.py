@@ -13,10 +13,10 @@ from typing import Any
 
 import orjson
 
-from proxy.core.errors import INVALID_REQUEST, UpstreamError
 from proxy.providers.base import JSON, Completion, Usage
 from proxy.providers.gemini.errors import blocked_prompt
 from proxy.providers.gemini.schema import to_gemini_schema
+from proxy.providers.inputs import parse_data_url, tool_arguments, unsupported
 
 FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
                       "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION", "MODEL_ARMOR"})
@@ -25,12 +25,6 @@ AUDIO_TYPES = {"wav": "audio/wav", "mp3": "audio/mp3"}
 # A function call's thoughtSignature must come back with it (Gemini 3 rejects history without it);
 # OpenAI clients only keep the tool call id, so the signature rides in the id after this separator.
 THOUGHT_SEP = "__thought__"
-
-
-def invalid(message: str, param: str | None = None) -> UpstreamError:
-    """A request this upstream cannot take as sent: the client's to change."""
-    return UpstreamError(400, message, kind="bad_request", retryable=False, type=INVALID_REQUEST,
-                         param=param, code="unsupported_for_provider")
 
 
 # ---------------------------------------------------------------- request
@@ -78,7 +72,7 @@ def generation_config(body: JSON) -> JSON:
 def function_declaration(tool: Any, i: int) -> JSON:
     fn = tool.get("function") if isinstance(tool, dict) and tool.get("type") == "function" else None
     if not isinstance(fn, dict) or not fn.get("name"):
-        raise invalid(f"tools[{i}]: only function tools with a name are supported", f"tools[{i}]")
+        raise unsupported(f"tools[{i}]: only function tools with a name are supported", f"tools[{i}]")
     out: JSON = {"name": fn["name"]}
     if fn.get("description"):
         out["description"] = fn["description"]
@@ -93,7 +87,7 @@ def function_calling_config(choice: Any) -> JSON:
         return {"mode": TOOL_CHOICE[choice]}
     if isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
         return {"mode": "ANY", "allowedFunctionNames": [choice["function"]["name"]]}
-    raise invalid("tool_choice must be auto, none, required or {type: function, function: {name}}",
+    raise unsupported("tool_choice must be auto, none, required or {type: function, function: {name}}",
                   "tool_choice")
 
 
@@ -104,7 +98,7 @@ def convert_messages(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
     names: dict[str, str] = {}  # tool_call id -> function name: functionResponse needs the name
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise invalid(f"messages[{i}] must be an object", f"messages[{i}]")
+            raise unsupported(f"messages[{i}] must be an object", f"messages[{i}]")
         role, where = m.get("role"), f"messages[{i}].content"
         if role in ("system", "developer"):
             system += [p for p in user_parts(m.get("content"), where) if "text" in p]
@@ -115,7 +109,7 @@ def convert_messages(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
             for j, call in enumerate(m.get("tool_calls") or ()):
                 fn = call.get("function") if isinstance(call, dict) else None
                 if not isinstance(fn, dict) or not fn.get("name"):
-                    raise invalid(f"messages[{i}].tool_calls[{j}] needs function.name", f"messages[{i}]")
+                    raise unsupported(f"messages[{i}].tool_calls[{j}] needs function.name", f"messages[{i}]")
                 call_id = str(call.get("id"))
                 names[call_id] = fn["name"]
                 part: JSON = {"functionCall": {"name": fn["name"], "args": parse_arguments(fn.get("arguments"), i, j)}}
@@ -126,12 +120,12 @@ def convert_messages(messages: list[Any]) -> tuple[list[JSON], list[JSON]]:
         elif role == "tool":
             name = names.get(str(m.get("tool_call_id")))
             if name is None:
-                raise invalid(f"messages[{i}].tool_call_id does not match a tool call of an earlier "
+                raise unsupported(f"messages[{i}].tool_call_id does not match a tool call of an earlier "
                               "assistant message", f"messages[{i}].tool_call_id")
             _append(contents, "user", [{"functionResponse": {"name": name,
                                                               "response": tool_response(m.get("content"))}}])
         else:
-            raise invalid(f"messages[{i}].role {role!r} is not supported by Gemini", f"messages[{i}].role")
+            raise unsupported(f"messages[{i}].role {role!r} is not supported by Gemini", f"messages[{i}].role")
     return system, contents
 
 
@@ -150,7 +144,7 @@ def user_parts(content: Any, where: str) -> list[JSON]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise invalid(f"{where} must be a string or a list of parts", where)
+        raise unsupported(f"{where} must be a string or a list of parts", where)
     out = []
     for j, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
@@ -167,7 +161,7 @@ def user_parts(content: Any, where: str) -> list[JSON]:
         elif kind == "file":
             out.append(media_part((part.get("file") or {}).get("file_data"), f"{where}[{j}]"))
         else:
-            raise invalid(f"{where}[{j}]: content part type {kind!r} is not supported by Gemini",
+            raise unsupported(f"{where}[{j}]: content part type {kind!r} is not supported by Gemini",
                           f"{where}[{j}].type")
     return out
 
@@ -175,25 +169,21 @@ def user_parts(content: Any, where: str) -> list[JSON]:
 def media_part(url: Any, where: str) -> JSON:
     """data: URL -> inlineData; http(s) URL -> fileData with a MIME type guessed from the path."""
     if isinstance(url, str) and url.startswith("data:"):
-        header, sep, data = url.partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise invalid(f"{where}: data URLs must be base64 encoded (data:<type>;base64,...)", where)
-        return {"inlineData": {"mimeType": header[5:-7].lower(), "data": data}}
+        mime, data = parse_data_url(url, where)
+        return {"inlineData": {"mimeType": mime, "data": data}}
     if isinstance(url, str) and url.startswith(("https://", "http://")):
         mime = mimetypes.guess_type(url.split("?", 1)[0])[0] or "image/jpeg"
         return {"fileData": {"mimeType": mime, "fileUri": url}}
-    raise invalid(f"{where}: expected an http(s) or data URL", where)
+    raise unsupported(f"{where}: expected an http(s) or data URL", where)
 
 
 def parse_arguments(args: Any, i: int, j: int) -> JSON:
-    if isinstance(args, dict):
-        return args
     try:
-        value = orjson.loads(args) if args else {}
-    except orjson.JSONDecodeError:
+        value = tool_arguments(args)
+    except ValueError:
         value = None
     if not isinstance(value, dict):
-        raise invalid(f"messages[{i}].tool_calls[{j}].function.arguments must be a JSON object",
+        raise unsupported(f"messages[{i}].tool_calls[{j}].function.arguments must be a JSON object",
                       f"messages[{i}].tool_calls[{j}]")
     return value
 

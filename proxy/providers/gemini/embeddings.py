@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import math
-import struct
 from typing import Any
 
 import orjson
 
+from proxy.core.tokens import text_tokens
 from proxy.providers.base import JSON, Completion, Usage
-from proxy.providers.gemini.chat import invalid
+from proxy.providers.inputs import unsupported
+from proxy.providers.shapes import encode_embedding
 
 
 def model_name(model: str) -> str:
@@ -22,7 +21,7 @@ def build_request(body: JSON, model: str) -> tuple[str, JSON]:
     inp = body.get("input")
     dims = body.get("dimensions")
     if dims is not None and (type(dims) is not int or dims < 1):
-        raise invalid("`dimensions` must be a positive integer", "dimensions")
+        raise unsupported("`dimensions` must be a positive integer", "dimensions")
 
     def one(text: str) -> JSON:
         req: JSON = {"model": model_name(model), "content": {"parts": [{"text": text}]}}
@@ -34,19 +33,13 @@ def build_request(body: JSON, model: str) -> tuple[str, JSON]:
         return "embedContent", one(inp)
     if isinstance(inp, list) and inp and all(isinstance(x, str) for x in inp):
         return "batchEmbedContents", {"requests": [one(x) for x in inp]}
-    raise invalid("Gemini embeddings take `input` as a string or a list of strings (not token ids)", "input")
+    raise unsupported("Gemini embeddings take `input` as a string or a list of strings (not token ids)", "input")
 
 
 def estimate_tokens(inp: Any) -> int:
     """Gemini's embedding answers carry no usage: about 4 characters a token, as Google documents."""
     texts = [inp] if isinstance(inp, str) else [x for x in inp or () if isinstance(x, str)]
-    return sum(max(1, math.ceil(len(t) / 4)) for t in texts)
-
-
-def encode(values: list[float], fmt: Any) -> list[float] | str:
-    if fmt == "base64":  # what OpenAI sends then: little-endian float32, base64
-        return base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
-    return values
+    return sum(max(1, text_tokens(t)) for t in texts)
 
 
 def convert_response(d: Any, body: JSON, model: str) -> Completion:
@@ -61,7 +54,7 @@ def convert_response(d: Any, body: JSON, model: str) -> Completion:
     reported = (d.get("usageMetadata") or {}).get("promptTokenCount")
     tokens = int(reported) if reported is not None else estimate_tokens(body.get("input"))
     fmt = body.get("encoding_format")
-    data = [{"object": "embedding", "index": i, "embedding": encode(v, fmt)} for i, v in enumerate(vectors)]
+    data = [{"object": "embedding", "index": i, "embedding": encode_embedding(v, fmt)} for i, v in enumerate(vectors)]
     out = {"object": "list", "model": model, "data": data,
            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
     return Completion(body=orjson.dumps(out), usage=Usage(prompt_tokens=tokens), model=model, data=out)

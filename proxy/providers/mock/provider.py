@@ -10,19 +10,15 @@ import orjson
 
 from proxy.core.errors import bad_request, upstream_error_from_status
 from proxy.infra.sse import frame
-from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, StreamTranslator, Usage
+from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, RecordedStream, Usage
 from proxy.providers.mock import replies
+from proxy.providers.mock.config import MockConfig
 from proxy.providers.transport import stream_cut
 
 
-class _Recorded(StreamTranslator):
-    """The mock produces OpenAI chunks itself; this only carries what they reported."""
-
-    def feed(self, event: str | None, data: bytes) -> list[bytes]:  # pragma: no cover - unused
-        return [data]
-
-
 class MockProvider(Provider):
+    cfg: MockConfig
+
     def _maybe_fail(self) -> None:
         b = self.cfg.mock
         if b.error_status and (b.error_rate == 0 or random.random() < b.error_rate):
@@ -54,7 +50,7 @@ class MockProvider(Provider):
             await asyncio.sleep(b.ttft)
         self._maybe_fail()
         words, p_tokens = self._words(body)
-        translator = _Recorded(body, model)
+        translator = RecordedStream(body, model)
         chunks = replies.stream_chunks(model, words, p_tokens, translator.include_usage)
         gap = 1.0 / b.tokens_per_s if b.tokens_per_s else 0.0
 

@@ -10,6 +10,8 @@ import hashlib
 import time
 from typing import Any
 
+from proxy.providers.shapes import embeddings_list
+
 LOREM = (
     "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore "
     "et dolore magna aliqua ut enim ad minim veniam quis nostrud exercitation ullamco laboris nisi ut "
@@ -109,10 +111,4 @@ def embeddings(model: str, inputs: Any, dims: int = 8) -> dict[str, Any]:
     items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else list(inputs)
     texts = [i if isinstance(i, str) else " ".join(map(str, i)) for i in items]
     tokens = sum(count_tokens(t) for t in texts)
-    return {
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": embedding_vector(t, dims)}
-                 for i, t in enumerate(texts)],
-        "model": model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
+    return embeddings_list(model, [embedding_vector(t, dims) for t in texts], tokens, "float")

@@ -1,0 +1,571 @@
+"""Pydantic models of gateway.yaml, and loading (with env interpolation, envvars.py) with clear errors.
+
+Everything here is parsed once at startup; the request path only reads the resulting objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
+
+from proxy.config.envvars import interpolate
+from proxy.config.units import ByteSize, Duration
+from proxy.config.webhooks import WebhooksConfig
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# ---------------------------------------------------------------- shared pieces
+class Timeouts(Strict):
+    connect: Duration = 10.0
+    first_token: Duration = 120.0  # headers + first byte of the body
+    idle: Duration = 120.0  # between two stream chunks
+    total: Duration = 600.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_is_total(cls, v: Any) -> Any:
+        # `timeout: 30s` (or a number of seconds) is the total deadline, as other gateways write it
+        if isinstance(v, str | int | float):
+            return {"total": v}
+        return v
+
+
+class BreakerConfig(Strict):
+    failure_threshold: int = Field(5, ge=1)
+    reset_timeout: Duration = 30.0
+    # sharing through Redis (read from the top-level `breaker:` only; needs `redis:`)
+    shared: bool = True
+    sync_interval: Duration = 0.5
+    redis_prefix: str = "gateway:breaker:"
+
+
+class CachePolicy(Strict):
+    """Per alias / per key override of the response cache: a section turns it on for that alias or key
+    (even with the global cache off) unless it says `enabled: false`, which turns it off."""
+
+    enabled: bool = True
+    ttl: Duration | None = None
+
+
+class LimitSet(Strict):
+    rpm: int | None = Field(None, ge=1, le=100_000_000)
+    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
+    rpd: int | None = Field(None, ge=1, le=1_000_000_000)
+
+
+class Limits(LimitSet):
+    per_provider: dict[str, LimitSet] = Field(default_factory=dict)
+    per_alias: dict[str, LimitSet] = Field(default_factory=dict)
+
+
+class Budget(Strict):
+    usd: float = Field(gt=0, le=1e9)
+    period: Literal["daily", "weekly", "monthly"] = "monthly"
+    alert_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0])
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        if any(t <= 0 or t > 10 for t in v):
+            raise ValueError("thresholds are fractions of the budget, e.g. 0.8 for 80%")
+        return sorted(v)
+
+
+# ---------------------------------------------------------------- providers
+class MockBehaviour(Strict):
+    """Deterministic replies and fault injection for the built-in mock provider and the mock upstream."""
+
+    reply: Literal["echo", "lorem"] = "echo"
+    reply_tokens: int = Field(20, ge=0, le=100_000)
+    ttft: Duration = 0.0  # delay before the first byte / chunk
+    tokens_per_s: float = Field(0.0, ge=0)  # 0 = as fast as possible
+    latency: Duration = 0.0  # extra delay before a non-stream reply
+    error_status: int | None = Field(None, ge=400, le=599)
+    error_rate: float = Field(0.0, ge=0, le=1)
+    cut_after: int | None = Field(None, ge=0)  # cut a stream after N chunks
+    # fault injection for resilience tests: `fault` replaces the reply when a failure is due
+    fault: Literal["drop", "hang", "malformed_json", "wrong_content_type", "content_filter"] | None = None
+    context_window: int | None = Field(None, ge=1)  # longer prompts (in words) get context_length_exceeded
+    fail_first: int | None = Field(None, ge=0)  # only the first N calls fail, then normal replies
+    retry_after: float | None = Field(None, ge=0)  # Retry-After sent with injected 429 / 503
+    trickle: Duration = 0.0  # pause between 16-byte pieces of a non-stream body (slow trickle)
+
+
+class ProviderConfig(Strict):
+    """The settings every provider `type:` has. Each type's own model (`proxy/providers/<type>/config.py`)
+    adds its fields; `providers:` entries are validated by the model the provider registry names for their
+    `type:` (ProviderTypes), so a field of another type is an error naming it."""
+
+    type: str
+    enabled: bool = True
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Timeouts = Field(default_factory=Timeouts)
+    max_connections: int = Field(4096, ge=1)
+    breaker: BreakerConfig | None = None
+
+    # filled by the loader, not by users
+    disabled_reason: str | None = Field(None, exclude=True)
+
+    @model_validator(mode="after")
+    def _strip_base_url(self) -> ProviderConfig:
+        if self.base_url is not None:
+            self.base_url = self.base_url.rstrip("/")
+        return self
+
+
+class ProviderTypes:
+    """`providers.<name>`: its `type:` checked against the registry's types (the error names `type` and lists
+    them), then the rest validated by that type's settings model (errors name the field, as `providers.x.f`).
+
+    The registry is read when GatewayConfig's validator is first built (`defer_build`), not when this module
+    is imported: provider settings models import this module, so it cannot import them while loading."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        from proxy.providers.registry import settings_models  # the one import upwards (pyproject.toml)
+
+        models = settings_models()
+        known_type = core_schema.typed_dict_schema(
+            {"type": core_schema.typed_dict_field(core_schema.literal_schema(list(models)))}, extra_behavior="allow")
+        return core_schema.chain_schema([
+            known_type, core_schema.no_info_plain_validator_function(lambda v: models[v["type"]].model_validate(v))])
+
+
+# ---------------------------------------------------------------- models (aliases)
+class Deployment(Strict):
+    provider: str
+    model: str
+    weight: float = Field(1.0, gt=0)
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class RetryConfig(Strict):
+    attempts: int = Field(2, ge=1, le=20)
+    backoff: Duration = 0.2
+    backoff_max: Duration = 5.0
+    retry_after_max: Duration = 30.0
+
+
+class ModelAlias(Strict):
+    route: list[Deployment] = Field(min_length=1)
+    strategy: Literal["priority", "weighted", "least-busy", "latency"] = "priority"
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    # `timeout:` is accepted too, the provider-level spelling
+    timeouts: Timeouts | None = Field(None, validation_alias=AliasChoices("timeouts", "timeout"))
+    fallbacks: list[str] = Field(default_factory=list)
+    context_window_fallbacks: list[str] = Field(default_factory=list)
+    content_policy_fallbacks: list[str] = Field(default_factory=list)
+    cache: CachePolicy | None = None
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_timeout_key(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "timeout" in v and "timeouts" in v:
+            raise ValueError("give one of `timeout` or `timeouts` (two spellings of the same setting)")
+        return v
+
+
+class RuleWhen(Strict):
+    prompt_tokens_gt: int | None = Field(None, ge=0)
+    key: str | None = None
+    team: str | None = None
+    alias: str | None = None
+    header: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    p95_latency_ms_gt: dict[str, Any] | None = None  # {alias: NAME, value: MS}
+
+    @field_validator("p95_latency_ms_gt")
+    @classmethod
+    def _p95(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None and (not isinstance(v.get("alias"), str) or not isinstance(v.get("value"), int | float)):
+            raise ValueError("p95_latency_ms_gt needs {alias: NAME, value: MILLISECONDS}")
+        return v
+
+
+class RoutingRule(Strict):
+    when: RuleWhen
+    use: str
+
+
+# ---------------------------------------------------------------- keys
+class KeyConfig(Strict):
+    name: str = Field(min_length=1)
+    key: str | None = Field(None, repr=False)
+    key_sha256: str | None = None
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    limits: Limits | None = None
+    budget: Budget | None = None
+    user: str | None = None
+    team: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    expires_at: str | None = None
+    cache: CachePolicy | None = None
+    user_id: str | None = None  # the `users:` entry (id or email) this key belongs to
+    # HMAC request signing (auth/signing.py): `required` needs `signing_secret` (e.g. "${VAR}")
+    signing: Literal["off", "required"] = "off"
+    signing_secret: str | None = Field(None, repr=False)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KeyConfig:
+        _one_of(self.key, self.key_sha256)
+        if self.signing == "required" and not self.signing_secret:
+            raise ValueError("signing: required needs `signing_secret` (is its ${VAR} set?)")
+        if self.signing_secret and self.signing != "required":
+            raise ValueError("signing_secret is only used with `signing: required`")
+        if self.signing_secret and len(self.signing_secret) < 16:
+            raise ValueError("signing_secret must be at least 16 characters")
+        return self
+
+
+def _one_of(key: str | None, key_sha256: str | None) -> None:
+    if bool(key) == bool(key_sha256):
+        raise ValueError("give exactly one of `key` or `key_sha256`")
+    if key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", key_sha256):
+        raise ValueError("key_sha256 must be 64 hex characters")
+
+
+ROLES = ("admin", "member", "viewer")
+Role = Literal["admin", "member", "viewer"]
+
+
+class UserConfig(Strict):
+    """A console user declared in gateway.yaml (read-only in the admin API); id defaults to `cfg:<email>`."""
+
+    id: str | None = None
+    email: str = Field(min_length=3, max_length=254)
+    name: str = Field(min_length=1, max_length=200)
+    team: str | None = None
+    role: Role = "member"
+    password_hash: str | None = None  # Argon2id, from `gateway hash-password`; never a clear password
+    limits: Limits | None = None
+    budget: Budget | None = None
+    disabled: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_clear_password(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "password" in v:
+            raise ValueError("give `password_hash` (from `gateway hash-password`), never a clear `password`")
+        return v
+
+    @model_validator(mode="after")
+    def _normalise(self) -> UserConfig:
+        self.email = self.email.strip().lower()
+        if "@" not in self.email:
+            raise ValueError("email must be an e-mail address")
+        if self.password_hash is not None and not self.password_hash.startswith("$argon2id$"):
+            raise ValueError("password_hash must be an Argon2id hash ($argon2id$...) from `gateway hash-password`")
+        if self.id is None:
+            self.id = f"cfg:{self.email}"
+        return self
+
+
+class ConsoleConfig(Strict):
+    """Console sign-in: session lifetime and the failed sign-in throttle (per client IP and per account)."""
+
+    session_ttl: Duration = 12 * 3600
+    failed_signins_per_ip: int = Field(20, ge=0, le=1_000_000)  # within failed_signin_window; 0 = off
+    failed_signins_per_account: int = Field(5, ge=0, le=1_000_000)
+    failed_signin_window: Duration = 15 * 60
+
+
+class TeamConfig(Strict):
+    budget: Budget | None = None
+    limits: Limits | None = None
+
+
+# ---------------------------------------------------------------- infrastructure
+class InputLimits(Strict):
+    """Bounds on hostile input, checked before anything else reads the body (openai_api.py)."""
+
+    max_json_depth: int = Field(64, ge=2, le=1000)  # orjson itself stops at 1024
+    max_messages: int = Field(2048, ge=1, le=1_000_000)
+    max_string_bytes: ByteSize = 8 * 1024 * 1024  # one JSON string (a base64 image is one)
+    max_tools: int = Field(128, ge=0, le=100_000)  # OpenAI's own maximum
+    max_header_bytes: ByteSize = 8190  # one header line or the request line (aiohttp's parser): 431 above it
+
+    @field_validator("max_string_bytes", "max_header_bytes")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 256:
+            raise ValueError("must be at least 256 bytes")
+        return v
+
+
+class Listen(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: ByteSize = 10 * 1024 * 1024
+    shutdown_timeout: Duration = 30.0
+    # load balancers whose X-Forwarded-For / Forwarded name the client (clientip.py); empty = the peer is it
+    trusted_proxies: list[str] = Field(default_factory=list)
+    limits: InputLimits = Field(default_factory=InputLimits)
+    _networks: tuple[IPNetwork, ...] = PrivateAttr(default=())
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        out = []
+        for i, text in enumerate(v):
+            try:  # host bits allowed (10.1.2.3/8 means 10.0.0.0/8); a bare address is a /32 or /128
+                out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"item {i}: {text!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
+        return out
+
+    @model_validator(mode="after")
+    def _parse_networks(self) -> Listen:
+        self._networks = tuple(ipaddress.ip_network(c) for c in self.trusted_proxies)  # parsed once, here
+        return self
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        return self._networks
+
+
+class AdminKey(Strict):
+    """One of several admin keys (rotation without downtime: add the new one, move callers, drop the old);
+    its `name` is the actor in the audit log."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    key: str | None = Field(None, repr=False)
+    key_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AdminKey:
+        _one_of(self.key, self.key_sha256)
+        return self
+
+    @property
+    def digest(self) -> str:
+        return (self.key_sha256 or hashlib.sha256((self.key or "").encode()).hexdigest()).lower()
+
+
+class AdminConfig(Strict):
+    key: str | None = Field(None, repr=False)  # the single admin key of old: named `admin` in the audit log
+    keys: list[AdminKey] = Field(default_factory=list)
+    _digests: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _names(self) -> AdminConfig:
+        names = [k.name for k in self.keys] + (["admin"] if self.key else [])
+        if len(names) != len(set(names)):
+            raise ValueError("admin.keys: names must be unique (`admin` is the name of `admin.key`)")
+        entries = [AdminKey(name="admin", key=self.key)] if self.key else []
+        self._digests = tuple((k.digest, k.name) for k in [*entries, *self.keys])  # computed once, here
+        return self
+
+    @property
+    def digests(self) -> tuple[tuple[str, str], ...]:
+        """(SHA-256 hex of the secret, name) of every admin key."""
+        return self._digests
+
+
+class RedisConfig(Strict):
+    url: str
+    failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"
+
+
+class DatabaseConfig(Strict):
+    url: str = "sqlite:///gateway.db"
+    batch_size: int = Field(200, ge=1, le=100_000)
+    flush_interval: Duration = 1.0
+    queue_max: int = Field(100_000, ge=1)
+
+
+class CacheConfig(Strict):
+    # opt-in: without a `cache:` section the gateway default is off (GatewayConfig.cache); a section
+    # turns it on unless it says `enabled: false`
+    enabled: bool = True
+    backend: Literal["memory", "redis"] = "memory"
+    ttl: Duration = 7 * 86400
+    max_bytes: ByteSize = 256 * 1024 * 1024
+
+
+class BatchConfig(Strict):
+    max_items: int = Field(100, ge=1, le=10_000)
+    max_concurrency: int = Field(16, ge=1, le=1024)
+
+
+class MetricsConfig(Strict):
+    enabled: bool = True
+    key_label: bool = True  # drop the `key` label for cardinality
+
+
+class LoggingConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    requests: bool = True
+
+
+class Price(Strict):
+    input: float = Field(ge=0)  # USD per million prompt tokens
+    output: float = Field(ge=0)  # USD per million completion tokens
+    cached_input: float | None = Field(None, ge=0)  # prompt-cache reads; default: the input price
+    cache_write: float | None = Field(None, ge=0)  # prompt-cache writes (Anthropic, Bedrock); default: input
+
+
+class BudgetSettings(Strict):
+    timezone: str = "UTC"
+
+
+class IpLimits(Strict):
+    rpm: int | None = Field(None, ge=1)
+    # wrong keys from one client IP per minute before it gets 429 everywhere; 0 turns the throttle off
+    failed_auth_per_minute: int = Field(20, ge=0, le=1_000_000)
+
+
+class GatewayConfig(Strict):
+    model_config = ConfigDict(extra="forbid", defer_build=True)  # ProviderTypes reads the provider registry
+
+    listen: Listen = Field(default_factory=Listen)
+    providers: dict[str, Annotated[ProviderConfig, ProviderTypes()]] = Field(default_factory=dict)
+    models: dict[str, ModelAlias] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)
+    admin: AdminConfig = Field(default_factory=AdminConfig)
+    redis: RedisConfig | None = None
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    cache: CacheConfig = Field(default_factory=lambda: CacheConfig(enabled=False))
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    routing_rules: list[RoutingRule] = Field(default_factory=list)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    pricing: dict[str, Price] = Field(default_factory=dict)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    ip_limits: IpLimits = Field(default_factory=IpLimits)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    users: list[UserConfig] = Field(default_factory=list)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        for alias, m in self.models.items():
+            for i, d in enumerate(m.route):
+                if d.provider not in self.providers:
+                    raise ValueError(f"models.{alias}.route.{i}.provider: unknown provider {d.provider!r}")
+            for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+                for target in getattr(m, field):
+                    if target not in self.models:
+                        raise ValueError(f"models.{alias}.{field}: unknown alias {target!r}")
+        for i, rule in enumerate(self.routing_rules):
+            if rule.use not in self.models:
+                raise ValueError(f"routing_rules.{i}.use: unknown alias {rule.use!r}")
+        names = [k.name for k in self.keys]
+        if len(names) != len(set(names)):
+            raise ValueError("keys: names must be unique")
+        emails = [u.email for u in self.users]
+        if len(emails) != len(set(emails)) or len({u.id for u in self.users}) != len(self.users):
+            raise ValueError("users: emails and ids must be unique")
+        by_ref = {u.id: u for u in self.users} | {u.email: u for u in self.users}
+        for k in self.keys:
+            if k.user_id is not None:
+                user = by_ref.get(k.user_id.strip().lower()) or by_ref.get(k.user_id)
+                if user is None:
+                    raise ValueError(f"keys.{k.name}.user_id: no user {k.user_id!r} in `users:`")
+                k.user_id = user.id
+        return self
+
+    def user(self, user_id: str | None) -> UserConfig | None:
+        """The `users:` entry with this id (config keys name theirs by id after validation)."""
+        return next((u for u in self.users if u.id == user_id), None) if user_id else None
+
+    @model_validator(mode="after")
+    def _cache_backend(self) -> GatewayConfig:
+        if self.cache.backend == "redis" and self.redis is None and self.cache_configured():
+            raise ValueError("cache.backend: redis needs a top-level `redis: {url: redis://...}`")
+        return self
+
+    def cache_configured(self) -> bool:
+        """Whether this file turns the response cache on anywhere (globally, for an alias or a key)."""
+        policies = [m.cache for m in self.models.values()] + [k.cache for k in self.keys]
+        return self.cache.enabled or any(p is not None and p.enabled for p in policies)
+
+    def live_aliases(self) -> list[str]:
+        return [a for a, m in self.models.items() if any(self.providers[d.provider].enabled for d in m.route)]
+
+
+class ConfigError(Exception):
+    """A gateway.yaml problem, with a message that names the bad field."""
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "invalid gateway config:\n" + "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Validate a config mapping; providers whose env vars are unset are disabled with a reason."""
+    env = dict(os.environ) if env is None else env
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError("invalid gateway config: the top level must be a mapping")
+    provider_missing: dict[str, set[str]] = {}
+    providers = raw.get("providers") or {}
+    if isinstance(providers, dict):
+        new_providers = {}
+        for name, p in providers.items():
+            missing: set[str] = set()
+            new_providers[name] = interpolate(p, env, missing)
+            provider_missing[name] = missing
+        raw = {**raw, "providers": new_providers}
+    top_missing: set[str] = set()
+    raw = interpolate(raw, env, top_missing)
+    try:
+        cfg = GatewayConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+    except ValueError as err:  # pragma: no cover - pydantic wraps these
+        raise ConfigError(f"invalid gateway config: {err}") from None
+    for name, p in cfg.providers.items():
+        if not p.enabled:
+            p.disabled_reason = "enabled: false"
+        elif provider_missing.get(name):
+            p.enabled = False
+            p.disabled_reason = "env var not set: " + ", ".join(sorted(provider_missing[name]))
+    return cfg
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return parse_config(raw, env)

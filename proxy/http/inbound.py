@@ -1,0 +1,103 @@
+"""Serving an inbound API that is not chat completions (proxy/inbound/: `/v1/messages`, ...) through the one
+request lifecycle and the one pipeline: authenticate before the body is read, translate the request,
+`Pipeline.run`, then write the answer, the replayed cache hit or the live stream in the API's own shape, and
+every error in its error shape."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from proxy.core.context import RequestContext
+from proxy.core.errors import SERVER, GatewayError
+from proxy.gateway import Gateway
+from proxy.http.lifecycle import request_json
+from proxy.http.limits import check_lengths
+from proxy.inbound.base import InboundAPI
+from proxy.infra import sse
+from proxy.observability.logs import get_logger
+from proxy.pipeline import Answer, client_left, settle_stream
+
+log = get_logger("gateway")
+INTERNAL = "The gateway hit an internal error; it has been logged."
+
+
+def error_response(api: InboundAPI, err: GatewayError, headers: dict[str, str] | None = None) -> web.Response:
+    status, body = api.error(err)
+    return web.Response(status=status, body=body, content_type="application/json",
+                        headers={**err.headers, **(headers or {})})
+
+
+class Inbound:
+    """An inbound API as an Endpoint of the one request lifecycle (proxy/http/lifecycle.py). To every stage the
+    call is a chat completion (same cache, quotas, ledger, metrics); a bug leaves through the app's middleware,
+    in this API's error shape."""
+
+    __slots__ = ("api", "kind")
+
+    def __init__(self, api: InboundAPI) -> None:
+        self.api = api
+        self.kind = api.kind
+
+    def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return request_json(gw, ctx, request)
+
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        check_lengths(raw, gw.cfg.listen.limits)  # messages, tools: the same names in the inbound APIs
+        body = self.api.chat_body(raw)
+        ctx.stream = bool(body.get("stream"))
+        return body
+
+    async def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
+        answer = await gw.pipeline.run(ctx)
+        if answer.completion is not None:
+            c = answer.completion
+            headers = ctx.response_headers()
+            headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
+            data = c.data if c.data is not None else orjson.loads(c.body)
+            return web.Response(body=self.api.response(ctx, data), content_type="application/json", headers=headers)
+        return await _stream(ctx, request, self.api, answer)
+
+    def failed(self, ctx: RequestContext, err: GatewayError) -> web.Response:
+        return error_response(self.api, err, ctx.response_headers())
+
+
+async def _stream(ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer) -> web.StreamResponse:
+    out = api.stream(ctx, ctx.body)
+    headers = ctx.response_headers()
+    if answer.replay is not None:  # a cache hit, asked as a stream
+        headers["x-gateway-cost-usd"] = "0.00000000"
+        resp = await sse.open_stream(request, headers)
+        ctx.mark_first_token()
+        await sse.end_stream(resp, b"".join(map(out.feed, answer.replay)) + out.end(ctx.usage), quiet=False)
+        return resp
+    stream = answer.stream
+    assert stream is not None
+    resp = await sse.open_stream(request, headers)
+    ctx.mark_first_token()
+    try:
+        if answer.first is not None:
+            await resp.write(out.feed_frames(answer.first))
+        async for block in stream.frames:
+            if data := out.feed_frames(block):
+                await resp.write(data)
+        await sse.end_stream(resp, out.end(stream.usage), quiet=False)
+    except GatewayError as err:  # headers are gone: end with the API's error event rather than hang or 200-lie
+        ctx.fail(err)
+        await sse.end_stream(resp, out.error(err))
+    except (ConnectionResetError, asyncio.CancelledError):
+        await client_left(ctx, stream, resp)
+        raise
+    except Exception:
+        log.exception("unhandled error in a stream", path=request.path)
+        err = GatewayError(500, INTERNAL, SERVER, code="internal_error")
+        ctx.fail(err)
+        await stream.aclose()
+        await sse.end_stream(resp, out.error(err))
+    finally:
+        settle_stream(ctx, stream)
+    return resp

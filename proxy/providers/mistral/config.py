@@ -1,0 +1,11 @@
+"""`type: mistral` settings: only the common ones (api_key, base_url, headers, timeout, ...)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from proxy.config import ProviderConfig
+
+
+class MistralConfig(ProviderConfig):
+    type: Literal["mistral"] = "mistral"
