@@ -16,6 +16,8 @@ from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
+from proxy.auth.signing import SignatureVerifier
 from proxy.cache import build_cache
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
@@ -110,8 +112,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     meter.on_finish(webhooks.producer.on_finish)
     events.subscribe(webhooks.producer.on_bus)
     plans.breakers.listen(webhooks.producer.breaker_transition)
+    auth = Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users, signatures=SignatureVerifier(redis))
+    last_used = LastUsed(store.touch_keys, ready=lambda: ledger.ready)
+    auth.on_success = last_used.seen
     pipeline = Pipeline(
-        auth=Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users),
+        auth=auth,
         admission=admission,
         cache=cache,
         router=router,
@@ -139,13 +144,14 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     if redis is not None:
         services.append(redis)
         ready_checks.append(redis.check)
-    services += [ledger, webhooks, keystore, users, admission, guard, cache]  # webhooks: closed before the ledger
+    # webhooks and last use: closed (flushed) before the ledger
+    services += [ledger, webhooks, keystore, last_used, users, admission, guard, cache]
     b = cfg.breaker
     if redis is not None and b.shared and plans.breakers.breakers:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
-                   ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
+                   ledger=ledger, keystore=keystore, last_used=last_used, admission=admission, client_guard=guard,
+                   events=events, cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
                    services=services, ready_checks=ready_checks)
 
 

@@ -17,6 +17,7 @@ from proxy.admission.clientguard import ClientGuard
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
 from proxy.infra.redis_client import RedisClient
@@ -52,6 +53,7 @@ class Gateway:
     prices: PriceTable
     ledger: LedgerService
     keystore: KeyStore
+    last_used: LastUsed
     admission: AdmissionStage
     client_guard: ClientGuard
     events: EventBus

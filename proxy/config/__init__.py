@@ -5,6 +5,7 @@ Everything here is parsed once at startup; the request path only reads the resul
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import re
@@ -214,7 +215,7 @@ class RoutingRule(Strict):
 # ---------------------------------------------------------------- keys
 class KeyConfig(Strict):
     name: str = Field(min_length=1)
-    key: str | None = None
+    key: str | None = Field(None, repr=False)
     key_sha256: str | None = None
     models: list[str] = Field(default_factory=lambda: ["*"])
     limits: Limits | None = None
@@ -225,14 +226,27 @@ class KeyConfig(Strict):
     expires_at: str | None = None
     cache: CachePolicy | None = None
     user_id: str | None = None  # the `users:` entry (id or email) this key belongs to
+    # HMAC request signing (auth/signing.py): `required` needs `signing_secret` (e.g. "${VAR}")
+    signing: Literal["off", "required"] = "off"
+    signing_secret: str | None = Field(None, repr=False)
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:
-        if bool(self.key) == bool(self.key_sha256):
-            raise ValueError("give exactly one of `key` or `key_sha256`")
-        if self.key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.key_sha256):
-            raise ValueError("key_sha256 must be 64 hex characters")
+        _one_of(self.key, self.key_sha256)
+        if self.signing == "required" and not self.signing_secret:
+            raise ValueError("signing: required needs `signing_secret` (is its ${VAR} set?)")
+        if self.signing_secret and self.signing != "required":
+            raise ValueError("signing_secret is only used with `signing: required`")
+        if self.signing_secret and len(self.signing_secret) < 16:
+            raise ValueError("signing_secret must be at least 16 characters")
         return self
+
+
+def _one_of(key: str | None, key_sha256: str | None) -> None:
+    if bool(key) == bool(key_sha256):
+        raise ValueError("give exactly one of `key` or `key_sha256`")
+    if key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", key_sha256):
+        raise ValueError("key_sha256 must be 64 hex characters")
 
 
 ROLES = ("admin", "member", "viewer")
@@ -286,6 +300,23 @@ class TeamConfig(Strict):
 
 
 # ---------------------------------------------------------------- infrastructure
+class InputLimits(Strict):
+    """Bounds on hostile input, checked before anything else reads the body (openai_api.py)."""
+
+    max_json_depth: int = Field(64, ge=2, le=1000)  # orjson itself stops at 1024
+    max_messages: int = Field(2048, ge=1, le=1_000_000)
+    max_string_bytes: ByteSize = 8 * 1024 * 1024  # one JSON string (a base64 image is one)
+    max_tools: int = Field(128, ge=0, le=100_000)  # OpenAI's own maximum
+    max_header_bytes: ByteSize = 8190  # one header line or the request line (aiohttp's parser): 431 above it
+
+    @field_validator("max_string_bytes", "max_header_bytes")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 256:
+            raise ValueError("must be at least 256 bytes")
+        return v
+
+
 class Listen(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -293,6 +324,7 @@ class Listen(Strict):
     shutdown_timeout: Duration = 30.0
     # load balancers whose X-Forwarded-For / Forwarded name the client (clientip.py); empty = the peer is it
     trusted_proxies: list[str] = Field(default_factory=list)
+    limits: InputLimits = Field(default_factory=InputLimits)
     _networks: tuple[IPNetwork, ...] = PrivateAttr(default=())
 
     @field_validator("trusted_proxies")
@@ -316,8 +348,42 @@ class Listen(Strict):
         return self._networks
 
 
+class AdminKey(Strict):
+    """One of several admin keys (rotation without downtime: add the new one, move callers, drop the old);
+    its `name` is the actor in the audit log."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    key: str | None = Field(None, repr=False)
+    key_sha256: str | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> AdminKey:
+        _one_of(self.key, self.key_sha256)
+        return self
+
+    @property
+    def digest(self) -> str:
+        return (self.key_sha256 or hashlib.sha256((self.key or "").encode()).hexdigest()).lower()
+
+
 class AdminConfig(Strict):
-    key: str | None = None
+    key: str | None = Field(None, repr=False)  # the single admin key of old: named `admin` in the audit log
+    keys: list[AdminKey] = Field(default_factory=list)
+    _digests: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _names(self) -> AdminConfig:
+        names = [k.name for k in self.keys] + (["admin"] if self.key else [])
+        if len(names) != len(set(names)):
+            raise ValueError("admin.keys: names must be unique (`admin` is the name of `admin.key`)")
+        entries = [AdminKey(name="admin", key=self.key)] if self.key else []
+        self._digests = tuple((k.digest, k.name) for k in [*entries, *self.keys])  # computed once, here
+        return self
+
+    @property
+    def digests(self) -> tuple[tuple[str, str], ...]:
+        """(SHA-256 hex of the secret, name) of every admin key."""
+        return self._digests
 
 
 class RedisConfig(Strict):

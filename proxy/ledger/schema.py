@@ -98,7 +98,10 @@ virtual_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # soft delete, so replicas polling updated_at also learn about deletions
     sa.Column("deleted_at", UTCDateTime),
-    sa.Column("user_id", sa.Text),  # the console user owning the key (0003); no FK: config users too
+    sa.Column("user_id", sa.Text),  # the console user owning the key (0004); no FK: config users too
+    # `signing: required` keys (0005): HMAC verification needs the secret itself, so it is stored as is (a
+    # second factor beside the bearer key, which is only stored hashed); never returned after creation
+    sa.Column("signing_secret", sa.Text),
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),
@@ -217,5 +220,17 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, webhook_subscriptions, webhook_deliveries)
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, users, console_sessions)
+# when and from where each key (virtual_keys.id or cfg:<name>) was last used (0005); written at most once a
+# minute per key per replica, off the request path (auth/lastused.py)
+key_last_used = sa.Table(
+    "key_last_used",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_ip", sa.Text),
+)
+
+ALL_TABLES = (
+    usage, virtual_keys, users, console_sessions, audit_log, budget_alerts, webhook_subscriptions,
+    webhook_deliveries, key_last_used,
+)

@@ -23,7 +23,7 @@ from proxy.ledger.schema import metadata
 from tests.ledger.conftest import postgres_url_or_skip
 
 TABLES = {"usage", "virtual_keys", "audit_log", "budget_alerts", "webhook_subscriptions", "webhook_deliveries",
-          "users", "console_sessions", "alembic_version"}
+          "users", "console_sessions", "key_last_used", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

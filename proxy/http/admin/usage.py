@@ -22,6 +22,7 @@ from aiohttp import web
 
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, database, json_response, query_int, query_time, unprocessable
+from proxy.http.openai_api import authenticate_bodyless
 from proxy.ledger import GROUP_BYS
 
 FILTERS = ("key", "user", "team", "provider", "alias", "model", "status")
@@ -95,7 +96,7 @@ async def admin_usage(request: web.Request) -> web.Response:
 
 async def key_usage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    key = await gw.pipeline.auth.authenticate(request)
+    key = await authenticate_bodyless(gw, request)
     store = database(request).ledger_store
     admission = request.app[GATEWAY].admission
     limit = query_int(request, "limit", 20, 0, 200)
