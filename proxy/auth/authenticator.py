@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from proxy.auth.signing import SignatureVerifier
-from proxy.config import GatewayConfig, KeyConfig, UserConfig
+from proxy.config import GatewayConfig
+from proxy.config.access import KeyConfig, UserConfig
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.core.identity import KeyInfo, sha256_hex
 

@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from proxy.config import Budget, CachePolicy, Limits
+from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.core.identity import KeyInfo
 from proxy.infra.asyncutil import SingleFlight, cancel_and_wait

@@ -5,38 +5,29 @@ Everything here is parsed once at startup; the request path only reads the resul
 
 from __future__ import annotations
 
-import hashlib
-import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import core_schema
 
+from proxy.config.access import AdminConfig, ConsoleConfig, KeyConfig, TeamConfig, UserConfig
+from proxy.config.base import CachePolicy, Strict
 from proxy.config.envvars import interpolate
+from proxy.config.listen import IpLimits, Listen
 from proxy.config.units import ByteSize, Duration
 from proxy.config.webhooks import WebhooksConfig
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-# ---------------------------------------------------------------- shared pieces
 class Timeouts(Strict):
     connect: Duration = 10.0
     first_token: Duration = 120.0  # headers + first byte of the body
@@ -59,38 +50,6 @@ class BreakerConfig(Strict):
     shared: bool = True
     sync_interval: Duration = 0.5
     redis_prefix: str = "gateway:breaker:"
-
-
-class CachePolicy(Strict):
-    """Per alias / per key override of the response cache: a section turns it on for that alias or key
-    (even with the global cache off) unless it says `enabled: false`, which turns it off."""
-
-    enabled: bool = True
-    ttl: Duration | None = None
-
-
-class LimitSet(Strict):
-    rpm: int | None = Field(None, ge=1, le=100_000_000)
-    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
-    rpd: int | None = Field(None, ge=1, le=1_000_000_000)
-
-
-class Limits(LimitSet):
-    per_provider: dict[str, LimitSet] = Field(default_factory=dict)
-    per_alias: dict[str, LimitSet] = Field(default_factory=dict)
-
-
-class Budget(Strict):
-    usd: float = Field(gt=0, le=1e9)
-    period: Literal["daily", "weekly", "monthly"] = "monthly"
-    alert_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0])
-
-    @field_validator("alert_thresholds")
-    @classmethod
-    def _fractions(cls, v: list[float]) -> list[float]:
-        if any(t <= 0 or t > 10 for t in v):
-            raise ValueError("thresholds are fractions of the budget, e.g. 0.8 for 80%")
-        return sorted(v)
 
 
 # ---------------------------------------------------------------- providers
@@ -212,180 +171,6 @@ class RoutingRule(Strict):
     use: str
 
 
-# ---------------------------------------------------------------- keys
-class KeyConfig(Strict):
-    name: str = Field(min_length=1)
-    key: str | None = Field(None, repr=False)
-    key_sha256: str | None = None
-    models: list[str] = Field(default_factory=lambda: ["*"])
-    limits: Limits | None = None
-    budget: Budget | None = None
-    user: str | None = None
-    team: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    expires_at: str | None = None
-    cache: CachePolicy | None = None
-    user_id: str | None = None  # the `users:` entry (id or email) this key belongs to
-    # HMAC request signing (auth/signing.py): `required` needs `signing_secret` (e.g. "${VAR}")
-    signing: Literal["off", "required"] = "off"
-    signing_secret: str | None = Field(None, repr=False)
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> KeyConfig:
-        _one_of(self.key, self.key_sha256)
-        if self.signing == "required" and not self.signing_secret:
-            raise ValueError("signing: required needs `signing_secret` (is its ${VAR} set?)")
-        if self.signing_secret and self.signing != "required":
-            raise ValueError("signing_secret is only used with `signing: required`")
-        if self.signing_secret and len(self.signing_secret) < 16:
-            raise ValueError("signing_secret must be at least 16 characters")
-        return self
-
-
-def _one_of(key: str | None, key_sha256: str | None) -> None:
-    if bool(key) == bool(key_sha256):
-        raise ValueError("give exactly one of `key` or `key_sha256`")
-    if key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", key_sha256):
-        raise ValueError("key_sha256 must be 64 hex characters")
-
-
-ROLES = ("admin", "member", "viewer")
-Role = Literal["admin", "member", "viewer"]
-
-
-class UserConfig(Strict):
-    """A console user declared in gateway.yaml (read-only in the admin API); id defaults to `cfg:<email>`."""
-
-    id: str | None = None
-    email: str = Field(min_length=3, max_length=254)
-    name: str = Field(min_length=1, max_length=200)
-    team: str | None = None
-    role: Role = "member"
-    password_hash: str | None = None  # Argon2id, from `gateway hash-password`; never a clear password
-    limits: Limits | None = None
-    budget: Budget | None = None
-    disabled: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_clear_password(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "password" in v:
-            raise ValueError("give `password_hash` (from `gateway hash-password`), never a clear `password`")
-        return v
-
-    @model_validator(mode="after")
-    def _normalise(self) -> UserConfig:
-        self.email = self.email.strip().lower()
-        if "@" not in self.email:
-            raise ValueError("email must be an e-mail address")
-        if self.password_hash is not None and not self.password_hash.startswith("$argon2id$"):
-            raise ValueError("password_hash must be an Argon2id hash ($argon2id$...) from `gateway hash-password`")
-        if self.id is None:
-            self.id = f"cfg:{self.email}"
-        return self
-
-
-class ConsoleConfig(Strict):
-    """Console sign-in: session lifetime and the failed sign-in throttle (per client IP and per account)."""
-
-    session_ttl: Duration = 12 * 3600
-    failed_signins_per_ip: int = Field(20, ge=0, le=1_000_000)  # within failed_signin_window; 0 = off
-    failed_signins_per_account: int = Field(5, ge=0, le=1_000_000)
-    failed_signin_window: Duration = 15 * 60
-
-
-class TeamConfig(Strict):
-    budget: Budget | None = None
-    limits: Limits | None = None
-
-
-# ---------------------------------------------------------------- infrastructure
-class InputLimits(Strict):
-    """Bounds on hostile input, checked before anything else reads the body (openai_api.py)."""
-
-    max_json_depth: int = Field(64, ge=2, le=1000)  # orjson itself stops at 1024
-    max_messages: int = Field(2048, ge=1, le=1_000_000)
-    max_string_bytes: ByteSize = 8 * 1024 * 1024  # one JSON string (a base64 image is one)
-    max_tools: int = Field(128, ge=0, le=100_000)  # OpenAI's own maximum
-    max_header_bytes: ByteSize = 8190  # one header line or the request line (aiohttp's parser): 431 above it
-
-    @field_validator("max_string_bytes", "max_header_bytes")
-    @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 256:
-            raise ValueError("must be at least 256 bytes")
-        return v
-
-
-class Listen(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: ByteSize = 10 * 1024 * 1024
-    shutdown_timeout: Duration = 30.0
-    # load balancers whose X-Forwarded-For / Forwarded name the client (clientip.py); empty = the peer is it
-    trusted_proxies: list[str] = Field(default_factory=list)
-    limits: InputLimits = Field(default_factory=InputLimits)
-    _networks: tuple[IPNetwork, ...] = PrivateAttr(default=())
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        out = []
-        for i, text in enumerate(v):
-            try:  # host bits allowed (10.1.2.3/8 means 10.0.0.0/8); a bare address is a /32 or /128
-                out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
-            except ValueError:
-                raise ValueError(f"item {i}: {text!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
-        return out
-
-    @model_validator(mode="after")
-    def _parse_networks(self) -> Listen:
-        self._networks = tuple(ipaddress.ip_network(c) for c in self.trusted_proxies)  # parsed once, here
-        return self
-
-    @property
-    def trusted_networks(self) -> tuple[IPNetwork, ...]:
-        return self._networks
-
-
-class AdminKey(Strict):
-    """One of several admin keys (rotation without downtime: add the new one, move callers, drop the old);
-    its `name` is the actor in the audit log."""
-
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
-    key: str | None = Field(None, repr=False)
-    key_sha256: str | None = None
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> AdminKey:
-        _one_of(self.key, self.key_sha256)
-        return self
-
-    @property
-    def digest(self) -> str:
-        return (self.key_sha256 or hashlib.sha256((self.key or "").encode()).hexdigest()).lower()
-
-
-class AdminConfig(Strict):
-    key: str | None = Field(None, repr=False)  # the single admin key of old: named `admin` in the audit log
-    keys: list[AdminKey] = Field(default_factory=list)
-    _digests: tuple[tuple[str, str], ...] = PrivateAttr(default=())
-
-    @model_validator(mode="after")
-    def _names(self) -> AdminConfig:
-        names = [k.name for k in self.keys] + (["admin"] if self.key else [])
-        if len(names) != len(set(names)):
-            raise ValueError("admin.keys: names must be unique (`admin` is the name of `admin.key`)")
-        entries = [AdminKey(name="admin", key=self.key)] if self.key else []
-        self._digests = tuple((k.digest, k.name) for k in [*entries, *self.keys])  # computed once, here
-        return self
-
-    @property
-    def digests(self) -> tuple[tuple[str, str], ...]:
-        """(SHA-256 hex of the secret, name) of every admin key."""
-        return self._digests
-
-
 class RedisConfig(Strict):
     url: str
     failure_mode: Literal["fail_open", "fail_closed"] = "fail_open"
@@ -432,12 +217,6 @@ class Price(Strict):
 
 class BudgetSettings(Strict):
     timezone: str = "UTC"
-
-
-class IpLimits(Strict):
-    rpm: int | None = Field(None, ge=1)
-    # wrong keys from one client IP per minute before it gets 429 everywhere; 0 turns the throttle off
-    failed_auth_per_minute: int = Field(20, ge=0, le=1_000_000)
 
 
 class GatewayConfig(Strict):

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: core depends on no other package at run time
-    from proxy.config import Budget, CachePolicy, Limits
+    from proxy.config.base import Budget, CachePolicy, Limits
 
 
 @dataclass(slots=True)

@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from proxy.config import InputLimits
+from proxy.config.listen import InputLimits
 from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 
 DEFAULT_LIMITS = InputLimits()

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from proxy.config import InputLimits
+from proxy.config.listen import InputLimits
 from proxy.core.context import RequestContext
 from proxy.core.errors import GatewayError, bad_request, model_not_found
 from proxy.core.identity import KeyInfo

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from proxy.config import InputLimits
+from proxy.config.listen import InputLimits
 from proxy.core.errors import GatewayError
 from proxy.http.limits import check_shape
 from tests.conftest import DEV_KEY, GatewayFactory, GatewayServer, MockUpstream, auth, base_config, serve

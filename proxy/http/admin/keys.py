@@ -19,7 +19,9 @@ import orjson
 from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
-from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
+from proxy.config import GatewayConfig
+from proxy.config.access import KeyConfig
+from proxy.config.base import Budget, CachePolicy, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
