@@ -14,6 +14,7 @@ from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
+from proxy.agents import AgentRegistry
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
 from proxy.cache import build_cache
@@ -118,6 +119,9 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     )
     if cfg.ip_limits.rpm:
         pipeline.pre_auth.append(admission.admit_ip)
+    agents = AgentRegistry(cfg, store, ready=lambda: ledger.ready)
+    pipeline.expand_agent = agents.expand
+    meter.on_finish(agents.on_finish)
     # failed-auth throttle per client IP, in the same counters as the quotas (shared through Redis)
     guard = ClientGuard(cfg.ip_limits.failed_auth_per_minute, counters, admission=admission,
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
@@ -143,7 +147,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
+                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, agents=agents, redis=redis,
                    services=services, ready_checks=ready_checks)
 
 

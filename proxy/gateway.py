@@ -16,6 +16,7 @@ from proxy.admission.budgets import EventBus
 from proxy.admission.clientguard import ClientGuard
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
+from proxy.agents import AgentRegistry
 from proxy.auth.keystore import KeyStore
 from proxy.cache.stage import ResponseCache
 from proxy.config import GatewayConfig
@@ -59,6 +60,7 @@ class Gateway:
     webhooks: WebhookService
     users: UsersService  # console users, sign-in sessions
     signin_throttle: SigninThrottle  # failed console sign-ins per client IP and per account
+    agents: AgentRegistry  # `model: "agent/<name>"`: gateway.yaml's and the admin API's agents
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse
     ready_checks: list[Check] = field(default_factory=list)

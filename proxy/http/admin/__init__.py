@@ -19,7 +19,7 @@ from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.gateway import GATEWAY
 
 # modules (in this package) that add admin routes; each concern registers itself here
-ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users"]
+ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users", "agents"]
 
 
 def admin_key_name(cfg: GatewayConfig, secret: str) -> str | None:

@@ -24,7 +24,7 @@ from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, database, json_response, query_int, query_time, unprocessable
 from proxy.ledger import GROUP_BYS
 
-FILTERS = ("key", "user", "team", "provider", "alias", "model", "status")
+FILTERS = ("key", "user", "team", "provider", "alias", "model", "status", "agent", "chain_id")
 CSV_COLUMNS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "errors",
                "error_rate", "latency_p50_ms", "latency_p95_ms", "cache_hits")
 RECENT_FIELDS = ("request_id", "created_at", "alias", "provider", "upstream_model", "prompt_tokens",
