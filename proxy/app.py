@@ -18,10 +18,11 @@ from proxy.agents import AgentRegistry
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
 from proxy.cache import build_cache
+from proxy.chains import ChainRunner
 from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import anthropic_api, batch, console_api
+from proxy.http import anthropic_api, batch, chains, console_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -127,6 +128,10 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
     if guard.limit:
         pipeline.auth.on_failure = guard.failed
+    async def agent_alias(model: str) -> str:
+        return (await agents.resolve(model)).model
+
+    chain_runner = ChainRunner(cfg.chains, pipeline, admission, prices, agent_alias, metrics=cfg.metrics.enabled)
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console
@@ -147,8 +152,8 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, agents=agents, redis=redis,
-                   services=services, ready_checks=ready_checks)
+                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
+                   services=services, ready_checks=ready_checks, agents=agents, chains=chain_runner)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -166,6 +171,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     add_admin_routes(app)
     console_api.add_routes(app)
     batch.add_routes(app)
+    chains.add_routes(app)
     add_health_routes(app)
 
     log_flusher: list[asyncio.Task[None]] = []

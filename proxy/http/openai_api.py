@@ -16,6 +16,7 @@ from proxy.gateway import GATEWAY, Gateway
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
+CHAIN_PREFIX = "chain/"  # `model` of a named chain (proxy.chains, proxy/http/chains.py)
 
 
 async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
@@ -148,12 +149,19 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
     gw: Gateway = request.app[GATEWAY]
     ctx = new_context(request, kind)
     gw.in_flight(kind, +1)
+    metered = True
     try:
         await gw.pipeline.authenticate(ctx, request)  # 401 before the body is read or judged
         body = await read_json(request, gw.cfg.listen.max_body_bytes)
         if kind == "chat":
             validate_chat(body)
             ctx.stream = bool(body.get("stream"))
+            if body["model"].startswith(CHAIN_PREFIX):  # a named chain: its steps are the metered calls
+                metered = False
+                from proxy.http.chains import chat_chain  # (imports this module)
+
+                assert ctx.key is not None
+                return await chat_chain(request, ctx.key, body)
         else:
             validate_embeddings(body)
         ctx.body, ctx.alias = body, body["model"]
@@ -168,7 +176,8 @@ async def _serve(request: web.Request, kind: str) -> web.StreamResponse:
         raise
     finally:
         gw.in_flight(kind, -1)
-        gw.pipeline.meter.finish(ctx)
+        if metered:
+            gw.pipeline.meter.finish(ctx)
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
