@@ -19,7 +19,7 @@ from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
 from proxy.cache import build_cache
 from proxy.chains import ChainRunner
-from proxy.config import GatewayConfig
+from proxy.config import GatewayConfig, Price
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
 from proxy.http import anthropic_api, batch, chains, console_api
@@ -36,6 +36,7 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import logs
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+from proxy.optimize import Optimizer
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
@@ -132,6 +133,15 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         return (await agents.resolve(model)).model
 
     chain_runner = ChainRunner(cfg.chains, pipeline, admission, prices, agent_alias, metrics=cfg.metrics.enabled)
+    # prompt optimisation: agents' own policies always; the pipeline's hook only when a key or alias has one
+    def input_price(alias: str) -> Price | None:
+        provider, model = admission.primary(alias)
+        return prices.lookup(provider, model) if provider else None
+
+    optimizer = Optimizer(cfg, input_price, ask=chain_runner.ask)
+    agents.optimize = optimizer.apply
+    if cfg.optimize_configured():
+        pipeline.optimize_prompt = optimizer.for_request
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console

@@ -73,6 +73,8 @@ class Pipeline:
         self.pre_auth: list[Callable[[RequestContext], Awaitable[None]]] = []
         # `model: "agent/..."`: rewrites ctx.body and ctx.alias to the agent's alias (proxy.agents, wired in app.py)
         self.expand_agent: Callable[[RequestContext], Awaitable[None]] | None = None
+        # prompt optimisation of keys and aliases (proxy.optimize): None unless gateway.yaml asks for it somewhere
+        self.optimize_prompt: Callable[[RequestContext], Awaitable[None]] | None = None
 
     async def authenticate(self, ctx: RequestContext, request: web.Request, key: KeyInfo | None = None) -> None:
         """Who is calling, before anything reads the body: the pre-auth checks, then the key (`key` when the
@@ -82,13 +84,15 @@ class Pipeline:
         ctx.key = key if key is not None else await self.auth.authenticate(request)
 
     async def admit(self, ctx: RequestContext) -> None:
-        """(an agent -> its alias) -> may the key use ctx.alias -> routing resolve -> admission; once the body
-        named the alias."""
+        """(an agent -> its alias) -> may the key use ctx.alias -> routing resolve -> (prompt optimisation) ->
+        admission; once the body named the alias."""
         assert ctx.key is not None, "authenticate() runs first"
         if ctx.alias.startswith(AGENT_PREFIX) and self.expand_agent is not None:
             await self.expand_agent(ctx)  # then the key must be allowed the agent's alias too, just below
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)
+        if self.optimize_prompt is not None:
+            await self.optimize_prompt(ctx)  # before admission: quotas and budgets see the prompt that is sent
         await self.admission.admit(ctx)
 
     async def chat(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:

@@ -8,12 +8,12 @@ made on another replica is seen within that time, and at once on the replica tha
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from proxy.agents.agent import PREFIX, Agent, parse_model
 from proxy.config import GatewayConfig
-from proxy.config.agents import AgentFields
+from proxy.config.agents import AgentFields, OptimizePolicy
 from proxy.core.context import RequestContext
 from proxy.core.errors import NOT_FOUND, PERMISSION, UNAVAILABLE, GatewayError
 from proxy.ledger import LedgerStore
@@ -37,6 +37,8 @@ class AgentRegistry:
         self.store = store
         self.ready = ready
         self._cache: dict[tuple[str, int | None], tuple[float, Agent | None]] = {}
+        # an agent's own `optimize:` policy (proxy.optimize.Optimizer.apply, wired in app.py)
+        self.optimize: Callable[[RequestContext, OptimizePolicy], Awaitable[None]] | None = None
 
     def forget(self, name: str) -> None:
         for k in [k for k in self._cache if k[0] == name]:
@@ -87,6 +89,8 @@ class AgentRegistry:
             raise GatewayError(403, f"This API key may not use agent {agent.name!r}.", PERMISSION,
                                code="model_not_allowed", param="model")
         agent.apply(ctx)
+        if agent.fields.optimize is not None and self.optimize is not None:
+            await self.optimize(ctx, agent.fields.optimize)
 
     def on_finish(self, ctx: RequestContext) -> None:
         """Metering hook: per agent and version series (only for calls through an agent)."""

@@ -30,6 +30,7 @@ from proxy.core.templates import TemplateError, compile_template
 from proxy.core.tokens import text_tokens
 from proxy.metering.pricing import PriceTable
 from proxy.observability import metrics as m
+from proxy.optimize.stage import SKIP as OPTIMIZE_SKIP
 from proxy.pipeline import AGENT_PREFIX, Answer, Pipeline
 
 PREFIX = "chain/"
@@ -273,6 +274,25 @@ class ChainRunner:
             result.completion_tokens += ctx.usage.completion_tokens
         if ctx.status < 400:
             result.served_by = ctx.served_alias or model
+
+    async def ask(self, parent: RequestContext, alias: str, instructions: str, text: str) -> str:
+        """One in-process chat call on behalf of `parent`'s key (prompt optimisation's rewrite): metered as a call
+        of its own (its ledger row names `alias`), never optimised itself; raises GatewayError on failure."""
+        assert parent.key is not None
+        ctx = RequestContext.new("chat", f"{parent.request_id}-rewrite", parent.client_ip)
+        ctx.key, ctx.chain_id, ctx.alias = parent.key, parent.chain_id, alias
+        ctx.notes[OPTIMIZE_SKIP] = True
+        ctx.body = {"model": alias, "temperature": 0, "messages": [{"role": "system", "content": instructions},
+                                                                   {"role": "user", "content": text}]}
+        try:
+            await self.pipeline.admit(ctx)
+            c = await self.pipeline.answer(ctx)
+        except GatewayError as err:
+            ctx.fail(err)
+            raise
+        finally:
+            self.pipeline.meter.finish(ctx)
+        return _text(c.data if c.data is not None else orjson.loads(c.body))
 
     def finished(self, run: ChainRun, outcome: str) -> None:
         if self.metrics:
