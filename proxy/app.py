@@ -14,15 +14,17 @@ from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
+from proxy.agents import AgentRegistry
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
 from proxy.auth.lastused import LastUsed
 from proxy.auth.signing import SignatureVerifier
 from proxy.cache import build_cache
-from proxy.config import GatewayConfig
+from proxy.chains import ChainRunner
+from proxy.config import GatewayConfig, Price
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import anthropic_api, batch, console_api
+from proxy.http import anthropic_api, batch, chains, console_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -38,6 +40,7 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import logs
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+from proxy.optimize import Optimizer
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
@@ -125,11 +128,27 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     )
     if cfg.ip_limits.rpm:
         pipeline.pre_auth.append(admission.admit_ip)
+    agents = AgentRegistry(cfg, store, ready=lambda: ledger.ready)
+    pipeline.expand_agent = agents.expand
+    meter.on_finish(agents.on_finish)
     # failed-auth throttle per client IP, in the same counters as the quotas (shared through Redis)
     guard = ClientGuard(cfg.ip_limits.failed_auth_per_minute, counters, admission=admission,
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
     if guard.limit:
         pipeline.auth.on_failure = guard.failed
+    async def agent_alias(model: str) -> str:
+        return (await agents.resolve(model)).model
+
+    chain_runner = ChainRunner(cfg.chains, pipeline, admission, prices, agent_alias, metrics=cfg.metrics.enabled)
+    # prompt optimisation: agents' own policies always; the pipeline's hook only when a key or alias has one
+    def input_price(alias: str) -> Price | None:
+        provider, model = admission.primary(alias)
+        return prices.lookup(provider, model) if provider else None
+
+    optimizer = Optimizer(cfg, input_price, ask=chain_runner.ask)
+    agents.optimize = optimizer.apply
+    if cfg.optimize_configured():
+        pipeline.optimize_prompt = optimizer.for_request
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console
@@ -152,7 +171,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
                    ledger=ledger, keystore=keystore, last_used=last_used, admission=admission, client_guard=guard,
                    events=events, cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
-                   services=services, ready_checks=ready_checks)
+                   services=services, ready_checks=ready_checks, agents=agents, chains=chain_runner)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -170,6 +189,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     add_admin_routes(app)
     console_api.add_routes(app)
     batch.add_routes(app)
+    chains.add_routes(app)
     add_health_routes(app)
     console_assets.add_routes(app)
 

@@ -21,6 +21,8 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from proxy.config.access import AdminConfig, ConsoleConfig, KeyConfig, TeamConfig, UserConfig
+from proxy.config.agents import NAME as AGENT_NAME
+from proxy.config.agents import AgentFields, ChainsConfig, OptimizePolicy
 from proxy.config.base import CachePolicy, Strict
 from proxy.config.envvars import interpolate
 from proxy.config.listen import IpLimits, Listen
@@ -140,6 +142,7 @@ class ModelAlias(Strict):
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: CachePolicy | None = None
     description: str | None = None
+    optimize: OptimizePolicy | None = None  # prompt optimisation for calls to this alias
 
     @model_validator(mode="before")
     @classmethod
@@ -242,6 +245,35 @@ class GatewayConfig(Strict):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     users: list[UserConfig] = Field(default_factory=list)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    # agents: versioned virtual models (`model: agent/<name>`); these are read-only version 1 in the admin API.
+    # `agents_file:` names a YAML file whose `agents:` are loaded too (this file's entries win)
+    agents: dict[str, AgentFields] = Field(default_factory=dict)
+    agents_file: str | None = None
+    chains: ChainsConfig = Field(default_factory=ChainsConfig)
+
+    @model_validator(mode="after")
+    def _agents_and_chains(self) -> GatewayConfig:
+        for name, a in self.agents.items():
+            if not AGENT_NAME.match(name):
+                raise ValueError(f"agents.{name}: names are lower-case letters, digits, '.', '_' and '-'")
+            if a.model not in self.models:
+                raise ValueError(f"agents.{name}.model: unknown alias {a.model!r}")
+        policies = [(f"agents.{n}", a.optimize) for n, a in self.agents.items()]
+        policies += [(f"models.{n}", m.optimize) for n, m in self.models.items()]
+        policies += [(f"keys.{k.name}", k.optimize) for k in self.keys]
+        for where, p in policies:
+            if p is not None and p.via is not None and p.via not in self.models:
+                raise ValueError(f"{where}.optimize.via: unknown alias {p.via!r}")
+        for name, chain in self.chains.named.items():
+            if len(chain.steps) > self.chains.max_steps:
+                raise ValueError(f"chains.named.{name}.steps: {len(chain.steps)} steps, chains.max_steps is "
+                                 f"{self.chains.max_steps}")
+        return self
+
+    def optimize_configured(self) -> bool:
+        """Whether a key or an alias asks for prompt optimisation (agents carry their own, applied with them)."""
+        return any(m.optimize is not None for m in self.models.values()) or any(
+            k.optimize is not None for k in self.keys)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -305,12 +337,34 @@ def _format_validation_error(err: ValidationError) -> str:
     return "invalid gateway config:\n" + "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None) -> GatewayConfig:
+def _with_agents_file(raw: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """`agents_file: path` (relative to the config file's folder): its `agents:` mapping, under the inline ones."""
+    name = raw.get("agents_file")
+    if not name or not isinstance(name, str):
+        return raw
+    path = Path(name)
+    if not path.is_absolute() and base is not None and not path.exists():
+        path = base / path
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"agents_file: cannot read {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"agents_file: {path} is not valid YAML: {err}") from None
+    agents = loaded.get("agents") if isinstance(loaded, dict) else None
+    if not isinstance(agents, dict):
+        raise ConfigError(f"agents_file: {path} needs a top-level `agents:` mapping")
+    return {**raw, "agents": {**agents, **(raw.get("agents") or {})}}
+
+
+def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None,
+                 base: Path | None = None) -> GatewayConfig:
     """Validate a config mapping; providers whose env vars are unset are disabled with a reason."""
     env = dict(os.environ) if env is None else env
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError("invalid gateway config: the top level must be a mapping")
+    raw = _with_agents_file(raw, base)
     provider_missing: dict[str, set[str]] = {}
     providers = raw.get("providers") or {}
     if isinstance(providers, dict):
@@ -347,4 +401,4 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    return parse_config(raw, env)
+    return parse_config(raw, env, path.parent)

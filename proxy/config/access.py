@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from proxy.config.agents import OptimizePolicy
 from proxy.config.base import Budget, CachePolicy, Limits, Strict
 from proxy.config.units import Duration
 
@@ -29,6 +30,7 @@ class KeyConfig(Strict):
     # HMAC request signing (auth/signing.py): `required` needs `signing_secret` (e.g. "${VAR}")
     signing: Literal["off", "required"] = "off"
     signing_secret: str | None = Field(None, repr=False)
+    optimize: OptimizePolicy | None = None  # prompt optimisation for this key's calls
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:

@@ -64,7 +64,8 @@ async def serve(gw: Gateway, ctx: RequestContext, request: web.Request, endpoint
         raise
     finally:
         gw.in_flight(kind, -1)
-        gw.pipeline.meter.finish(ctx)
+        if not ctx.delegated:
+            gw.pipeline.meter.finish(ctx)
 
 
 async def request_json(gw: Gateway, ctx: RequestContext, request: web.Request) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from proxy.http.limits import check_lengths
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
+CHAIN_PREFIX = "chain/"  # `model` of a named chain (proxy.chains, proxy/http/chains.py)
 
 
 def _type_check(body: dict[str, Any], name: str, types: tuple[type, ...] | type, what: str) -> None:
@@ -144,6 +145,12 @@ class _Chat:
         return raw
 
     def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        if ctx.alias.startswith(CHAIN_PREFIX):  # a named chain: its steps are the metered calls, not this one
+            from proxy.http.chains import chat_chain  # (it imports this module)
+
+            ctx.delegated = True
+            assert ctx.key is not None
+            return chat_chain(request, ctx.key, ctx.body)
         return gw.pipeline.chat(ctx, request)
 
     def failed(self, ctx: RequestContext, err: GatewayError) -> web.StreamResponse:

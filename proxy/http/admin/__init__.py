@@ -21,7 +21,7 @@ from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
 
 # modules (in this package) that add admin routes; each concern registers itself here
-ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users"]
+ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users", "agents"]
 
 
 def admin_key_name(cfg: GatewayConfig, secret: str) -> str | None:
