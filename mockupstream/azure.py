@@ -140,10 +140,12 @@ async def embeddings(request: web.Request) -> web.Response:
     inp = body.get("input") if isinstance(body, dict) else None
     if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
         return error(400, "BadRequest", "'input' must be a string or a non-empty array")
+    dims = body.get("dimensions") or 8
+    if type(dims) is not int or not 1 <= dims <= 4096:
+        return error(400, "BadRequest", "'dimensions' must be an integer from 1 to 4096")
     if (failed := injected_failure(state)) is not None:
         return failed
-    return json_response(replies.embeddings(request.match_info["deployment"], inp,
-                                            int(body.get("dimensions") or 8)))
+    return json_response(replies.embeddings(request.match_info["deployment"], inp, dims))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -233,7 +233,10 @@ async def embed(state: MockState, model: str, method: str, body: Any) -> web.Res
         parts = (req.get("content") or {}).get("parts")
         if not isinstance(parts, list) or not parts:
             return error(400, f"* {where}.content.parts: contents.parts must not be empty.")
-        vectors.append(replies.embedding_vector(part_text(parts), int(req.get("outputDimensionality") or 8)))
+        dims = req.get("outputDimensionality") or 8
+        if type(dims) is not int or not 1 <= dims <= 3072:  # Gemini's largest embedding size
+            return error(400, f"* {where}.output_dimensionality: must be between 1 and 3072")
+        vectors.append(replies.embedding_vector(part_text(parts), dims))
     await state.delay(False)
     if (status := state.should_fail()) is not None:
         return error(status, f"mock upstream error {status}")

@@ -121,10 +121,13 @@ async def embeddings(request: web.Request) -> web.Response:
     inp = body.get("input")
     if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
         return error(400, "'input' must be a string or a non-empty array", param="input")
+    dims = body.get("dimensions") or 8
+    if type(dims) is not int or not 1 <= dims <= 4096:  # OpenAI: 400, "dimensions" must be a positive integer
+        return error(400, "'dimensions' must be an integer from 1 to 4096", param="dimensions")
     await state.delay(False)
     if (fault := state.next_fault()) is not None:
         return await _fault(request, state, fault, False)
-    return json_response(replies.embeddings(body["model"], inp, int(body.get("dimensions") or 8)))
+    return json_response(replies.embeddings(body["model"], inp, dims))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -14,13 +14,17 @@ from proxy.admission.counters import Counters, LocalCounters
 from proxy.admission.redis_counters import RedisCounters
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
+from proxy.agents import AgentRegistry
 from proxy.auth.authenticator import Authenticator
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
+from proxy.auth.signing import SignatureVerifier
 from proxy.cache import build_cache
-from proxy.config import GatewayConfig
+from proxy.chains import ChainRunner
+from proxy.config import GatewayConfig, Price
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
-from proxy.http import anthropic_api, batch, console_api, responses_api
+from proxy.http import anthropic_api, batch, chains, console_api, responses_api
 from proxy.http import openai_api as handlers
 from proxy.http.admin import add_admin_routes
 from proxy.http.clientip import ClientIPResolver, guard_middleware
@@ -37,6 +41,7 @@ from proxy.metering.pricing import PriceTable
 from proxy.observability import logs
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+from proxy.optimize import Optimizer
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
 from proxy.resilience import Executor
@@ -111,8 +116,11 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     meter.on_finish(webhooks.producer.on_finish)
     events.subscribe(webhooks.producer.on_bus)
     plans.breakers.listen(webhooks.producer.breaker_transition)
+    auth = Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users, signatures=SignatureVerifier(redis))
+    last_used = LastUsed(store.touch_keys, ready=lambda: ledger.ready)
+    auth.on_success = last_used.seen
     pipeline = Pipeline(
-        auth=Authenticator(cfg.keys, lookup=keystore.lookup, users=cfg.users),
+        auth=auth,
         admission=admission,
         cache=cache,
         router=router,
@@ -121,11 +129,27 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
     )
     if cfg.ip_limits.rpm:
         pipeline.pre_auth.append(admission.admit_ip)
+    agents = AgentRegistry(cfg, store, ready=lambda: ledger.ready)
+    pipeline.expand_agent = agents.expand
+    meter.on_finish(agents.on_finish)
     # failed-auth throttle per client IP, in the same counters as the quotas (shared through Redis)
     guard = ClientGuard(cfg.ip_limits.failed_auth_per_minute, counters, admission=admission,
                         ip_rpm=cfg.ip_limits.rpm, redis=redis, recorder=recorder)
     if guard.limit:
         pipeline.auth.on_failure = guard.failed
+    async def agent_alias(model: str) -> str:
+        return (await agents.resolve(model)).model
+
+    chain_runner = ChainRunner(cfg.chains, pipeline, admission, prices, agent_alias, metrics=cfg.metrics.enabled)
+    # prompt optimisation: agents' own policies always; the pipeline's hook only when a key or alias has one
+    def input_price(alias: str) -> Price | None:
+        provider, model = admission.primary(alias)
+        return prices.lookup(provider, model) if provider else None
+
+    optimizer = Optimizer(cfg, input_price, ask=chain_runner.ask)
+    agents.optimize = optimizer.apply
+    if cfg.optimize_configured():
+        pipeline.optimize_prompt = optimizer.for_request
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console
@@ -141,15 +165,16 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         services.append(redis)
         ready_checks.append(redis.check)
     responses = StoredResponses(store, cfg.responses.store_ttl, ready=lambda: ledger.ready)
-    # webhooks and stored responses: closed before the ledger
-    services += [ledger, webhooks, keystore, users, admission, guard, cache, responses]
+    # webhooks, last use and stored responses: closed (flushed) before the ledger
+    services += [ledger, webhooks, keystore, last_used, users, admission, guard, cache, responses]
     b = cfg.breaker
     if redis is not None and b.shared and plans.breakers.breakers:
         services.append(BreakerSync(list(plans.breakers), redis, b.redis_prefix, b.sync_interval))
     return Gateway(cfg=cfg, providers=providers, pipeline=pipeline, recorder=recorder, plans=plans, prices=prices,
-                   ledger=ledger, keystore=keystore, admission=admission, client_guard=guard, events=events,
-                   cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, responses=responses,
-                   redis=redis, services=services, ready_checks=ready_checks)
+                   ledger=ledger, keystore=keystore, last_used=last_used, admission=admission, client_guard=guard,
+                   events=events, cache=cache, webhooks=webhooks, users=users, signin_throttle=signin, redis=redis,
+                   services=services, ready_checks=ready_checks, agents=agents, chains=chain_runner,
+                   responses=responses)
 
 
 def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Application:
@@ -168,6 +193,7 @@ def build_app(cfg: GatewayConfig, gateway: Gateway | None = None) -> web.Applica
     add_admin_routes(app)
     console_api.add_routes(app)
     batch.add_routes(app)
+    chains.add_routes(app)
     add_health_routes(app)
     console_assets.add_routes(app)
 

@@ -16,8 +16,11 @@ from proxy.admission.budgets import EventBus
 from proxy.admission.clientguard import ClientGuard
 from proxy.admission.signin import SigninThrottle
 from proxy.admission.stage import AdmissionStage
+from proxy.agents import AgentRegistry
 from proxy.auth.keystore import KeyStore
+from proxy.auth.lastused import LastUsed
 from proxy.cache.stage import ResponseCache
+from proxy.chains import ChainRunner
 from proxy.config import GatewayConfig
 from proxy.infra.redis_client import RedisClient
 from proxy.ledger import LedgerStore, LedgerWriter
@@ -53,6 +56,7 @@ class Gateway:
     prices: PriceTable
     ledger: LedgerService
     keystore: KeyStore
+    last_used: LastUsed
     admission: AdmissionStage
     client_guard: ClientGuard
     events: EventBus
@@ -60,6 +64,8 @@ class Gateway:
     webhooks: WebhookService
     users: UsersService  # console users, sign-in sessions
     signin_throttle: SigninThrottle  # failed console sign-ins per client IP and per account
+    agents: AgentRegistry  # `model: "agent/<name>"`: gateway.yaml's and the admin API's agents
+    chains: ChainRunner  # POST /v1/gateway/chains, `model: "chain/<name>"`
     responses: StoredResponses  # the Responses API's stored responses (TTL, purge)
     redis: RedisClient | None = None
     services: list[Service] = field(default_factory=list)  # started in order, closed in reverse

@@ -26,6 +26,8 @@ from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream
 from proxy.resilience import Executor
 from proxy.routing.router import Router
 
+AGENT_PREFIX = "agent/"  # `model` of a call through an agent (proxy.agents)
+
 
 class Admission(Protocol):
     """Quotas and budgets: raise a 429 GatewayError to refuse; add rate-limit headers to ctx.headers."""
@@ -69,6 +71,10 @@ class Pipeline:
         self.meter = meter
         # checks before auth (the per-client-IP limit): raise a GatewayError to refuse
         self.pre_auth: list[Callable[[RequestContext], Awaitable[None]]] = []
+        # `model: "agent/..."`: rewrites ctx.body and ctx.alias to the agent's alias (proxy.agents, wired in app.py)
+        self.expand_agent: Callable[[RequestContext], Awaitable[None]] | None = None
+        # prompt optimisation of keys and aliases (proxy.optimize): None unless gateway.yaml asks for it somewhere
+        self.optimize_prompt: Callable[[RequestContext], Awaitable[None]] | None = None
 
     async def authenticate(self, ctx: RequestContext, request: web.Request, key: KeyInfo | None = None) -> None:
         """Who is calling, before anything reads the body: the pre-auth checks, then the key (`key` when the
@@ -78,10 +84,15 @@ class Pipeline:
         ctx.key = key if key is not None else await self.auth.authenticate(request)
 
     async def admit(self, ctx: RequestContext) -> None:
-        """may the key use ctx.alias -> routing resolve -> admission; once the body named the alias."""
+        """(an agent -> its alias) -> may the key use ctx.alias -> routing resolve -> (prompt optimisation) ->
+        admission; once the body named the alias."""
         assert ctx.key is not None, "authenticate() runs first"
+        if ctx.alias.startswith(AGENT_PREFIX) and self.expand_agent is not None:
+            await self.expand_agent(ctx)  # then the key must be allowed the agent's alias too, just below
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)
+        if self.optimize_prompt is not None:
+            await self.optimize_prompt(ctx)  # before admission: quotas and budgets see the prompt that is sent
         await self.admission.admit(ctx)
 
     async def chat(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:

@@ -98,3 +98,16 @@ def test_container_files_take_keys_from_the_environment() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert not any(secret in dockerfile for secret in DOCUMENTED_DEFAULT_KEYS)
     assert "--allow-dev-keys" not in dockerfile
+
+
+def test_documented_default_in_the_admin_keys_list_is_refused(served: list[Any], tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {"keys": [{"name": "dev", "key": "sk-mine-1234"}],
+           "admin": {"keys": [{"name": "ops", "key": "sk-own-admin-key"},
+                              {"name": "old", "key_sha256": sha256_hex("sk-gateway-admin")}]}}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert cli.main(["serve", "--config", str(path), "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err
+    assert "admin.keys.1 (old): set GATEWAY_ADMIN_KEY" in err and "admin.keys.0" not in err
+    assert served == []

@@ -27,7 +27,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from proxy.admission.quotas import batch_safe
-from proxy.config import Budget
+from proxy.config.base import Budget
 from proxy.core.errors import INSUFFICIENT_QUOTA, GatewayError
 from proxy.infra.asyncutil import Background
 from proxy.observability.logs import get_logger

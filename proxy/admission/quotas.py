@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerMinute
 
-from proxy.config import Limits, LimitSet, TeamConfig
+from proxy.config.access import TeamConfig
+from proxy.config.base import Limits, LimitSet
 from proxy.core.errors import GatewayError
 from proxy.infra.memo import Memo
 

@@ -29,7 +29,8 @@ from proxy.admission.budgets import (
 from proxy.admission.counters import Counters, LocalCounters, Outcome
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
-from proxy.config import Budget, GatewayConfig, Limits, Price
+from proxy.config import GatewayConfig, Price
+from proxy.config.base import Budget, Limits
 from proxy.core.tokens import completion_budget, prompt_tokens
 from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
 from proxy.infra.memo import Memo
@@ -232,6 +233,22 @@ class AdmissionStage:
         if outcome.failed_window >= 0 or outcome.failed_budget >= 0:
             self._refuse(ctx, key, windows, amounts, lines, outcome)
         ctx.notes["admission"] = Ticket(key, p, amounts, lines, estimate)
+
+    async def admit_estimate(self, key: KeyInfo, alias: str, estimate: float) -> None:
+        """A request made of several calls (a chain): refuse it up front (429, naming the budget) when its whole
+        estimated cost does not fit what is left of the key's, team's or user's budget. Each call is still
+        admitted on its own as it runs."""
+        if estimate <= 0 or (key.budget is None and not key.team and key.user_budget is None):
+            return
+        p = self.plan(key, alias)
+        lines = self.lines(p) if p.budgets else []
+        if lines and not p.seeded:
+            self._seed(lines)
+            p.seeded = True
+        for line in lines:
+            spend = await self.counters.spend(line)
+            if spend + estimate > line.budget.usd:
+                raise over_budget(line, spend)
 
     def _refuse(self, ctx: RequestContext, key: KeyInfo, windows: tuple[Window, ...], amounts: list[int],
                 lines: list[BudgetLine], outcome: Outcome) -> None:

@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from proxy.config import GatewayConfig, KeyConfig, UserConfig
+from proxy.auth.signing import SignatureVerifier
+from proxy.config import GatewayConfig
+from proxy.config.access import KeyConfig, UserConfig
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.core.identity import KeyInfo, sha256_hex
 
@@ -28,6 +30,9 @@ def documented_defaults_in(cfg: GatewayConfig) -> list[tuple[str, str]]:
             found.append((f"keys.{i} ({k.name})", var))
     if cfg.admin.key and (var := _DEFAULT_DIGESTS.get(sha256_hex(cfg.admin.key))):
         found.append(("admin.key", var))
+    for i, a in enumerate(cfg.admin.keys):
+        if var := _DEFAULT_DIGESTS.get(a.digest):
+            found.append((f"admin.keys.{i} ({a.name})", var))
     return found
 
 
@@ -46,7 +51,8 @@ def key_from_config(k: KeyConfig, owner: UserConfig | None = None) -> tuple[str,
                    expires_at=parse_expiry(k.expires_at), cache=k.cache,
                    disabled=bool(owner and owner.disabled), user_id=owner.id if owner else None,
                    user_limits=owner.limits if owner else None, user_budget=owner.budget if owner else None,
-                   user_label=owner.email if owner else None)
+                   user_label=owner.email if owner else None,
+                   signing_secret=k.signing_secret.encode() if k.signing_secret else None)
     return digest, info
 
 
@@ -70,12 +76,15 @@ SessionKey = Callable[[web.Request], Awaitable[str | None]]
 
 class Authenticator:
     def __init__(self, keys: list[KeyConfig], lookup: KeyLookup | None = None,
-                 users: list[UserConfig] | None = None) -> None:
+                 users: list[UserConfig] | None = None, signatures: SignatureVerifier | None = None) -> None:
         owners = {u.id: u for u in users or ()}
         self._by_hash: dict[str, KeyInfo] = dict(key_from_config(k, owners.get(k.user_id or "")) for k in keys)
         self.lookup = lookup
+        self.signatures = signatures or SignatureVerifier()
         # told the client IP of every wrong key (the failed-auth throttle, admission.clientguard.ClientGuard.failed)
         self.on_failure: Callable[[str], Awaitable[None]] | None = None
+        # told (key id, client IP) of every accepted key: cheap and synchronous (the last-used recorder)
+        self.on_success: Callable[[str, str], None] | None = None
         # consulted only when a request has no key header: the header-based API is unchanged by it
         self.session_key: SessionKey | None = None
 
@@ -103,7 +112,7 @@ class Authenticator:
             if info is None:  # the session's key was deleted or rotated since
                 raise GatewayError(401, "The key this console session used no longer exists; sign in again.",
                                    AUTHENTICATION, code="invalid_api_key")
-            return self.check(info)
+            return self._used(self.check(info), request)
         info = await self.find(secret)
         if info is None:
             if self.on_failure is not None:
@@ -111,6 +120,11 @@ class Authenticator:
             raise GatewayError(401, "Incorrect API key provided.", AUTHENTICATION, code="invalid_api_key")
         if info.disabled or info.expired():
             self.check(info)
+        return self._used(info, request)
+
+    def _used(self, info: KeyInfo, request: web.Request) -> KeyInfo:
+        if self.on_success is not None:
+            self.on_success(info.id, request.remote or "")
         return info
 
     @staticmethod
@@ -121,6 +135,19 @@ class Authenticator:
         if info.expired():
             raise GatewayError(401, "This API key has expired.", AUTHENTICATION, code="key_expired")
         return info
+
+    async def verify_signature(self, key: KeyInfo, request: web.Request, body: bytes) -> None:
+        """For a key with `signing: required`: 401 unless the request is signed (signing.py), once its raw body
+        was read. A signature that does not match, or none at all, counts as a failed authentication."""
+        if key.signing_secret is None:
+            return
+        try:
+            await self.signatures.verify(key.id, key.signing_secret, request.method, request.raw_path,
+                                         request.headers, body)
+        except GatewayError as err:
+            if err.code in ("invalid_signature", "signature_required") and self.on_failure is not None:
+                await self.on_failure(request.remote or "")
+            raise
 
     @staticmethod
     def authorize(key: KeyInfo, alias: str) -> None:

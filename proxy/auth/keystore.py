@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from proxy.config import Budget, CachePolicy, Limits
+from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.core.identity import KeyInfo
 from proxy.infra.asyncutil import SingleFlight, cancel_and_wait
@@ -38,7 +38,8 @@ log = get_logger("gateway.keystore")
 
 
 def key_info(row: dict[str, Any]) -> KeyInfo:
-    """A KeyInfo from a ledger key record (no secret in it: records carry no hashes). A key owned by a user
+    """A KeyInfo from a ledger key record (no bearer secret in it: records carry no hashes; the auth
+    lookup's record carries the signing secret of a key with `signing: required`). A key owned by a user
     carries the user's limits and budget (`owner_*`, find_key_by_hash); a disabled or deleted owner
     disables the key."""
     user_id = row.get("user_id")
@@ -55,6 +56,7 @@ def key_info(row: dict[str, Any]) -> KeyInfo:
         user_limits=Limits.model_validate(row["owner_limits"]) if row.get("owner_limits") else None,
         user_budget=Budget.model_validate(row["owner_budget"]) if row.get("owner_budget") else None,
         user_label=row.get("owner_email"),
+        signing_secret=row["signing_secret"].encode() if row.get("signing_secret") else None,
     )
 
 

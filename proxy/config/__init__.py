@@ -5,37 +5,31 @@ Everything here is parsed once at startup; the request path only reads the resul
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_core import core_schema
 
+from proxy.config.access import AdminConfig, ConsoleConfig, KeyConfig, TeamConfig, UserConfig
+from proxy.config.agents import NAME as AGENT_NAME
+from proxy.config.agents import AgentFields, ChainsConfig, OptimizePolicy
+from proxy.config.base import CachePolicy, Strict
 from proxy.config.envvars import interpolate
+from proxy.config.listen import IpLimits, Listen
 from proxy.config.units import ByteSize, Duration
 from proxy.config.webhooks import WebhooksConfig
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
-
-
-# ---------------------------------------------------------------- shared pieces
 class Timeouts(Strict):
     connect: Duration = 10.0
     first_token: Duration = 120.0  # headers + first byte of the body
@@ -58,38 +52,6 @@ class BreakerConfig(Strict):
     shared: bool = True
     sync_interval: Duration = 0.5
     redis_prefix: str = "gateway:breaker:"
-
-
-class CachePolicy(Strict):
-    """Per alias / per key override of the response cache: a section turns it on for that alias or key
-    (even with the global cache off) unless it says `enabled: false`, which turns it off."""
-
-    enabled: bool = True
-    ttl: Duration | None = None
-
-
-class LimitSet(Strict):
-    rpm: int | None = Field(None, ge=1, le=100_000_000)
-    tpm: int | None = Field(None, ge=1, le=10_000_000_000)
-    rpd: int | None = Field(None, ge=1, le=1_000_000_000)
-
-
-class Limits(LimitSet):
-    per_provider: dict[str, LimitSet] = Field(default_factory=dict)
-    per_alias: dict[str, LimitSet] = Field(default_factory=dict)
-
-
-class Budget(Strict):
-    usd: float = Field(gt=0, le=1e9)
-    period: Literal["daily", "weekly", "monthly"] = "monthly"
-    alert_thresholds: list[float] = Field(default_factory=lambda: [0.8, 1.0])
-
-    @field_validator("alert_thresholds")
-    @classmethod
-    def _fractions(cls, v: list[float]) -> list[float]:
-        if any(t <= 0 or t > 10 for t in v):
-            raise ValueError("thresholds are fractions of the budget, e.g. 0.8 for 80%")
-        return sorted(v)
 
 
 # ---------------------------------------------------------------- providers
@@ -180,6 +142,7 @@ class ModelAlias(Strict):
     content_policy_fallbacks: list[str] = Field(default_factory=list)
     cache: CachePolicy | None = None
     description: str | None = None
+    optimize: OptimizePolicy | None = None  # prompt optimisation for calls to this alias
 
     @model_validator(mode="before")
     @classmethod
@@ -209,115 +172,6 @@ class RuleWhen(Strict):
 class RoutingRule(Strict):
     when: RuleWhen
     use: str
-
-
-# ---------------------------------------------------------------- keys
-class KeyConfig(Strict):
-    name: str = Field(min_length=1)
-    key: str | None = None
-    key_sha256: str | None = None
-    models: list[str] = Field(default_factory=lambda: ["*"])
-    limits: Limits | None = None
-    budget: Budget | None = None
-    user: str | None = None
-    team: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    expires_at: str | None = None
-    cache: CachePolicy | None = None
-    user_id: str | None = None  # the `users:` entry (id or email) this key belongs to
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> KeyConfig:
-        if bool(self.key) == bool(self.key_sha256):
-            raise ValueError("give exactly one of `key` or `key_sha256`")
-        if self.key_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.key_sha256):
-            raise ValueError("key_sha256 must be 64 hex characters")
-        return self
-
-
-ROLES = ("admin", "member", "viewer")
-Role = Literal["admin", "member", "viewer"]
-
-
-class UserConfig(Strict):
-    """A console user declared in gateway.yaml (read-only in the admin API); id defaults to `cfg:<email>`."""
-
-    id: str | None = None
-    email: str = Field(min_length=3, max_length=254)
-    name: str = Field(min_length=1, max_length=200)
-    team: str | None = None
-    role: Role = "member"
-    password_hash: str | None = None  # Argon2id, from `gateway hash-password`; never a clear password
-    limits: Limits | None = None
-    budget: Budget | None = None
-    disabled: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_clear_password(cls, v: Any) -> Any:
-        if isinstance(v, dict) and "password" in v:
-            raise ValueError("give `password_hash` (from `gateway hash-password`), never a clear `password`")
-        return v
-
-    @model_validator(mode="after")
-    def _normalise(self) -> UserConfig:
-        self.email = self.email.strip().lower()
-        if "@" not in self.email:
-            raise ValueError("email must be an e-mail address")
-        if self.password_hash is not None and not self.password_hash.startswith("$argon2id$"):
-            raise ValueError("password_hash must be an Argon2id hash ($argon2id$...) from `gateway hash-password`")
-        if self.id is None:
-            self.id = f"cfg:{self.email}"
-        return self
-
-
-class ConsoleConfig(Strict):
-    """Console sign-in: session lifetime and the failed sign-in throttle (per client IP and per account)."""
-
-    session_ttl: Duration = 12 * 3600
-    failed_signins_per_ip: int = Field(20, ge=0, le=1_000_000)  # within failed_signin_window; 0 = off
-    failed_signins_per_account: int = Field(5, ge=0, le=1_000_000)
-    failed_signin_window: Duration = 15 * 60
-
-
-class TeamConfig(Strict):
-    budget: Budget | None = None
-    limits: Limits | None = None
-
-
-# ---------------------------------------------------------------- infrastructure
-class Listen(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    max_body_bytes: ByteSize = 10 * 1024 * 1024
-    shutdown_timeout: Duration = 30.0
-    # load balancers whose X-Forwarded-For / Forwarded name the client (clientip.py); empty = the peer is it
-    trusted_proxies: list[str] = Field(default_factory=list)
-    _networks: tuple[IPNetwork, ...] = PrivateAttr(default=())
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        out = []
-        for i, text in enumerate(v):
-            try:  # host bits allowed (10.1.2.3/8 means 10.0.0.0/8); a bare address is a /32 or /128
-                out.append(str(ipaddress.ip_network(text.strip(), strict=False)))
-            except ValueError:
-                raise ValueError(f"item {i}: {text!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)") from None
-        return out
-
-    @model_validator(mode="after")
-    def _parse_networks(self) -> Listen:
-        self._networks = tuple(ipaddress.ip_network(c) for c in self.trusted_proxies)  # parsed once, here
-        return self
-
-    @property
-    def trusted_networks(self) -> tuple[IPNetwork, ...]:
-        return self._networks
-
-
-class AdminConfig(Strict):
-    key: str | None = None
 
 
 class RedisConfig(Strict):
@@ -374,12 +228,6 @@ class BudgetSettings(Strict):
     timezone: str = "UTC"
 
 
-class IpLimits(Strict):
-    rpm: int | None = Field(None, ge=1)
-    # wrong keys from one client IP per minute before it gets 429 everywhere; 0 turns the throttle off
-    failed_auth_per_minute: int = Field(20, ge=0, le=1_000_000)
-
-
 class GatewayConfig(Strict):
     model_config = ConfigDict(extra="forbid", defer_build=True)  # ProviderTypes reads the provider registry
 
@@ -404,6 +252,35 @@ class GatewayConfig(Strict):
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     users: list[UserConfig] = Field(default_factory=list)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    # agents: versioned virtual models (`model: agent/<name>`); these are read-only version 1 in the admin API.
+    # `agents_file:` names a YAML file whose `agents:` are loaded too (this file's entries win)
+    agents: dict[str, AgentFields] = Field(default_factory=dict)
+    agents_file: str | None = None
+    chains: ChainsConfig = Field(default_factory=ChainsConfig)
+
+    @model_validator(mode="after")
+    def _agents_and_chains(self) -> GatewayConfig:
+        for name, a in self.agents.items():
+            if not AGENT_NAME.match(name):
+                raise ValueError(f"agents.{name}: names are lower-case letters, digits, '.', '_' and '-'")
+            if a.model not in self.models:
+                raise ValueError(f"agents.{name}.model: unknown alias {a.model!r}")
+        policies = [(f"agents.{n}", a.optimize) for n, a in self.agents.items()]
+        policies += [(f"models.{n}", m.optimize) for n, m in self.models.items()]
+        policies += [(f"keys.{k.name}", k.optimize) for k in self.keys]
+        for where, p in policies:
+            if p is not None and p.via is not None and p.via not in self.models:
+                raise ValueError(f"{where}.optimize.via: unknown alias {p.via!r}")
+        for name, chain in self.chains.named.items():
+            if len(chain.steps) > self.chains.max_steps:
+                raise ValueError(f"chains.named.{name}.steps: {len(chain.steps)} steps, chains.max_steps is "
+                                 f"{self.chains.max_steps}")
+        return self
+
+    def optimize_configured(self) -> bool:
+        """Whether a key or an alias asks for prompt optimisation (agents carry their own, applied with them)."""
+        return any(m.optimize is not None for m in self.models.values()) or any(
+            k.optimize is not None for k in self.keys)
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
@@ -467,12 +344,34 @@ def _format_validation_error(err: ValidationError) -> str:
     return "invalid gateway config:\n" + "\n".join(lines)
 
 
-def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None) -> GatewayConfig:
+def _with_agents_file(raw: dict[str, Any], base: Path | None) -> dict[str, Any]:
+    """`agents_file: path` (relative to the config file's folder): its `agents:` mapping, under the inline ones."""
+    name = raw.get("agents_file")
+    if not name or not isinstance(name, str):
+        return raw
+    path = Path(name)
+    if not path.is_absolute() and base is not None and not path.exists():
+        path = base / path
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ConfigError(f"agents_file: cannot read {path}: {err.strerror}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"agents_file: {path} is not valid YAML: {err}") from None
+    agents = loaded.get("agents") if isinstance(loaded, dict) else None
+    if not isinstance(agents, dict):
+        raise ConfigError(f"agents_file: {path} needs a top-level `agents:` mapping")
+    return {**raw, "agents": {**agents, **(raw.get("agents") or {})}}
+
+
+def parse_config(raw: dict[str, Any] | None, env: dict[str, str] | None = None,
+                 base: Path | None = None) -> GatewayConfig:
     """Validate a config mapping; providers whose env vars are unset are disabled with a reason."""
     env = dict(os.environ) if env is None else env
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError("invalid gateway config: the top level must be a mapping")
+    raw = _with_agents_file(raw, base)
     provider_missing: dict[str, set[str]] = {}
     providers = raw.get("providers") or {}
     if isinstance(providers, dict):
@@ -509,4 +408,4 @@ def load_config(path: str | Path, env: dict[str, str] | None = None) -> GatewayC
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    return parse_config(raw, env)
+    return parse_config(raw, env, path.parent)

@@ -62,6 +62,14 @@ class RequestContext:
     cache_key: str | None = None
     estimated_tokens: int = 0
     client_disconnected: bool = False
+    delegated: bool = False  # answered by other metered calls (a named chain's steps): not metered itself
+    # agents, chains, prompt optimisation (issue 18): ledger columns of their own
+    agent: str | None = None  # the agent (model `agent/<name>[@v]`) the call went through, and its version
+    agent_version: int | None = None
+    chain_id: str | None = None  # the chain this call is a step of
+    prompt_tokens_original: int | None = None  # prompt optimisation: estimated prompt tokens before / after
+    prompt_tokens_sent: int | None = None
+    prompt_saved_usd: float | None = None
     headers: dict[str, str]  # extra response headers from stages
     notes: dict[str, Any]  # stage-private data (e.g. quota reservations)
 

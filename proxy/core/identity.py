@@ -9,12 +9,13 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: core depends on no other package at run time
-    from proxy.config import Budget, CachePolicy, Limits
+    from proxy.config.base import Budget, CachePolicy, Limits
 
 
 @dataclass(slots=True)
 class KeyInfo:
-    """A caller's key as the pipeline sees it; never holds the secret."""
+    """A caller's key as the pipeline sees it; never holds the bearer secret. A key with `signing: required`
+    holds its signing secret (HMAC verification needs the secret itself; never logged, repr'd or serialised)."""
 
     id: str
     name: str
@@ -34,6 +35,7 @@ class KeyInfo:
     user_limits: Limits | None = None
     user_budget: Budget | None = None
     user_label: str | None = None
+    signing_secret: bytes | None = field(default=None, repr=False)
     _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def may_use(self, alias: str) -> bool:

@@ -12,8 +12,9 @@ from proxy.core.context import RequestContext
 from proxy.core.errors import GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http import inbound
-from proxy.http.lifecycle import serve
-from proxy.http.openai_api import new_context, read_json
+from proxy.http.lifecycle import request_json, serve
+from proxy.http.limits import check_lengths
+from proxy.http.openai_api import new_context
 from proxy.inbound.anthropic import AnthropicMessages
 from proxy.inbound.anthropic.count import estimate_tokens
 
@@ -43,7 +44,8 @@ async def count_tokens(request: web.Request) -> web.Response:
     ctx = new_context(request, "chat")
     try:
         await gw.pipeline.authenticate(ctx, request)
-        body = await read_json(request, gw.cfg.listen.max_body_bytes)
+        body = await request_json(gw, ctx, request)
+        check_lengths(body, gw.cfg.listen.limits)
         tokens = estimate_tokens(body)
         ctx.alias = body["model"]
         _resolve(gw, ctx)

@@ -27,7 +27,8 @@ from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request
 from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.lifecycle import serve
-from proxy.http.openai_api import new_context, read_json, validate_chat
+from proxy.http.limits import parse_json, read_body
+from proxy.http.openai_api import new_context, validate_chat
 from proxy.infra.asyncutil import SingleFlight
 from proxy.providers.base import Completion
 
@@ -84,13 +85,13 @@ class _Item:
         self.batch = batch
         self.raw = raw
 
-    async def body(self, gw: Gateway, request: web.Request) -> Any:
-        return self.raw
+    async def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Any:
+        return self.raw  # parsed (and its signature verified) once for the whole batch
 
-    def prepare(self, ctx: RequestContext, raw: Any) -> dict[str, Any]:
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: Any) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise bad_request("Each batch item must be a chat completion request object.")
-        validate_chat(raw)
+        validate_chat(raw, gw.cfg.listen.limits)
         if raw.get("stream"):
             raise bad_request("Streaming is not available inside a batch; drop 'stream'.", param="stream")
         return raw
@@ -121,7 +122,10 @@ async def batch(request: web.Request) -> web.Response:
     limits = gw.cfg.batch
     # one clear 401 for a bad key, before the body is read or judged, instead of the same error on every item
     key = await gw.pipeline.auth.authenticate(request)
-    body = await read_json(request, gw.cfg.listen.max_body_bytes)
+    listen = gw.cfg.listen
+    raw = await read_body(request, listen.max_body_bytes)
+    await gw.pipeline.auth.verify_signature(key, request, raw)
+    body = parse_json(raw, listen.limits)
     items = body.get("requests")
     if not isinstance(items, list) or not items:
         raise bad_request("'requests' must be a non-empty array of chat completion requests.", param="requests")

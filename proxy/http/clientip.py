@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from proxy.admission.clientguard import ClientGuard
-from proxy.config import IPNetwork
+from proxy.config.base import IPNetwork
 from proxy.infra.memo import Memo
 from proxy.observability.logs import get_logger
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field, StringConstraints, model_validator
 
-from proxy.config import Budget, Limits, Strict
+from proxy.config.base import Budget, Limits, Strict
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY

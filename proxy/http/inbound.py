@@ -15,7 +15,8 @@ from aiohttp import web
 from proxy.core.context import RequestContext
 from proxy.core.errors import SERVER, GatewayError
 from proxy.gateway import Gateway
-from proxy.http.openai_api import read_json
+from proxy.http.lifecycle import request_json
+from proxy.http.limits import check_lengths
 from proxy.inbound.base import JSON, InboundAPI
 from proxy.infra import sse
 from proxy.observability.logs import get_logger
@@ -54,10 +55,11 @@ class Inbound:
         self.kind = api.kind
         self.state = state
 
-    def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
-        return read_json(request, gw.cfg.listen.max_body_bytes)
+    def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return request_json(gw, ctx, request)
 
-    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        check_lengths(raw, gw.cfg.listen.limits)  # messages, tools: the same names in the inbound APIs
         body = self.api.translate(ctx, raw)
         ctx.stream = bool(body.get("stream"))
         return body

@@ -9,47 +9,18 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 
+from proxy.config.listen import InputLimits
 from proxy.core.context import RequestContext
-from proxy.core.errors import INVALID_REQUEST, GatewayError, bad_request, model_not_found
+from proxy.core.errors import GatewayError, bad_request, model_not_found
+from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
-from proxy.http.lifecycle import serve
+from proxy.http.lifecycle import request_json, serve
+from proxy.http.limits import check_lengths
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
-
-
-async def read_json(request: web.Request, max_bytes: int) -> dict[str, Any]:
-    raw_ctype = request.headers.get("Content-Type")
-    # what every SDK sends skips aiohttp's header parsing; anything else is parsed (parameters, case)
-    if raw_ctype and raw_ctype != "application/json" and (ctype := request.content_type) not in (
-            "application/json", "text/plain", "application/x-www-form-urlencoded"):
-        raise GatewayError(415, f"Content-Type must be application/json, got {ctype!r}.", INVALID_REQUEST,
-                           code="unsupported_media_type")
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise too_large(max_bytes)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(max_bytes) from None
-    except RequestPayloadError:  # the parser gave up on the body (e.g. a Content-Encoding it cannot decode)
-        raise bad_request("The request body cannot be decoded (content or transfer encoding).",
-                          code="invalid_http_request") from None
-    if not raw:
-        raise bad_request("The request body is empty; send a JSON object.", code="invalid_json")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise bad_request(f"The request body is not valid JSON: {err}.", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("The request body must be a JSON object.", code="invalid_json")
-    return body
-
-
-def too_large(max_bytes: int) -> GatewayError:
-    return GatewayError(413, f"The request body exceeds the limit of {max_bytes} bytes.", INVALID_REQUEST,
-                        code="request_too_large")
+CHAIN_PREFIX = "chain/"  # `model` of a named chain (proxy.chains, proxy/http/chains.py)
 
 
 def _type_check(body: dict[str, Any], name: str, types: tuple[type, ...] | type, what: str) -> None:
@@ -92,7 +63,7 @@ def _check_content(msg: dict[str, Any], i: int) -> None:
                       "instead.", param=param, code="invalid_type")
 
 
-def validate_chat(body: dict[str, Any]) -> None:
+def validate_chat(body: dict[str, Any], limits: InputLimits) -> None:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("Missing required parameter: 'model'." if model is None else
@@ -102,6 +73,7 @@ def validate_chat(body: dict[str, Any]) -> None:
         raise bad_request("Missing required parameter: 'messages'.", param="messages")
     if not isinstance(messages, list) or not messages:
         raise bad_request("Invalid 'messages': expected a non-empty array of messages.", param="messages")
+    check_lengths(body, limits)
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(role := msg.get("role"), str):
             raise bad_request(f"Invalid 'messages[{i}]': each message needs a string 'role'.",
@@ -133,6 +105,19 @@ def validate_embeddings(body: dict[str, Any]) -> None:
         raise bad_request("Missing required parameter: 'input'.", param="input")
     if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
         raise bad_request("Invalid 'input': expected a string or a non-empty array.", param="input")
+    if isinstance(inp, list) and not _embedding_items(inp):
+        raise bad_request("Invalid 'input': expected a string, an array of strings, an array of integers (tokens) or "
+                          "an array of non-empty arrays of integers.", param="input", code="invalid_type")
+
+
+def _embedding_items(inp: list[Any]) -> bool:
+    """OpenAI's shapes of an `input` array: all strings, all token ids, or all non-empty arrays of token ids."""
+    first = type(inp[0])
+    if first is str:
+        return all(type(x) is str for x in inp)
+    if first is int:
+        return all(type(x) is int for x in inp)
+    return all(type(x) is list and x and all(type(t) is int for t in x) for x in inp)
 
 
 def new_context(request: web.Request, kind: str) -> RequestContext:
@@ -151,15 +136,21 @@ class _Chat:
 
     kind = "chat"
 
-    def body(self, gw: Gateway, request: web.Request) -> Awaitable[dict[str, Any]]:
-        return read_json(request, gw.cfg.listen.max_body_bytes)
+    def body(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[dict[str, Any]]:
+        return request_json(gw, ctx, request)
 
-    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
-        validate_chat(raw)
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+        validate_chat(raw, gw.cfg.listen.limits)
         ctx.stream = bool(raw.get("stream"))
         return raw
 
     def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> Awaitable[web.StreamResponse]:
+        if ctx.alias.startswith(CHAIN_PREFIX):  # a named chain: its steps are the metered calls, not this one
+            from proxy.http.chains import chat_chain  # (it imports this module)
+
+            ctx.delegated = True
+            assert ctx.key is not None
+            return chat_chain(request, ctx.key, ctx.body)
         return gw.pipeline.chat(ctx, request)
 
     def failed(self, ctx: RequestContext, err: GatewayError) -> web.StreamResponse:
@@ -171,7 +162,7 @@ class _Embeddings(_Chat):
 
     kind = "embeddings"
 
-    def prepare(self, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
+    def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
         validate_embeddings(raw)
         return raw
 
@@ -194,16 +185,26 @@ def _model(alias: str) -> dict[str, Any]:
     return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
 
 
+async def authenticate_bodyless(gw: Gateway, request: web.Request) -> KeyInfo:
+    """The caller's key on a route without a JSON body (GET): a signed key's signature covers the body as
+    sent (empty, normally)."""
+    key = await gw.pipeline.auth.authenticate(request)
+    if key.signing_secret is not None:
+        body = await request.read() if request.body_exists else b""
+        await gw.pipeline.auth.verify_signature(key, request, body)
+    return key
+
+
 async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    key = await gw.pipeline.auth.authenticate(request)  # a GatewayError leaves through the openai_errors middleware
+    key = await authenticate_bodyless(gw, request)  # a GatewayError leaves through the openai_errors middleware
     data = [_model(alias) for alias in gw.cfg.live_aliases() if key.may_use(alias)]
     return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
 
 
 async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
-    key = await gw.pipeline.auth.authenticate(request)
+    key = await authenticate_bodyless(gw, request)
     alias = request.match_info["model"]
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
         raise model_not_found(alias)

@@ -19,7 +19,7 @@ from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, UNAVAILABLE, GatewayEr
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http import inbound
 from proxy.http.lifecycle import serve
-from proxy.http.openai_api import new_context
+from proxy.http.openai_api import authenticate_bodyless, new_context
 from proxy.inbound.base import JSON
 from proxy.inbound.responses import REQUEST, RESPONSE, ResponsesAPI
 from proxy.observability import metrics as m
@@ -87,7 +87,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 async def _owned(request: web.Request) -> tuple[Gateway, RequestContext, str]:
     gw: Gateway = request.app[GATEWAY]
     ctx = new_context(request, "chat")
-    await gw.pipeline.authenticate(ctx, request)
+    ctx.key = await authenticate_bodyless(gw, request)  # a signed key's signature too
     if not gw.ledger.ready:
         raise _unavailable()
     return gw, ctx, request.match_info["response_id"]

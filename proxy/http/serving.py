@@ -7,6 +7,11 @@ serves with a request handler whose `handle_error` answers like every other gate
 `request_header_fields_too_large` for an oversized header or request line, 400 `invalid_http_request`
 otherwise) and logs one structured line without a traceback. Messages never echo the rejected bytes:
 a too-long header's first 100 bytes may be someone's key.
+
+Nothing to fingerprint: aiohttp adds `Server: Python/3.x aiohttp/3.x` to every response it writes (JSON,
+streams, errors, the protocol errors above); the runner's request factory gives each connection's writer
+a hook that drops it just before the headers are serialised. The longest header line (and request line)
+the parser accepts is `listen.limits.max_header_bytes` (aiohttp's `max_field_size` / `max_line_size`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from aiohttp.http_exceptions import (
     TransferEncodingError,
 )
 from aiohttp.web_protocol import RequestHandler
+from multidict import CIMultiDict
 
 from proxy.core.errors import INVALID_REQUEST, SERVER, TIMEOUT, GatewayError
+from proxy.gateway import GATEWAY
 from proxy.observability.logs import get_logger
 
 log = get_logger("gateway.http")
@@ -47,8 +54,9 @@ def protocol_error(status: int, exc: BaseException | None) -> GatewayError:
     """The client's answer to a request aiohttp could not parse (or, 500/504, could not serve)."""
     if isinstance(exc, LineTooLong):
         limit = exc.args[1] if len(exc.args) > 1 else "the allowed number of"
-        return GatewayError(431, f"A request header field or the request line is longer than {limit} bytes.",
-                            INVALID_REQUEST, code="request_header_fields_too_large")
+        return GatewayError(431, f"A request header field or the request line is longer than {limit} bytes "
+                            "(listen.limits.max_header_bytes).", INVALID_REQUEST,
+                            code="request_header_fields_too_large")
     if isinstance(exc, HttpProcessingError):
         what = next((text for cls, text in _WHAT if isinstance(exc, cls)), _MALFORMED)
         return GatewayError(400, what, INVALID_REQUEST, code="invalid_http_request")
@@ -84,13 +92,38 @@ class _Server(web.Server):
         return _ProtocolErrors(self, loop=self._loop, **self._kwargs)
 
 
+async def _drop_server_header(headers: CIMultiDict[str]) -> None:
+    headers.popall("Server", None)
+
+
+def _anonymous(factory: Any) -> Any:
+    """The request factory, giving each request's writer the hook that drops `Server` (aiohttp sets it with
+    setdefault after every response-prepare signal, so a signal cannot remove it)."""
+
+    def make_request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> web.BaseRequest:
+        writer._on_headers_sent = _drop_server_header
+        return factory(message, payload, protocol, writer, task)  # type: ignore[no-any-return]
+
+    return make_request
+
+
 class GatewayRunner(web.AppRunner):
-    """`web.AppRunner` whose connections answer protocol errors in OpenAI's format."""
+    """`web.AppRunner` whose connections answer protocol errors in OpenAI's format, send no `Server` header
+    and accept header lines up to the gateway's `listen.limits.max_header_bytes`."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        gw = app.get(GATEWAY)
+        if gw is not None:
+            limit = gw.cfg.listen.limits.max_header_bytes
+            kwargs.setdefault("max_field_size", limit)
+            kwargs.setdefault("max_line_size", limit)
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         # the Server aiohttp built for the app (handler args, request factory), with our protocol factory
         server.__class__ = _Server
+        server.request_factory = _anonymous(server.request_factory)
         return server
 
 

@@ -1,7 +1,9 @@
-"""Virtual keys, the admin audit log and budget alerts (mixed into `LedgerStore`).
+"""Virtual keys, their last use, the admin audit log and budget alerts (mixed into `LedgerStore`).
 
 Key records are plain dicts with JSON columns decoded. The secret's hashes never leave this module:
-list/get/changed return no hash, and `find_key_by_hash` only answers "which key is this digest".
+list/get/changed return no hash, and `find_key_by_hash` only answers "which key is this digest". A
+key's signing secret leaves it only through `find_key_by_hash` (auth must verify with it); every other
+record says `signing: required | off` instead.
 """
 
 from __future__ import annotations
@@ -17,16 +19,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.ledger.rows import as_utc
-from proxy.ledger.schema import audit_log, budget_alerts, users, virtual_keys
+from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, users, virtual_keys
 
 _HASHES = frozenset({"key_sha256", "previous_sha256"})
-_PUBLIC = [c for c in virtual_keys.c if c.name not in _HASHES]
+_PUBLIC = [c for c in virtual_keys.c if c.name not in _HASHES]  # signing_secret included: _record() drops it
 UPDATABLE = frozenset({"name", "models", "limits", "budget", "user", "team", "metadata", "cache",
                        "expires_at", "disabled", "user_id"})
 # what auth needs of a key's owner (find_key_by_hash): the user's limits, budget and state, as owner_*
 _OWNER = [users.c.email, users.c.role, users.c.limits, users.c.budget, users.c.disabled, users.c.deleted_at]
 # secrets an admin layer might pass along in an audit before/after snapshot; never persisted
-_AUDIT_REDACT = frozenset({"key", "api_key", "secret", "password", "password_hash", *_HASHES})
+_AUDIT_REDACT = frozenset({"key", "api_key", "secret", "signing_secret", "password", "password_hash", *_HASHES})
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -70,6 +72,14 @@ def _key_values(fields: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _record(row: Any, keep_signing_secret: bool = False) -> dict[str, Any]:
+    """A key record: `signing` says whether requests must be signed; the secret itself stays here."""
+    out = dict(row._mapping)
+    secret = out["signing_secret"] if keep_signing_secret else out.pop("signing_secret", None)
+    out["signing"] = "required" if secret else "off"
+    return out
+
+
 def _redact(snapshot: Any) -> Any:
     if isinstance(snapshot, Mapping):
         return {k: v for k, v in snapshot.items() if k not in _AUDIT_REDACT}
@@ -87,25 +97,26 @@ class KeysMixin:
                          team: str | None = None, metadata: Mapping[str, Any] | None = None,
                          cache: Any = None, expires_at: datetime | str | None = None,
                          disabled: bool = False, key_id: str | None = None,
-                         user_id: str | None = None) -> dict[str, Any]:
+                         user_id: str | None = None, signing_secret: str | None = None) -> dict[str, Any]:
         now = self._now()
         values = _key_values({"name": name, "models": models, "limits": limits, "budget": budget,
                               "user": user, "team": team, "metadata": metadata, "cache": cache,
                               "expires_at": expires_at, "disabled": disabled, "user_id": user_id})
-        values.update(id=key_id or new_key_id(), key_sha256=_sha(key_sha256), created_at=now, updated_at=now)
+        values.update(id=key_id or new_key_id(), key_sha256=_sha(key_sha256), created_at=now, updated_at=now,
+                      signing_secret=signing_secret or None)
         stmt = virtual_keys.insert().values(**values).returning(*_PUBLIC)
         try:
             async with self.engine.begin() as conn:
                 row = (await conn.execute(stmt)).one()
         except sa.exc.IntegrityError as err:
             raise DuplicateKeyError("a key with this secret (or id) already exists") from err
-        return dict(row._mapping)
+        return _record(row)
 
     async def get_key(self, key_id: str) -> dict[str, Any] | None:
         stmt = sa.select(*_PUBLIC).where(virtual_keys.c.id == key_id, virtual_keys.c.deleted_at.is_(None))
         async with self.engine.connect() as conn:
             row = (await conn.execute(stmt)).one_or_none()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else _record(row)
 
     async def list_keys(self, *, team: str | None = None, include_disabled: bool = True,
                         user_id: str | None = None) -> list[dict[str, Any]]:
@@ -118,7 +129,7 @@ class KeysMixin:
         if not include_disabled:
             stmt = stmt.where(virtual_keys.c.disabled.is_(False))
         async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(stmt)]
+            return [_record(r) for r in await conn.execute(stmt)]
 
     async def find_key_by_hash(self, sha256_hex: str) -> dict[str, Any] | None:
         """Auth lookup: the key whose current secret has this digest, or whose previous secret does while
@@ -142,7 +153,7 @@ class KeysMixin:
             row = (await conn.execute(stmt)).first()
         if row is None:
             return None
-        out = dict(row._mapping)
+        out = _record(row, keep_signing_secret=True)
         out["matched_previous"] = bool(out["matched_previous"])
         return out
 
@@ -186,7 +197,7 @@ class KeysMixin:
         if ts is not None:
             stmt = stmt.where(virtual_keys.c.updated_at > as_utc(ts))
         async with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(stmt)]
+            return [_record(r) for r in await conn.execute(stmt)]
 
     async def _update(self, key_id: str, values: dict[str, Any]) -> dict[str, Any] | None:
         stmt = (virtual_keys.update()
@@ -194,7 +205,32 @@ class KeysMixin:
                 .values(**values).returning(*_PUBLIC))
         async with self.engine.begin() as conn:
             row = (await conn.execute(stmt)).one_or_none()
-        return None if row is None else dict(row._mapping)
+        return None if row is None else _record(row)
+
+    # ------------------------------------------------------------ last use
+    async def touch_keys(self, seen: Mapping[str, tuple[datetime, str | None]]) -> None:
+        """Record when (and from which client IP) keys were last used: {key id: (time, ip)}. A later time
+        already stored (another replica's) is kept."""
+        if not seen:
+            return
+        insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        stmt = insert(key_last_used).values([
+            {"key_id": k, "last_used_at": as_utc(at), "last_used_ip": ip} for k, (at, ip) in seen.items()])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key_id"],
+            set_={"last_used_at": stmt.excluded.last_used_at, "last_used_ip": stmt.excluded.last_used_ip},
+            where=key_last_used.c.last_used_at < stmt.excluded.last_used_at)
+        async with self.engine.begin() as conn:
+            await conn.execute(stmt)
+
+    async def last_used(self, key_ids: list[str] | None = None) -> dict[str, dict[str, Any]]:
+        """{key id: {"last_used_at", "last_used_ip"}} for these keys (all when None)."""
+        stmt = sa.select(key_last_used)
+        if key_ids is not None:
+            stmt = stmt.where(key_last_used.c.key_id.in_(key_ids))
+        async with self.engine.connect() as conn:
+            return {r.key_id: {"last_used_at": r.last_used_at, "last_used_ip": r.last_used_ip}
+                    for r in await conn.execute(stmt)}
 
     # ------------------------------------------------------------ audit log
     async def add_audit(self, actor: str, action: str, target: str | None = None, before: Any = None,

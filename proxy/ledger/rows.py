@@ -37,7 +37,13 @@ class UsageRow:
     fallback: str | None = None  # the alias we fell back from, when a fallback served the call
     attempts: int = 1
     client_ip: str | None = None
-    created_at: datetime = field(default_factory=utcnow)
+    agent: str | None = None  # the agent the call went through (model `agent/<name>`), and its version
+    agent_version: int | None = None
+    chain_id: str | None = None  # the chain this call was a step of
+    prompt_tokens_original: int | None = None  # prompt optimisation: estimated tokens before and after
+    prompt_tokens_sent: int | None = None
+    prompt_saved_usd: float | None = None
+    created_at: datetime = field(default_factory=utcnow)  # last: the SQLite fast path relies on it
 
     def as_dict(self) -> dict[str, Any]:
         # dataclasses.asdict deep-copies and is several times slower

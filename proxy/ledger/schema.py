@@ -68,6 +68,14 @@ usage = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("client_ip", sa.Text),  # as resolved behind trusted proxies (0002)
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # (0006) the agent (and version) a call went through, the chain it was a step of, and prompt
+    # optimisation: the prompt's estimated tokens before and after, and what that saved
+    sa.Column("agent", sa.Text),
+    sa.Column("agent_version", sa.Integer),
+    sa.Column("chain_id", sa.Text),
+    sa.Column("prompt_tokens_original", sa.Integer),
+    sa.Column("prompt_tokens_sent", sa.Integer),
+    sa.Column("prompt_saved_usd", sa.Double),
     sa.Index("ix_usage_created_at", "created_at"),
     # (x, created_at) serves both "all rows of x" and the budget query "spend of x since t"
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
@@ -75,6 +83,8 @@ usage = sa.Table(
     sa.Index("ix_usage_team_created_at", "team", "created_at"),
     # a user's spend (budgets) and usage across their keys: `user` holds the user id for their keys (0003)
     sa.Index("ix_usage_user_created_at", "user", "created_at"),
+    sa.Index("ix_usage_agent_created_at", "agent", "created_at"),
+    sa.Index("ix_usage_chain_id", "chain_id"),
 )
 
 virtual_keys = sa.Table(
@@ -98,7 +108,10 @@ virtual_keys = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     # soft delete, so replicas polling updated_at also learn about deletions
     sa.Column("deleted_at", UTCDateTime),
-    sa.Column("user_id", sa.Text),  # the console user owning the key (0003); no FK: config users too
+    sa.Column("user_id", sa.Text),  # the console user owning the key (0004); no FK: config users too
+    # `signing: required` keys (0005): HMAC verification needs the secret itself, so it is stored as is (a
+    # second factor beside the bearer key, which is only stored hashed); never returned after creation
+    sa.Column("signing_secret", sa.Text),
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),
@@ -217,7 +230,38 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_subscription", "subscription_id", "created_at"),
 )
 
-# the Responses API's stored responses (0005_responses): `store: true` keeps a Response for GET/DELETE
+# when and from where each key (virtual_keys.id or cfg:<name>) was last used (0005); written at most once a
+# minute per key per replica, off the request path (auth/lastused.py)
+key_last_used = sa.Table(
+    "key_last_used",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("last_used_at", UTCDateTime, nullable=False),
+    sa.Column("last_used_ip", sa.Text),
+)
+
+# agents (0006): `agents` points at each agent's live version; versions are immutable rows
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),  # the one `agent/<name>` calls (rollback moves it)
+    sa.Column("latest_version", sa.Integer, nullable=False),  # the next PATCH writes latest_version + 1
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+agent_versions = sa.Table(
+    "agent_versions",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("spec", JSON, nullable=False),  # description, model, system, params, tools, variables, optimize
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+# the Responses API's stored responses (0007): `store: true` keeps a Response for GET/DELETE
 # /v1/responses/{id} and previous_response_id, readable only by the key that made it, until it expires
 stored_responses = sa.Table(
     "stored_responses",
@@ -231,5 +275,7 @@ stored_responses = sa.Table(
     sa.Index("ix_stored_responses_expires_at", "expires_at"),
 )
 
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, webhook_subscriptions, webhook_deliveries)
-ALL_TABLES = (usage, virtual_keys, audit_log, budget_alerts, users, console_sessions)
+ALL_TABLES = (
+    usage, virtual_keys, users, console_sessions, audit_log, budget_alerts, webhook_subscriptions,
+    webhook_deliveries, key_last_used, agents, agent_versions, stored_responses,
+)

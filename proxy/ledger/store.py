@@ -19,16 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from proxy.config import DatabaseConfig
 from proxy.ledger import db
+from proxy.ledger.agents import AgentsMixin
 from proxy.ledger.keys import KeysMixin
 from proxy.ledger.responses import ResponsesMixin
 from proxy.ledger.rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
 from proxy.ledger.schema import usage
 from proxy.ledger.users import UsersMixin
 
-GROUP_BYS = ("day", "key", "provider", "alias", "team", "model", "user")
-FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until"})
+GROUP_BYS = ("day", "key", "provider", "alias", "team", "model", "user", "agent")
+FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until", "agent",
+                     "chain_id"})
 _GROUP_COLUMNS = {"key": "key_id", "provider": "provider", "alias": "alias", "team": "team",
-                  "model": "upstream_model", "user": "user"}
+                  "model": "upstream_model", "user": "user", "agent": "agent"}
 
 
 _BOOL = USAGE_FIELDS.index("cache_hit")
@@ -80,7 +82,7 @@ def _sqlite_insert(present: tuple[bool, ...]) -> str:
     return sql
 
 
-class LedgerStore(KeysMixin, UsersMixin, ResponsesMixin):
+class LedgerStore(KeysMixin, UsersMixin, AgentsMixin, ResponsesMixin):
     def __init__(self, url: str = "sqlite:///gateway.db", *, schema: str | None = None, pool_size: int = 5,
                  echo: bool = False, clock: Callable[[], datetime] | None = None) -> None:
         self.url = url
@@ -202,6 +204,9 @@ class LedgerStore(KeysMixin, UsersMixin, ResponsesMixin):
             sa.func.coalesce(sa.func.sum(sa.case((c.cache_hit, 1), else_=0)), 0).label("cache_hits"),
             sa.func.max(c.key_name).label("key_name"),
             sa.func.max(c.created_at).label("last_at"),  # a key's "last use" in the console
+            # prompt optimisation: estimated prompt tokens saved, and their price
+            sa.func.coalesce(sa.func.sum(c.prompt_tokens_original - c.prompt_tokens_sent), 0).label("saved_tokens"),
+            sa.func.coalesce(sa.func.sum(c.prompt_saved_usd), 0.0).label("prompt_saved_usd"),
         ]
         pg = self.dialect == "postgresql"
         if pg:
@@ -283,6 +288,8 @@ def _group_row(group_by: str | None, row: dict[str, Any], p50: float | None,
         latency_p95_ms=None if p95 is None else round(float(p95), 3),
         cache_hits=int(row["cache_hits"]),
         last_call_at=as_utc(row["last_at"]).isoformat() if row["last_at"] is not None else None,
+        prompt_saved_tokens=int(row["saved_tokens"]),
+        prompt_saved_usd=round(float(row["prompt_saved_usd"]), 10),
     )
     return out
 

@@ -23,6 +23,9 @@ def usage_row(ctx: RequestContext) -> UsageRow:
         status=ctx.status, error_type=ctx.error_type, cache_hit=hit, stream=ctx.stream,
         fallback=ctx.fallback.split("->", 1)[0] if ctx.fallback else None,
         attempts=len(ctx.attempts) or (0 if hit else 1), client_ip=ctx.client_ip or None,
+        agent=ctx.agent, agent_version=ctx.agent_version, chain_id=ctx.chain_id,
+        prompt_tokens_original=ctx.prompt_tokens_original, prompt_tokens_sent=ctx.prompt_tokens_sent,
+        prompt_saved_usd=ctx.prompt_saved_usd,
     )
 
 

@@ -135,6 +135,10 @@ class Meter:
             fields["fallback"] = ctx.fallback
         if ctx.route_rule is not None:
             fields["route_rule"] = ctx.route_rule
+        if ctx.agent is not None:
+            fields["agent"] = f"{ctx.agent}@{ctx.agent_version}"
+        if ctx.chain_id is not None:
+            fields["chain_id"] = ctx.chain_id
         if ctx.client_disconnected:
             fields["client_disconnected"] = True
         emit = self._emit

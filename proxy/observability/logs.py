@@ -117,7 +117,10 @@ def configure(cfg: LoggingConfig, stream: Any = None) -> None:
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[cfg.level]),
         logger_factory=factory,
-        cache_logger_on_first_use=True,
+        # not cached: a module-level logger used before a later `configure` follows the new configuration
+        # (level, format, stream) instead of writing to the old one. No per-request line goes through these
+        # (the request line has its own emitter, `info_emitter`), so the lookup costs nothing on the hot path.
+        cache_logger_on_first_use=False,
     )
     _bridge_aiohttp(_LEVELS[cfg.level])
 

@@ -102,6 +102,14 @@ WEBHOOK_PENDING = Gauge("gateway_webhook_pending", "Webhook deliveries waiting i
                         multiprocess_mode="max")
 WEBHOOK_DROPPED = Counter("gateway_webhook_dropped_events", "Webhook events dropped: the producer's queue was full")
 ROUTE_RULES = Counter("gateway_route_rule_matches", "Routing rules that fired", ("rule", "alias"))
+# agents, chains and prompt optimisation: series of their own, so the hot path's label sets stay as they are
+AGENT_REQUESTS = Counter("gateway_agent_requests", "Calls through an agent (model agent/<name>), by version and "
+                         "outcome", ("agent", "version", "status_class"))
+AGENT_COST = Counter("gateway_agent_cost_usd", "Upstream cost of calls through an agent, USD", ("agent", "version"))
+CHAIN_RUNS = Counter("gateway_chain_runs", "Chains run (POST /v1/gateway/chains, model chain/<name>), by outcome",
+                     ("chain", "outcome"))
+PROMPT_SAVED_TOKENS = Counter("gateway_prompt_saved_tokens", "Prompt tokens (estimated) saved by prompt "
+                              "optimisation", ("mode",))
 
 
 ALL = [v for v in list(globals().values()) if isinstance(v, Counter | Gauge | Histogram)]

@@ -18,7 +18,7 @@ from proxy.users.passwords import verify_password
 from proxy.users.sessions import COOKIE, Session, Sessions, csrf_token
 
 if TYPE_CHECKING:
-    from proxy.config import UserConfig
+    from proxy.config.access import UserConfig
     from proxy.ledger.service import LedgerService
 
 log = get_logger("gateway.users")

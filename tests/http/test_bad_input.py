@@ -84,6 +84,18 @@ async def test_bad_embeddings_requests(gw, http) -> None:  # type: ignore[no-unt
     code, body = await post(http, gw, b'{"input": "x"}', {"Content-Type": "application/json"},
                             path="/v1/embeddings")
     assert code == 400 and body["error"]["param"] == "model"
+    # OpenAI's shapes only (strings, token ids, arrays of token ids); anything else is a 400, not a 500
+    for bad in (b"[null]", b'["a", 1]', b"[[1], []]", b"[1.5]", b"[true]", b'[{"a": 1}]'):
+        code, body = await post(http, gw, b'{"model": "demo", "input": ' + bad + b"}",
+                                {"Content-Type": "application/json"}, path="/v1/embeddings")
+        assert code == 400 and body["error"]["param"] == "input", bad
+    for good in (b'["a", "b"]', b"[1, 2, 3]", b"[[1, 2], [3]]"):
+        code, body = await post(http, gw, b'{"model": "demo", "input": ' + good + b"}",
+                                {"Content-Type": "application/json"}, path="/v1/embeddings")
+        assert code == 200, (good, body)
+    code, body = await post(http, gw, b'{"model": "demo", "input": "x", "dimensions": "8"}',
+                            {"Content-Type": "application/json"}, path="/v1/embeddings")
+    assert code == 400 and body["error"]["param"] == "dimensions"
 
 
 async def test_unknown_path_and_method_are_json(gw, http) -> None:  # type: ignore[no-untyped-def]

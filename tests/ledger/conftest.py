@@ -23,7 +23,7 @@ from proxy.ledger import LedgerStore
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 TABLES = ("usage", "virtual_keys", "audit_log", "budget_alerts", "webhook_subscriptions", "webhook_deliveries",
-          "users", "console_sessions", "stored_responses")
+          "users", "console_sessions", "key_last_used", "agents", "agent_versions", "stored_responses")
 
 
 def _in_ci() -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from proxy.config import Budget, CachePolicy, Limits
+from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.ledger import DuplicateKeyError, LedgerStore, UsageRow
 from tests.ledger.conftest import Clock
 

@@ -23,7 +23,7 @@ from proxy.ledger.schema import metadata
 from tests.ledger.conftest import postgres_url_or_skip
 
 TABLES = {"usage", "virtual_keys", "audit_log", "budget_alerts", "webhook_subscriptions", "webhook_deliveries",
-          "users", "console_sessions", "alembic_version"}
+          "users", "console_sessions", "key_last_used", "alembic_version"}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -140,7 +140,7 @@ async def test_sqlite_in_memory_works() -> None:
     assert await store.query_usage() == [{
         "calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0, "cost_usd": 0.0,
         "saved_usd": 0.0, "errors": 0, "error_rate": 0.0, "latency_p50_ms": None, "latency_p95_ms": None,
-        "cache_hits": 0, "last_call_at": None}]
+        "cache_hits": 0, "last_call_at": None, "prompt_saved_tokens": 0, "prompt_saved_usd": 0.0}]
     await store.close()
 
 

@@ -61,6 +61,7 @@ async def test_totals(store: LedgerStore) -> None:
         "calls": 5, "prompt_tokens": 40, "completion_tokens": 20, "cached_tokens": 10,
         "cost_usd": 0.06, "saved_usd": 0.01, "errors": 2, "error_rate": 0.4,
         "latency_p50_ms": 200.0, "latency_p95_ms": 380.0, "cache_hits": 1, "last_call_at": DAY2.isoformat(),
+        "prompt_saved_tokens": 0, "prompt_saved_usd": 0.0,
     }
 
 

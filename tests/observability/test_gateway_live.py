@@ -4,7 +4,7 @@ empty — this test is what catches it.
 
 Traffic: success (chat, stream, embeddings), 4xx, 5xx, retries + fallback, an open breaker, cache
 hits and misses, coalesced requests, rate-limited and budget-rejected calls, a routing rule, a call to a
-model without a price, and a database that is down (backend errors and state, rows waiting in the ledger
+model without a price, an agent, a chain, a compacted prompt, and a database that is down (backend errors and state, rows waiting in the ledger
 queue). A second gateway, with a working database, delivers webhooks to a receiver in this test.
 """
 
@@ -45,6 +45,15 @@ models:
   dead:
     route: [{{provider: down, model: gone-2}}]
     retry: {{attempts: 1}}
+  tidy: {{route: [{{provider: mock, model: mock-1}}], optimize: {{mode: compact}}}}
+agents:
+  obs-agent: {{model: demo, system: "Be brief."}}
+chains:
+  named:
+    obs-chain:
+      steps:
+        - {{model: demo, prompt: "{{{{ input }}}}"}}
+        - {{model: agent/obs-agent, prompt: "again {{{{ steps.step1.output }}}}"}}
 routing_rules:
   - {{when: {{header: {{x-priority: low}}}}, use: demo}}
 keys:
@@ -142,6 +151,9 @@ async def traffic_round(base: str) -> dict[str, int]:
         await post("limited", "sk-limited", {**chat, "messages": [{"role": "user", "content": os.urandom(4).hex()}]})
     for _ in range(2):
         await post("broke", "sk-broke", {**chat, "messages": [{"role": "user", "content": os.urandom(4).hex()}]})
+    await post("agent", "sk-obs", {"model": "agent/obs-agent", "messages": [{"role": "user", "content": os.urandom(4).hex()}]})
+    await post("chain", "sk-obs", {"model": "chain/obs-chain", "messages": [{"role": "user", "content": os.urandom(4).hex()}]})
+    await post("optimized", "sk-obs", {"model": "tidy", "messages": [{"role": "user", "content": "a    b  " + os.urandom(4).hex()}]})
     slow = {"model": "slowdemo", "messages": [{"role": "user", "content": os.urandom(4).hex()}]}
     await asyncio.gather(*(post("coalesced", "sk-obs", slow) for _ in range(4)))
     async with aiohttp.ClientSession() as s:
@@ -172,7 +184,7 @@ async def test_every_panel_and_alert_has_data(tmp_path: Path) -> None:
         # the scenarios really happened (otherwise an empty panel could be the traffic's fault)
         for expected in ("ok:200", "cached:200", "stream:200", "notfound:404", "unpriced:200", "fallback:200", "dead:502",
                          "rule:200", "limited:200", "limited:429", "broke:200", "broke:429", "coalesced:200",
-                         "embeddings:200"):
+                         "embeddings:200", "agent:200", "chain:200", "optimized:200"):
             assert expected in seen, (expected, seen)
         prom = await asyncio.to_thread(start_prometheus, [f"127.0.0.1:{port}", f"127.0.0.1:{hooks_port}"], tmp_path,
                                        rule_files=[ALERTS])

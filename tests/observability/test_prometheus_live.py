@@ -122,6 +122,10 @@ class Traffic:
         for seconds in (0.02, 0.05, 0.3):
             m.WEBHOOK_DELIVERY_SECONDS.observe(seconds)
         m.WEBHOOK_DROPPED.inc()
+        self._child(m.AGENT_REQUESTS, "obs-review", "2", "2xx").inc(4)
+        self._child(m.AGENT_COST, "obs-review", "2").inc(0.003)
+        self._child(m.CHAIN_RUNS, "obs-chain", "ok").inc()
+        self._child(m.PROMPT_SAVED_TOKENS, "compact").inc(120)
 
     def undo(self) -> None:
         for gauge, amount in reversed(self._gauge_deltas):

@@ -1,5 +1,6 @@
-"""Admin API (`/admin/*`): Bearer <admin key> from `admin: {key}`, or a console session (cookie) of role
-admin; each concern is a module here.
+"""Admin API (`/admin/*`): Bearer <admin key> from `admin: {key}` or `admin: {keys: [{name, key | key_sha256}]}`
+(several, for rotation without downtime), or a console session (cookie) of role admin; each concern is a
+module here.
 
 Every module in ADMIN_MODULES exposes `add_routes(app: web.Application) -> None`; handlers call
 `await audit.actor(request)` first, which answers 401 without a key or with an unknown one, 403 for a
@@ -16,24 +17,30 @@ from aiohttp import web
 from proxy.auth.authenticator import presented_key
 from proxy.config import GatewayConfig
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
+from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
 
 # modules (in this package) that add admin routes; each concern registers itself here
-ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users"]
+ADMIN_MODULES: list[str] = ["cache", "keys", "usage", "budgets", "audit", "webhooks", "users", "agents"]
 
 
 def admin_key_name(cfg: GatewayConfig, secret: str) -> str | None:
-    """The admin key's name when `secret` is an admin key (also for console sign-in), else None."""
-    admin_key = cfg.admin.key
-    if admin_key and hmac.compare_digest(secret.encode(), admin_key.encode()):
-        return "admin"
-    return None
+    """The name of the admin key (`admin.key` is `admin`, `admin.keys` by their names) whose SHA-256 this
+    secret has, None when it is none; for the admin API and console sign-in alike. Every entry is compared
+    (in constant time), so the answer's timing does not tell which one matched."""
+    digest = sha256_hex(secret)
+    found = None
+    for stored, name in cfg.admin.digests:
+        if hmac.compare_digest(stored, digest):
+            found = name
+    return found
 
 
 async def require_admin(request: web.Request) -> str:
-    """Returns the actor name for the audit log. An unknown key is a 401 as on every route; a valid API key
-    that is not the admin key is a 403. Without a key header, a console session of role admin is accepted
-    (its state-changing calls with the CSRF token); any other role is a 403."""
+    """Returns the actor name for the audit log: the admin key's name, or `user:<email>` for a console
+    session. An unknown key is a 401 as on every route; a valid API key that is not an admin key is a 403.
+    Without a key header, a console session of role admin is accepted (its state-changing calls with the
+    CSRF token); any other role is a 403."""
     secret = presented_key(request)
     gw = request.app[GATEWAY]
     if secret is None:

@@ -1,9 +1,10 @@
 """GET /admin/audit, and what every admin module shares: the actor, the audit record, JSON in and out.
 
-Every admin change is written to the audit log: who (`admin@<client ip>`), what (`key.create`,
-`key.update`, `budget.update`, `key.rotate`, `key.delete`, `cache.clear`, `cache.invalidate`, and
-`admin.auth_failed` for a key that is not the admin key), when, from which client IP, and the record
-before and after — never a secret or a hash (records carry none, and the ledger redacts such fields again).
+Every admin change is written to the audit log: who (`<admin key name>@<client ip>`: the name from
+`admin.keys`, `admin` for `admin.key`), what (`key.create`, `key.update`, `budget.update`, `key.rotate`,
+`key.delete`, `cache.clear`, `cache.invalidate`, and `admin.auth_failed` for a key that is not an admin
+key), when, from which client IP, and the record before and after — never a secret or a hash (records carry
+none, and the ledger redacts such fields again).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from proxy.config.units import parse_duration
 from proxy.core.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin import require_admin
-from proxy.http.openai_api import read_json
+from proxy.http.limits import read_json
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 
@@ -90,7 +91,7 @@ def validation_error(err: ValidationError) -> GatewayError:
 
 async def body_as(request: web.Request, model: type[M]) -> M:
     """Parse and validate a JSON body: 400 for non-JSON, 422 naming the first bad field."""
-    raw = await read_json(request, 1024 * 1024)
+    raw = await read_json(request, 1024 * 1024, request.app[GATEWAY].cfg.listen.limits)
     try:
         return model.model_validate(raw)
     except ValidationError as err:

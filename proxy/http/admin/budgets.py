@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.config import Budget
+from proxy.config.base import Budget
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, database, json_response, query_int, unprocessable
 

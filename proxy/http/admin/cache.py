@@ -24,7 +24,8 @@ from proxy.core.errors import UNAVAILABLE, GatewayError, bad_request, model_not_
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor as admin_actor
 from proxy.http.admin.audit import record
-from proxy.http.openai_api import read_json, validate_chat, validate_embeddings
+from proxy.http.limits import read_json
+from proxy.http.openai_api import validate_chat, validate_embeddings
 from proxy.observability.logs import get_logger
 
 log = get_logger("gateway.admin")
@@ -71,9 +72,12 @@ async def delete_entry(request: web.Request) -> web.Response:
 async def invalidate(request: web.Request) -> web.Response:
     actor = await admin_actor(request)
     gw = request.app[GATEWAY]
-    body = await read_json(request, gw.cfg.listen.max_body_bytes)
+    body = await read_json(request, gw.cfg.listen.max_body_bytes, gw.cfg.listen.limits)
     kind = "embeddings" if "input" in body and "messages" not in body else "chat"
-    (validate_embeddings if kind == "embeddings" else validate_chat)(body)
+    if kind == "chat":
+        validate_chat(body, gw.cfg.listen.limits)
+    else:
+        validate_embeddings(body)
     alias = body["model"]
     if alias not in gw.cfg.models:
         raise model_not_found(alias)

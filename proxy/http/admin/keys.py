@@ -1,8 +1,11 @@
 """Virtual keys at runtime: POST/GET /admin/keys, GET/PATCH/DELETE /admin/keys/{id}, POST .../rotate.
 
 A new secret is returned exactly once (`key` in the create/rotate answer); only its SHA-256 is stored and
-no endpoint returns either again. Keys from gateway.yaml are listed too (`source: config`, read-only).
-Every change is audited, and reaches every replica's key cache at once (KeyStore.changed).
+no endpoint returns either again. A key created with `"signing": "required"` also gets a signing secret
+(`signing_secret` in the create answer, once; stored as is because HMAC verification needs it, never
+returned, logged or audited afterwards). Keys from gateway.yaml are listed too (`source: config`,
+read-only). Every record shows `last_used_at` / `last_used_ip` (auth/lastused.py). Every change is
+audited, and reaches every replica's key cache at once (KeyStore.changed).
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
-from proxy.config import Budget, CachePolicy, GatewayConfig, KeyConfig, Limits, Strict
+from proxy.config import GatewayConfig
+from proxy.config.access import KeyConfig
+from proxy.config.base import Budget, CachePolicy, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.core.identity import sha256_hex
 from proxy.gateway import GATEWAY
@@ -61,6 +66,7 @@ def _name(v: str | None) -> str | None:
 
 class KeyCreate(KeyFields):
     name: Text
+    signing: Literal["off", "required"] = "off"
 
     _valid_name = field_validator("name")(_name)
 
@@ -89,20 +95,32 @@ def _check_refs(cfg: GatewayConfig, body: KeyFields) -> None:
 
 
 def new_secret() -> str:
+    # `sk-gw-` makes leaked keys recognisable to secret scanners (a fixed prefix + 43 base64url characters)
     return "sk-gw-" + secrets.token_urlsafe(32)
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
+def new_signing_secret() -> str:
+    return "gws-" + secrets.token_urlsafe(32)
+
+
+_NEVER = frozenset(("key_sha256", "previous_sha256", "matched_previous", "signing_secret"))
+_NOT_USED = {"last_used_at": None, "last_used_ip": None}
+
+
+def public(row: dict[str, Any], used: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     out = {"object": "gateway.key", "source": "db"}
-    out.update({k: v for k, v in row.items() if k not in ("key_sha256", "previous_sha256", "matched_previous")})
+    out.update({k: v for k, v in row.items() if k not in _NEVER})
+    if used is not None:
+        out.update(used.get(row["id"], _NOT_USED))
     return out
 
 
-def config_record(k: KeyConfig) -> dict[str, Any]:
-    return {"object": "gateway.key", "source": "config", "read_only": True, "id": f"cfg:{k.name}", "name": k.name,
+def config_record(k: KeyConfig, used: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    key_id = f"cfg:{k.name}"
+    return {"object": "gateway.key", "source": "config", "read_only": True, "id": key_id, "name": k.name,
             "models": k.models, "limits": k.limits, "budget": k.budget, "user": k.user, "team": k.team,
             "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False,
-            "user_id": k.user_id}
+            "user_id": k.user_id, "signing": k.signing, **(used or {}).get(key_id, _NOT_USED)}
 
 
 def key_event(request: web.Request, kind: str, row: dict[str, Any], **extra: Any) -> None:
@@ -155,39 +173,46 @@ async def create_key(request: web.Request) -> web.Response:
     await _name_taken(request, body.name)
     secret = new_secret()
     team = body.team if body.team is not None or owner is None else owner.get("team")
+    signing_secret = new_signing_secret() if body.signing == "required" else None
     try:
         row = await store.create_key(name=body.name, key_sha256=sha256_hex(secret), models=body.models or ["*"],
                                      limits=body.limits, budget=body.budget, user=body.user, team=team,
                                      metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at,
-                                     user_id=body.user_id)
+                                     user_id=body.user_id, signing_secret=signing_secret)
     except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
     await database(request).keystore.changed(row["id"])  # clears "unknown key" answers cached anywhere
+    shown_once = {"key": secret, **({"signing_secret": signing_secret} if signing_secret else {})}
     key_event(request, "key.created", row, models=row.get("models"), expires_at=row.get("expires_at"))
-    return json_response({**public(row), "key": secret}, status=201)
+    return json_response({**public(row, {}), **shown_once}, status=201)
 
 
 async def list_keys(request: web.Request) -> web.Response:
     await actor(request)
     cfg = request.app[GATEWAY].cfg
     team = request.query.get("team") or None
-    rows = await database(request).ledger_store.list_keys(team=team)
+    store = database(request).ledger_store
+    rows = await store.list_keys(team=team)
+    used = await store.last_used()
     data = [] if request.query.get("source") == "db" else [
-        config_record(k) for k in cfg.keys if team is None or k.team == team]
-    data += [public(r) for r in rows]
+        config_record(k, used) for k in cfg.keys if team is None or k.team == team]
+    data += [public(r, used) for r in rows]
     return json_response({"object": "list", "data": data})
 
 
 async def get_key(request: web.Request) -> web.Response:
     await actor(request)
     key_id = request.match_info["key_id"]
-    if (ck := _config_key(request.app[GATEWAY].cfg, key_id)) is not None:
-        return json_response(config_record(ck))
-    row = await database(request).ledger_store.get_key(key_id)
+    gw = request.app[GATEWAY]
+    if (ck := _config_key(gw.cfg, key_id)) is not None:  # served without the database too (no last use then)
+        return json_response(config_record(ck, await gw.ledger_store.last_used([key_id]) if gw.ledger.ready else {}))
+    store = database(request).ledger_store
+    used = await store.last_used([key_id])
+    row = await store.get_key(key_id)
     if row is None:
         raise not_found(key_id)
-    return json_response(public(row))
+    return json_response(public(row, used))
 
 
 async def update_key(request: web.Request) -> web.Response:

@@ -2,9 +2,10 @@
 
 /admin/usage filters: key (id or name), user, team, provider, alias, model, status (200 or 4xx), since /
 until (ISO 8601 or a look-back like 24h); group_by: day | key | provider | alias | team | model | user. Totals:
-calls, tokens, cost, errors and error rate, latency p50/p95, cache hits. The ledger's `user` is the user id
-for a key that belongs to a user (else the key's free-form `user`); `user=` takes an id or an e-mail, and
-group_by=user rows name the user (`user_email`, `user_name`).
+calls, tokens, cost, errors and error rate, latency p50/p95, cache hits, and prompt optimisation's savings
+(`prompt_saved_tokens`, estimated, and `prompt_saved_usd`); filters `agent` and `chain_id`, group_by=agent.
+The ledger's `user` is the user id for a key that belongs to a user (else the key's free-form `user`);
+`user=` takes an id or an e-mail, and group_by=user rows name the user (`user_email`, `user_name`).
 
 /v1/usage (the caller's own key): usage since the start of its budget period (or ?since=), spend and
 budget remaining (key and team), its rate-limit windows, and its most recent calls.
@@ -22,11 +23,13 @@ from aiohttp import web
 
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, database, json_response, query_int, query_time, unprocessable
+from proxy.http.openai_api import authenticate_bodyless
 from proxy.ledger import GROUP_BYS
 
-FILTERS = ("key", "user", "team", "provider", "alias", "model", "status")
+FILTERS = ("key", "user", "team", "provider", "alias", "model", "status", "agent", "chain_id")
 CSV_COLUMNS = ("calls", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd", "saved_usd", "errors",
-               "error_rate", "latency_p50_ms", "latency_p95_ms", "cache_hits")
+               "error_rate", "latency_p50_ms", "latency_p95_ms", "cache_hits", "prompt_saved_tokens",
+               "prompt_saved_usd")
 RECENT_FIELDS = ("request_id", "created_at", "alias", "provider", "upstream_model", "prompt_tokens",
                  "completion_tokens", "cached_tokens", "cost_usd", "latency_ms", "ttft_ms", "status", "error_type",
                  "cache_hit", "stream")
@@ -95,7 +98,7 @@ async def admin_usage(request: web.Request) -> web.Response:
 
 async def key_usage(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
-    key = await gw.pipeline.auth.authenticate(request)
+    key = await authenticate_bodyless(gw, request)
     store = database(request).ledger_store
     admission = request.app[GATEWAY].admission
     limit = query_int(request, "limit", 20, 0, 200)

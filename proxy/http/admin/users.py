@@ -16,7 +16,8 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
-from proxy.config import Budget, Limits, Role, Strict
+from proxy.config.access import Role
+from proxy.config.base import Budget, Limits, Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from proxy.config import Strict
+from proxy.config.base import Strict
 from proxy.config.webhooks import Filter, SubscriptionFields, check_events, check_url
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.gateway import Gateway

@@ -10,7 +10,8 @@ spent: a GatewayError 400 names the field. Mapping:
   content and `tool_use` -> `tool_calls`; `thinking` blocks are dropped (chat completions has no place for them).
 * `tools` -> function tools (`input_schema` -> `parameters`); `tool_choice` auto/any/tool/none -> auto/required/
   {function}/none, `disable_parallel_tool_use` -> `parallel_tool_calls: false`.
-* `max_tokens`, `temperature`, `top_p`, `stop_sequences` -> `stop`, `metadata.user_id` -> `user`, `stream`.
+* `max_tokens`, `temperature`, `top_p`, `stop_sequences` -> `stop`, `metadata.user_id` -> `user`, `stream`;
+  for `model: "agent/..."` the other `metadata` entries stay as `metadata` (the agent's template variables).
 * `top_k`, `thinking` and `service_tier` are accepted and not forwarded (no chat completions equivalent).
 """
 
@@ -92,6 +93,8 @@ def to_chat(body: JSON) -> JSON:
             raise invalid("Input should be a valid string", "metadata.user_id")
         if user:
             out["user"] = user
+        if model.startswith("agent/") and (variables := {k: v for k, v in metadata.items() if k != "user_id"}):
+            out["metadata"] = variables  # an agent's template variables (proxy.agents takes them out)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise invalid("Input should be a valid boolean", "stream")

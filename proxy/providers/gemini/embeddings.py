@@ -19,11 +19,14 @@ def model_name(model: str) -> str:
 def build_request(body: JSON, model: str) -> tuple[str, JSON]:
     """-> (method, payload): a string is one `embedContent`, a list of strings one batch."""
     inp = body.get("input")
+    dims = body.get("dimensions")
+    if dims is not None and (type(dims) is not int or dims < 1):
+        raise unsupported("`dimensions` must be a positive integer", "dimensions")
 
     def one(text: str) -> JSON:
         req: JSON = {"model": model_name(model), "content": {"parts": [{"text": text}]}}
-        if body.get("dimensions"):
-            req["outputDimensionality"] = int(body["dimensions"])
+        if dims:
+            req["outputDimensionality"] = dims
         return req
 
     if isinstance(inp, str):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from proxy.core.errors import upstream_error_from_status
+from proxy.core.errors import bad_request, upstream_error_from_status
 from proxy.infra.sse import frame
 from proxy.providers.base import JSON, CallOptions, ChunkStream, Completion, Provider, RecordedStream, Usage
 from proxy.providers.mock import replies
@@ -68,6 +68,9 @@ class MockProvider(Provider):
 
     async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
         self._maybe_fail()
-        data = replies.embeddings(model, body.get("input", ""), int(body.get("dimensions") or 8))
+        dims = body.get("dimensions") or 8
+        if type(dims) is not int or not 1 <= dims <= 4096:
+            raise bad_request("Invalid 'dimensions': expected an integer from 1 to 4096.", param="dimensions")
+        data = replies.embeddings(model, body.get("input", ""), dims)
         tokens = data["usage"]["prompt_tokens"]
         return Completion(body=orjson.dumps(data), usage=Usage(tokens, 0), model=model, data=data)

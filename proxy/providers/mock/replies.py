@@ -107,7 +107,8 @@ def embedding_vector(text: str, dims: int = 8) -> list[float]:
 
 
 def embeddings(model: str, inputs: Any, dims: int = 8) -> dict[str, Any]:
-    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    # one input: a string or an array of token ids; several: an array of either
+    items = [inputs] if isinstance(inputs, str) or (inputs and isinstance(inputs[0], int)) else list(inputs)
     texts = [i if isinstance(i, str) else " ".join(map(str, i)) for i in items]
     tokens = sum(count_tokens(t) for t in texts)
     return embeddings_list(model, [embedding_vector(t, dims) for t in texts], tokens, "float")

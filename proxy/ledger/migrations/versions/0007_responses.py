@@ -1,8 +1,8 @@
 """The Responses API's stored responses: the stored_responses table (`store: true`, previous_response_id,
 GET/DELETE /v1/responses/{id}).
 
-Revision ID: 0005_responses
-Revises: 0004
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02
 """
 
@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision = "0005_responses"
-down_revision = "0004"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
