@@ -49,7 +49,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from mockupstream import anthropic as mock_anthropic
 from mockupstream import gemini as mock_gemini
 from mockupstream.server import MockState
-from proxy.config import MockBehaviour
 from proxy.inbound.anthropic import AnthropicStream, to_chat, to_message
 from proxy.inbound.base import InboundStream
 from proxy.inbound.responses import ResponsesStream, to_response
@@ -58,6 +57,7 @@ from proxy.infra import sse
 from proxy.providers.base import CallOptions, ChunkStream
 from proxy.providers.mock import replies
 from proxy.providers.registry import build_provider, registration
+from proxy.providers.settings import MockBehaviour
 from proxy.providers.transport import HttpProvider
 
 PATHS = ("openai", "anthropic", "gemini")

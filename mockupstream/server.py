@@ -28,7 +28,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
-from proxy.config import MockBehaviour
+from proxy.providers.settings import MockBehaviour
 
 # wire-format modules in this package; each has `add_routes(app: web.Application, state: MockState)`
 WIRE_FORMATS = ["openai", "azure", "mistral", "ollama", "bedrock", "anthropic", "gemini"]

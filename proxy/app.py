@@ -21,7 +21,7 @@ from proxy.auth.lastused import LastUsed
 from proxy.auth.signing import SignatureVerifier
 from proxy.cache import build_cache
 from proxy.chains import ChainRunner
-from proxy.config import GatewayConfig, Price
+from proxy.config import GatewayConfig
 from proxy.core.errors import INVALID_REQUEST, NOT_FOUND, SERVER, GatewayError
 from proxy.gateway import GATEWAY, Gateway, Service
 from proxy.http import anthropic_api, batch, chains, console_api, responses_api
@@ -44,6 +44,7 @@ from proxy.observability.logs import get_logger
 from proxy.optimize import Optimizer
 from proxy.pipeline import Pipeline
 from proxy.providers import build_provider
+from proxy.providers.settings import Price
 from proxy.resilience import Executor
 from proxy.resilience.plans import Plans
 from proxy.resilience.sync import BreakerSync

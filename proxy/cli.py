@@ -8,7 +8,8 @@ import ipaddress
 import sys
 from collections.abc import Sequence
 
-from proxy.config import ConfigError, GatewayConfig, MockBehaviour, load_config
+from proxy.config import ConfigError, GatewayConfig, load_config
+from proxy.providers.settings import MockBehaviour
 
 
 def _use_uvloop() -> None:

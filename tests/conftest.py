@@ -14,9 +14,10 @@ from aiohttp import web
 
 from mockupstream.server import STATE_KEY, MockState, build_mock_app
 from proxy.app import build_app
-from proxy.config import GatewayConfig, MockBehaviour, parse_config
+from proxy.config import GatewayConfig, parse_config
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.serving import GatewayRunner
+from proxy.providers.settings import MockBehaviour
 
 DEV_KEY = "sk-test-dev"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -38,3 +38,16 @@ def test_the_layers_contract_holds() -> None:
     out = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert "0 broken" in out.stdout
+
+
+def test_no_import_cycles_between_subpackages() -> None:
+    """grimp's graph (as import-linter builds it; annotation-only imports left out, as in the contract)."""
+    import grimp
+
+    graph = grimp.build_graph("proxy", exclude_type_checking_imports=True)
+    packages = sorted(m for m in graph.modules if m.count(".") == 1 and graph.find_children(m))
+    assert "proxy.providers" in packages and "proxy.config" in packages, packages
+    cycles = [(a, b) for a in packages for b in packages if a < b
+              and graph.chain_exists(importer=a, imported=b, as_packages=True)
+              and graph.chain_exists(importer=b, imported=a, as_packages=True)]
+    assert cycles == []

@@ -27,10 +27,11 @@ import sqlalchemy as sa
 
 from mockupstream.server import build_mock_app
 from proxy.auth.signing import sign
-from proxy.config import LoggingConfig, MockBehaviour, parse_config
+from proxy.config import LoggingConfig, parse_config
 from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, usage
 from proxy.ledger.schema import users as users_table
 from proxy.observability.logs import configure, flush
+from proxy.providers.settings import MockBehaviour
 from proxy.users.passwords import hash_password
 from tests.conftest import GatewayFactory, GatewayServer, MockUpstream, serve
 from tests.http.console import sign_in

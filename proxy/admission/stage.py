@@ -29,13 +29,14 @@ from proxy.admission.budgets import (
 from proxy.admission.counters import Counters, LocalCounters, Outcome
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
-from proxy.config import GatewayConfig, Price
+from proxy.config import GatewayConfig
 from proxy.config.base import Budget, Limits
 from proxy.core.tokens import completion_budget, prompt_tokens
 from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
 from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+from proxy.providers.settings import Price
 
 if TYPE_CHECKING:
     from proxy.core.context import RequestContext

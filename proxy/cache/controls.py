@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from proxy.config.units import parse_duration
+from proxy.core.units import parse_duration
 
 # directives that are valid HTTP but mean nothing for this cache: accepted silently
 _IGNORED = frozenset({

@@ -168,9 +168,7 @@ class ChainRunner:
                        finish: Callable[[RequestContext], None]) -> StepResult:
         """One non-stream step, with its on_error; appended to run.results."""
         step = run.steps[i]
-        result = StepResult(step_name(step, i), step.model)
-        run.results.append(result)
-        models = [step.model] + ([step.on_error[len("fallback:"):]] if step.on_error.startswith("fallback:") else [])
+        result, models = self._begin(run, step, i)
         for attempt, model in enumerate(models):
             ctx = self.context(run, i, attempt, new_ctx, key)
             try:
@@ -203,6 +201,14 @@ class ChainRunner:
                 finish(ctx)
         raise AssertionError("unreachable")
 
+    @staticmethod
+    def _begin(run: ChainRun, step: Any, i: int) -> tuple[StepResult, list[str]]:
+        """The step's result row (appended to run.results) and the models to try: its own, then `fallback:`."""
+        result = StepResult(step_name(step, i), step.model)
+        run.results.append(result)
+        fallback = [step.on_error[len("fallback:"):]] if step.on_error.startswith("fallback:") else []
+        return result, [step.model, *fallback]
+
     async def _answer(self, ctx: RequestContext) -> Any:
         await self.pipeline.admit(ctx)
         return await self.pipeline.answer(ctx)
@@ -214,9 +220,7 @@ class ChainRunner:
         left to stream instead)."""
         i = len(run.steps) - 1
         step = run.steps[i]
-        result = StepResult(step_name(step, i), step.model)
-        run.results.append(result)
-        models = [step.model] + ([step.on_error[len("fallback:"):]] if step.on_error.startswith("fallback:") else [])
+        result, models = self._begin(run, step, i)
         for attempt, model in enumerate(models):
             ctx = self.context(run, i, attempt, new_ctx, key)
             ctx.stream = True

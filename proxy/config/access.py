@@ -9,8 +9,9 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from proxy.config.agents import OptimizePolicy
-from proxy.config.base import Budget, CachePolicy, Limits, Strict
-from proxy.config.units import Duration
+from proxy.config.base import Budget, CachePolicy, Limits
+from proxy.core.strict import Strict
+from proxy.core.units import Duration
 
 
 # ---------------------------------------------------------------- keys

@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from proxy.config.units import Duration
 from proxy.core.templates import TemplateError, compile_template
+from proxy.core.units import Duration
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 # the request fields an agent's `params` may set (sampling and output controls, never model or messages)

@@ -5,15 +5,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from proxy.config.units import Duration
+from proxy.core.strict import Strict
+from proxy.core.units import Duration
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False)
 
 
 # ---------------------------------------------------------------- shared pieces

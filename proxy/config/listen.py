@@ -6,8 +6,9 @@ import ipaddress
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from proxy.config.base import IPNetwork, Strict
-from proxy.config.units import ByteSize, Duration
+from proxy.config.base import IPNetwork
+from proxy.core.strict import Strict
+from proxy.core.units import ByteSize, Duration
 
 
 # ---------------------------------------------------------------- infrastructure

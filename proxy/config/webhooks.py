@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from proxy.config.units import Duration
+from proxy.core.units import Duration
 
 EVENT_TYPES = (
     "invocation.completed", "invocation.failed", "budget.threshold", "budget.exceeded", "key.created",

@@ -19,9 +19,10 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import Field, StringConstraints, model_validator
 
-from proxy.config.base import Budget, Limits, Strict
+from proxy.config.base import Budget, Limits
 from proxy.core.errors import AUTHENTICATION, PERMISSION, GatewayError
 from proxy.core.identity import sha256_hex
+from proxy.core.strict import Strict
 from proxy.gateway import GATEWAY
 from proxy.http.admin import admin_key_name
 from proxy.http.admin.audit import body_as, database, json_response, query_int, query_time, record, unprocessable

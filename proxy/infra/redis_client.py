@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -40,11 +40,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from proxy.config import RedisConfig
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.infra.asyncutil import Background, cancel_and_wait
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+
+if TYPE_CHECKING:  # annotations only: the config layer sits above this one
+    from proxy.config import RedisConfig
 
 T = TypeVar("T")
 # what a broken or absent Redis raises through redis-py (OSError: refused / reset sockets)

@@ -12,12 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from itertools import compress
 from operator import is_not
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from proxy.config import DatabaseConfig
 from proxy.ledger import db
 from proxy.ledger.agents import AgentsMixin
 from proxy.ledger.keys import KeysMixin
@@ -25,6 +24,9 @@ from proxy.ledger.responses import ResponsesMixin
 from proxy.ledger.rows import USAGE_FIELDS, UsageRow, as_utc, usage_values, utcnow
 from proxy.ledger.schema import usage
 from proxy.ledger.users import UsersMixin
+
+if TYPE_CHECKING:  # annotations only: the config layer sits above this one
+    from proxy.config import DatabaseConfig
 
 GROUP_BYS = ("day", "key", "provider", "alias", "team", "model", "user", "agent")
 FILTERS = frozenset({"key", "user", "team", "provider", "alias", "model", "status", "since", "until", "agent",

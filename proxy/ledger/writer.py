@@ -12,15 +12,17 @@ import contextlib
 import itertools
 import random
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 
-from proxy.config import DatabaseConfig
 from proxy.infra.asyncutil import cancel_and_wait, wait_event
 from proxy.ledger.rows import UsageRow
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+
+if TYPE_CHECKING:  # annotations only: the config layer sits above this one
+    from proxy.config import DatabaseConfig
 
 # the database is unreachable or busy: keep the rows and retry
 _TRANSIENT = (OSError, TimeoutError, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError,

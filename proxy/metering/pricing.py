@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from proxy.config import Price
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 from proxy.providers.registry import default_prices
+from proxy.providers.settings import Price
 
 if TYPE_CHECKING:
     from proxy.config import GatewayConfig

@@ -13,12 +13,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import orjson
 import structlog
 
-from proxy.config import LoggingConfig
+if TYPE_CHECKING:  # annotations only: the config layer sits above this one
+    from proxy.config import LoggingConfig
+
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 

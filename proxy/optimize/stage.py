@@ -18,13 +18,14 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from proxy.config import GatewayConfig, Price
+from proxy.config import GatewayConfig
 from proxy.config.agents import OptimizePolicy
 from proxy.core.context import RequestContext
 from proxy.core.tokens import prompt_tokens, text_tokens
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
 from proxy.optimize.compact import compact_messages
+from proxy.providers.settings import Price
 
 # the cheap model's instructions; its answer replaces the text only when it is shorter and not empty
 REWRITE_INSTRUCTIONS = (

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import UpstreamError, upstream_error_from_status
 from proxy.core.usage import Usage
 from proxy.infra.sse import frames
+from proxy.providers.settings import ProviderConfig
 
 JSON = dict[str, Any]
 

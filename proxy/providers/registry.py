@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
-from proxy.config import Price, ProviderConfig
 from proxy.providers.base import Provider
+from proxy.providers.settings import Price, ProviderConfig
 from proxy.providers.transport import HttpProvider
 
 # type -> the provider's folder. The order is the one `type:` errors list and the price table merges in.

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
-from proxy.config import ProviderConfig
 from proxy.core.errors import TIMEOUT, UpstreamError
 from proxy.infra.sse import BlockSSEParser, frames
 from proxy.providers.base import (
@@ -21,6 +20,7 @@ from proxy.providers.base import (
     Translator,
     UpstreamRequest,
 )
+from proxy.providers.settings import ProviderConfig
 
 
 def connect_error(err: Exception) -> UpstreamError:

@@ -24,10 +24,10 @@ from typing import Any
 
 import pybreaker
 
-from proxy.config import BreakerConfig
 from proxy.core.errors import UpstreamError
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
+from proxy.providers.settings import BreakerConfig
 
 CLOSED, OPEN, HALF_OPEN = pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN
 STATE_CODE = {CLOSED: 0, OPEN: 1, HALF_OPEN: 2}

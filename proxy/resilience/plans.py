@@ -11,9 +11,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from proxy.config import Deployment, GatewayConfig, ModelAlias, ProviderConfig, Timeouts
+from proxy.config import Deployment, GatewayConfig, ModelAlias
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.providers.base import CallOptions
+from proxy.providers.settings import ProviderConfig, Timeouts
 from proxy.resilience.balancer import AliasPlan, DeploymentState, Slot
 from proxy.resilience.breakers import BreakerBoard
 

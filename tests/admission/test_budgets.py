@@ -12,10 +12,10 @@ import openai
 import pytest
 
 from proxy.admission.budgets import BudgetLine, MemoryBook, PeriodClock, crossed, period_at
-from proxy.config import Price
 from proxy.config.base import Budget
 from proxy.metering.pricing import DEFAULT_PRICES, PriceTable, cost_of
 from proxy.providers.base import Usage
+from proxy.providers.settings import Price
 from tests.admission.conftest import PRICING, admin, chat, metric_value, post_chat, quota_config, wait_for, with_key
 from tests.conftest import GatewayFactory
 

@@ -11,7 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from proxy.cli import main
-from proxy.config import Price, parse_config
+from proxy.config import parse_config
 from proxy.core.context import RequestContext
 from proxy.metering.meter import Meter
 from proxy.metering.pricing import DEFAULT_PRICES, FREE, PriceTable, bare_name, cost_of, unpriced_routes
@@ -19,6 +19,7 @@ from proxy.observability.metrics import Recorder
 from proxy.providers.anthropic.chat import usage_from as anthropic_usage
 from proxy.providers.base import Usage
 from proxy.providers.bedrock.response import usage_from as bedrock_usage
+from proxy.providers.settings import Price
 from tests.admission.conftest import chat, metric_value, post_chat, quota_config
 from tests.conftest import GatewayFactory, MockUpstream
 

@@ -8,7 +8,7 @@ import pytest
 
 from proxy.cli import main, startup_banner
 from proxy.config import ConfigError, load_config, parse_config
-from proxy.config.units import parse_duration, parse_size
+from proxy.core.units import parse_duration, parse_size
 
 ROOT = Path(__file__).resolve().parents[2]
 

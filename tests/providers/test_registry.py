@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import proxy.providers
-from proxy.config import ConfigError, ProviderConfig, parse_config
+from proxy.config import ConfigError, parse_config
 from proxy.metering.pricing import DEFAULT_PRICES, PriceTable
 from proxy.providers.base import Provider
 from proxy.providers.bedrock.provider import BedrockProvider
@@ -17,6 +17,7 @@ from proxy.providers.cli.provider import CLIProvider
 from proxy.providers.mock.provider import MockProvider
 from proxy.providers.ollama.translator import OllamaTranslator
 from proxy.providers.registry import PROVIDERS, Registration, build_provider, default_prices, registration
+from proxy.providers.settings import ProviderConfig
 from proxy.providers.transport import HttpProvider
 
 FOLDERS = Path(proxy.providers.__file__).parent

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from mockupstream.server import build_mock_app
-from proxy.config import MockBehaviour
+from proxy.providers.settings import MockBehaviour
 from tests.conftest import DEV_KEY, GatewayServer, MockUpstream, free_port, serve
 
 MSG = [{"role": "user", "content": "ping pong"}]

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from proxy.config import BreakerConfig
 from proxy.core.errors import upstream_error_from_status
+from proxy.providers.settings import BreakerConfig
 from proxy.resilience.breakers import CLOSED, HALF_OPEN, OPEN, Breaker
 from tests.conftest import GatewayFactory, service_unavailable
 from tests.resilience.conftest import breaker, chat, config, gauge, health, route

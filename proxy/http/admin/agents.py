@@ -17,8 +17,8 @@ from pydantic import Field, ValidationError
 
 from proxy.agents.registry import from_row
 from proxy.config.agents import NAME, AgentFields
-from proxy.config.base import Strict
 from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.strict import Strict
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin.audit import (
     actor,

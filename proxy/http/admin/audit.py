@@ -17,8 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from proxy.auth.authenticator import presented_key
-from proxy.config.units import parse_duration
 from proxy.core.errors import INVALID_REQUEST, UNAVAILABLE, GatewayError
+from proxy.core.units import parse_duration
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.admin import require_admin
 from proxy.http.limits import read_json

@@ -21,9 +21,10 @@ from pydantic import Field, StringConstraints, field_validator
 
 from proxy.config import GatewayConfig
 from proxy.config.access import KeyConfig
-from proxy.config.base import Budget, CachePolicy, Limits, Strict
+from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.core.identity import sha256_hex
+from proxy.core.strict import Strict
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable
 from proxy.ledger import DuplicateKeyError

@@ -17,8 +17,9 @@ from aiohttp import web
 from pydantic import Field, StringConstraints, field_validator
 
 from proxy.config.access import Role
-from proxy.config.base import Budget, Limits, Strict
+from proxy.config.base import Budget, Limits
 from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.strict import Strict
 from proxy.gateway import GATEWAY
 from proxy.http.admin.audit import actor, body_as, database, json_response, record, unprocessable
 from proxy.http.admin.keys import _check_refs

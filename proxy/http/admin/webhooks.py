@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import Field, field_validator
 
-from proxy.config.base import Strict
 from proxy.config.webhooks import Filter, SubscriptionFields, check_events, check_url
 from proxy.core.errors import NOT_FOUND, GatewayError
+from proxy.core.strict import Strict
 from proxy.gateway import Gateway
 from proxy.http.admin.audit import actor, body_as, database, json_response, query_int, record, unprocessable
 from proxy.webhooks.signing import new_secret

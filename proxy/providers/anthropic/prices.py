@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.config import Price as _P
+from proxy.providers.settings import Price as _P
 
 PRICES: dict[str, _P] = {
     # Anthropic, also on Bedrock (`anthropic.` ids): cache reads 0.1x input, 5-minute cache writes 1.25x

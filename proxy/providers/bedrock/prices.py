@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.config import Price as _P
+from proxy.providers.settings import Price as _P
 
 PRICES: dict[str, _P] = {
     # Bedrock-native ids (us-east-1 on-demand), matched with their namespace

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from proxy.config import ProviderConfig
+from proxy.providers.settings import ProviderConfig
 
 
 class CLIConfig(ProviderConfig):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.config import Price as _P
+from proxy.providers.settings import Price as _P
 
 PRICES: dict[str, _P] = {
     # Google Gemini (prompts up to 200k tokens)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.config import Price as _P
+from proxy.providers.settings import Price as _P
 
 PRICES: dict[str, _P] = {
     "mistral-large": _P(input=2.0, output=6.0),

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from proxy.config import MockBehaviour, ProviderConfig
+from proxy.providers.settings import MockBehaviour, ProviderConfig
 
 
 class MockConfig(ProviderConfig):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from proxy.config import ProviderConfig
+from proxy.providers.settings import ProviderConfig
 
 
 class OpenAIConfig(ProviderConfig):

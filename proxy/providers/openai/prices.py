@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.config import Price as _P
+from proxy.providers.settings import Price as _P
 
 PRICES: dict[str, _P] = {
     "gpt-5": _P(input=1.25, output=10.0, cached_input=0.125),
