@@ -41,6 +41,19 @@ class TextSlot:
             return None
         return cls(payload[:a], payload[a + len(literal):])
 
+    def text_of(self, payload: bytes) -> tuple[bytes, str] | None:
+        """(the JSON string literal, its text) when `payload` is this slot's chunk with another text, else None
+        (the caller parses the chunk in full)."""
+        lp, ls = self.lp, self.ls
+        if payload[:lp] != self.prefix or payload[len(payload) - ls:] != self.suffix:
+            return None
+        literal = payload[lp:len(payload) - ls]
+        try:
+            text = orjson.loads(literal)
+        except orjson.JSONDecodeError:
+            return None
+        return (literal, text) if type(text) is str else None
+
 
 class InboundStream(abc.ABC):
     """Per-request state machine: the pipeline's chunk payloads (OpenAI `chat.completion.chunk` JSON) -> the

@@ -48,15 +48,9 @@ class AnthropicStream(InboundStream):
     # ------------------------------------------------------------------ InboundStream
     def feed(self, payload: bytes) -> bytes:
         slot = self._slot
-        if (slot is not None and self._text and payload[:slot.lp] == slot.prefix
-                and payload[len(payload) - slot.ls:] == slot.suffix):
-            literal = payload[slot.lp:len(payload) - slot.ls]
-            try:
-                text = orjson.loads(literal)
-            except orjson.JSONDecodeError:
-                text = None
-            if type(text) is str:
-                return self._text_head + literal + _TEXT_TAIL if text else b""
+        if slot is not None and self._text and (found := slot.text_of(payload)) is not None:
+            literal, text = found
+            return self._text_head + literal + _TEXT_TAIL if text else b""
         return self._feed(orjson.loads(payload), payload)
 
     def end(self, usage_: Usage | None) -> bytes:

@@ -47,20 +47,14 @@ class ResponsesStream(InboundStream):
     # ------------------------------------------------------------------ InboundStream
     def feed(self, payload: bytes) -> bytes:
         slot = self._slot
-        if (slot is not None and self._head and payload[:slot.lp] == slot.prefix
-                and payload[len(payload) - slot.ls:] == slot.suffix):
-            literal = payload[slot.lp:len(payload) - slot.ls]
-            try:
-                text = orjson.loads(literal)
-            except orjson.JSONDecodeError:
-                text = None
-            if type(text) is str:
-                if not text:
-                    return b""
-                self._texts.append(text)
-                seq = self._seq
-                self._seq = seq + 1
-                return b"%b%b%b%d}\n\n" % (self._head, literal, _DELTA_TAIL, seq)
+        if slot is not None and self._head and (found := slot.text_of(payload)) is not None:
+            literal, text = found
+            if not text:
+                return b""
+            self._texts.append(text)
+            seq = self._seq
+            self._seq = seq + 1
+            return b"%b%b%b%d}\n\n" % (self._head, literal, _DELTA_TAIL, seq)
         return self._feed(orjson.loads(payload), payload)
 
     def end(self, usage: Usage | None) -> bytes:
