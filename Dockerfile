@@ -10,6 +10,7 @@ RUN useradd --system --uid 10001 --home /app gateway && mkdir -p /app && chown g
 WORKDIR /app
 COPY --from=build /install /usr/local
 COPY gateway.yaml /app/gateway.yaml
+COPY config/agents.example.yaml /app/config/agents.example.yaml
 USER gateway
 ENV PYTHONUNBUFFERED=1
 EXPOSE 8080

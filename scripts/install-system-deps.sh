@@ -21,7 +21,7 @@ done
 packages=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || packages+=(prometheus)
 command -v amtool >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # amtool checks config/alertmanager.yml
-# tests/quotas/test_redis_restart.py stops and restarts a private redis-server of its own
+# tests/admission/test_redis_restart.py stops and restarts a private redis-server of its own
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || packages+=(redis-server)
 # tests/http/ui: Playwright launches this binary (Playwright's own browser download is not used)
 command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || packages+=(chromium)
