@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from proxy.admission.budgets import (
     BudgetLine,
@@ -27,16 +26,16 @@ from proxy.admission.budgets import (
     over_budget,
 )
 from proxy.admission.counters import Counters, LocalCounters, Outcome
+from proxy.admission.plan import Plan, Prices, Ticket
 from proxy.admission.quotas import QuotaPlanner, Window, all_windows, ip_window, rate_headers, rate_limited
 from proxy.admission.redis_counters import RedisCounters
 from proxy.config import GatewayConfig
-from proxy.config.base import Budget, Limits
+from proxy.config.base import Budget
 from proxy.core.tokens import completion_budget, prompt_tokens
 from proxy.infra.asyncutil import Background, SingleFlight, cancel_and_wait
 from proxy.infra.memo import Memo
 from proxy.observability import metrics as m
 from proxy.observability.logs import get_logger
-from proxy.providers.settings import Price
 
 if TYPE_CHECKING:
     from proxy.core.context import RequestContext
@@ -45,44 +44,6 @@ if TYPE_CHECKING:
 
 log = get_logger("gateway.admission")
 ZERO_COST = "0.00000000"
-
-
-class Prices(Protocol):
-    """What admission needs of metering's PriceTable (passed in by the composition root)."""
-
-    def lookup(self, provider: str, model: str) -> Price | None: ...
-
-
-@dataclass(slots=True)
-class Plan:
-    """What applies to one (key, alias): windows, budgets, the likely provider and its price. Cached; a key
-    edited through the admin API carries new Limits/Budget objects, which invalidates it."""
-
-    limits: Limits | None
-    budget: Budget | None
-    team: str | None
-    user_limits: Limits | None
-    user_budget: Budget | None
-    windows: tuple[Window, ...]
-    has_tokens: bool
-    provider: str
-    price: Price | None
-    budgets: tuple[tuple[str, str, str, Budget], ...]  # (scope, id, label, budget)
-    lines: list[BudgetLine] = field(default_factory=list)
-    lines_until: float = 0.0  # when the first of the lines' periods ends
-    seeded: bool = False  # the current lines' spend was loaded from the ledger
-    token_windows: tuple[int, ...] = ()  # indexes of the token windows
-
-
-@dataclass(slots=True)
-class Ticket:
-    """What admission reserved for a call, for the finish hook to settle."""
-
-    key: KeyInfo
-    plan: Plan
-    amounts: list[int]
-    lines: list[BudgetLine]
-    estimate: float  # USD reserved on each budget line
 
 
 class AdmissionStage:
