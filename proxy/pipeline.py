@@ -121,6 +121,14 @@ class Pipeline:
         request already translated to chat completions, and the caller frames the Answer in its own shape.
         A live stream's caller ends it with `settle_stream`."""
         await self.admit(ctx)
+        if ctx.native is not None and self._forwards_native(ctx):
+            # the upstream's own answer goes back as it came: not a chat completion the cache can keep or replay
+            if ctx.stream:
+                stream, first = await self.executor.open_stream(ctx)
+                return Answer(stream=stream, first=first)
+            c = await self.executor.complete(ctx)
+            self._answered(ctx, c)
+            return Answer(completion=c)
         hit = await self.cache.lookup(ctx)
         if hit is not None:
             ctx.usage, ctx.finish_reason = hit.usage, hit.finish_reason
@@ -131,6 +139,20 @@ class Pipeline:
         c = await self.cache.complete(ctx, lambda: self.executor.complete(ctx))
         self._answered(ctx, c)
         return Answer(completion=c)
+
+    def _forwards_native(self, ctx: RequestContext) -> bool:
+        """Whether the inbound API's own request goes upstream as is: a deployment of the alias speaks it and no
+        stage rewrote the prompt (an agent's template, prompt optimisation: those live in the chat body only).
+        Otherwise the translation serves it, unless it holds what only that API can carry (then a 400)."""
+        native = ctx.native
+        assert native is not None
+        rewritten = ctx.agent is not None or ctx.prompt_tokens_sent is not None
+        if not rewritten and self.executor.speaks(ctx.served_alias or ctx.alias, native.wire):
+            return True
+        ctx.native = None
+        if native.unsupported is not None:
+            raise native.unsupported
+        return False
 
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         await self.admit(ctx)

@@ -37,3 +37,27 @@ ERROR_STATUS = {
 }
 
 IMAGE_MEDIA_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+# the gateway's status -> Anthropic's error type; the status then is the one Anthropic sends that type with
+# (503 "no provider available / overloaded" -> 529 overloaded_error), except for types Anthropic has no status
+# of its own for (a 502 upstream failure stays 502, api_error)
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_type(status: int) -> str:
+    """The Anthropic error type for a gateway status."""
+    etype = _TYPE_BY_STATUS.get(status)
+    if etype is None:
+        etype = "api_error" if status >= 500 else "invalid_request_error"
+    return etype

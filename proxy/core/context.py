@@ -26,6 +26,19 @@ class Attempt:
     alias: str = ""
 
 
+@dataclass(slots=True)
+class Native:
+    """An inbound API's request as the client sent it, for a deployment that speaks that API itself
+    (`wire`: responses, messages, count_tokens): forwarded with the model swapped instead of translated.
+    `unsupported` is the first thing the chat translation could not carry (a hosted tool, an unknown field):
+    such a request can only be served natively, and that error is the answer where it cannot be."""
+
+    wire: str
+    body: dict[str, Any]
+    unsupported: Exception | None = None
+    headers: dict[str, str] | None = None  # the client's headers the wire forwards (anthropic-beta)
+
+
 @dataclass(init=False)
 class RequestContext:
     """Built for every request: plain defaults live on the class and `__init__` sets only what differs
@@ -43,6 +56,7 @@ class RequestContext:
     traceparent: str | None = None
     trace_id: str | None = None
     request_headers: Any = None  # the client's request headers (a Mapping): per-request cache control
+    native: Native | None = None  # an inbound API's own request, where a deployment may take it as is
     # filled by routing / resilience / provider
     provider: str = ""
     upstream_model: str = ""

@@ -85,6 +85,7 @@ class UpstreamError(GatewayError):
         self.retryable = retryable
         self.retry_after = retry_after
         self.upstream_status = upstream_status
+        self.delivered = False  # the client already got it as the upstream's own stream event (a native stream)
         if retry_after is not None and "Retry-After" not in self.headers:
             self.headers["Retry-After"] = str(max(1, round(retry_after)))
 

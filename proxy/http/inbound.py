@@ -21,6 +21,7 @@ from proxy.inbound.base import JSON, InboundAPI
 from proxy.infra import sse
 from proxy.observability.logs import get_logger
 from proxy.pipeline import Answer, client_left, settle_stream
+from proxy.providers.base import ChunkStream, NativeStream
 
 log = get_logger("gateway")
 INTERNAL = "The gateway hit an internal error; it has been logged."
@@ -60,20 +61,23 @@ class Inbound:
 
     def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
         check_lengths(raw, gw.cfg.listen.limits)  # messages, tools: the same names in the inbound APIs
-        body = self.api.translate(ctx, raw)
+        body = self.api.translate(ctx, raw, self.kind in gw.pipeline.executor.native_wires)
         ctx.stream = bool(body.get("stream"))
         return body
 
     async def answer(self, gw: Gateway, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         state = self.state
         if state is not None and (merged := await state.before(gw, ctx)) is not None:
-            ctx.body = self.api.translate(ctx, merged)
+            ctx.body = self.api.translate(ctx, merged, ctx.native is not None)
         answer = await gw.pipeline.run(ctx)
         if answer.completion is not None:
             c = answer.completion
             headers = ctx.response_headers()
             headers["x-gateway-cost-usd"] = f"{ctx.cost_usd:.8f}"
-            data = self.api.response(ctx, c.data if c.data is not None else orjson.loads(c.body))
+            if c.wire == self.kind:  # the upstream speaks this API: its answer as it came
+                data = self.api.native_response(ctx, c)
+            else:
+                data = self.api.response(ctx, c.data if c.data is not None else orjson.loads(c.body))
             if state is not None:
                 await state.after(gw, ctx)
             return web.Response(body=data, content_type="application/json", headers=headers)
@@ -98,6 +102,8 @@ async def _stream(gw: Gateway, ctx: RequestContext, request: web.Request, api: I
         return resp
     stream = answer.stream
     assert stream is not None
+    if isinstance(stream.translator, NativeStream) and stream.translator.wire == api.kind:
+        return await _relay(gw, ctx, request, api, answer, stream, stream.translator, state)
     resp = await sse.open_stream(request, headers)
     ctx.mark_first_token()
     try:
@@ -122,6 +128,32 @@ async def _stream(gw: Gateway, ctx: RequestContext, request: web.Request, api: I
         ctx.fail(err)
         await stream.aclose()
         await sse.end_stream(resp, out.error(err))
+    finally:
+        settle_stream(ctx, stream)
+    return resp
+
+
+async def _relay(gw: Gateway, ctx: RequestContext, request: web.Request, api: InboundAPI, answer: Answer,
+                 stream: ChunkStream, native: NativeStream, state: State | None) -> web.StreamResponse:
+    """A stream from an upstream that speaks the client's API: its bytes as they came (its events, its error
+    events); only an upstream that broke off mid-way gets an ending written by the gateway."""
+    resp = await sse.open_stream(request, ctx.response_headers())
+    ctx.mark_first_token()
+    try:
+        if answer.first is not None:
+            await resp.write(answer.first)
+        await sse.relay(stream.frames, resp.write)
+        api.native_end(ctx, native)
+        if state is not None:
+            await state.after(gw, ctx)
+        await sse.end_stream(resp, b"", quiet=False)
+    except GatewayError as err:
+        ctx.fail(err)
+        tail = b"" if getattr(err, "delivered", False) else native.error_events(err)  # type: ignore[arg-type]
+        await sse.end_stream(resp, tail)
+    except (ConnectionResetError, asyncio.CancelledError):
+        await client_left(ctx, stream, resp)
+        raise
     finally:
         settle_stream(ctx, stream)
     return resp

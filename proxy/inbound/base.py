@@ -11,13 +11,22 @@ from typing import Any, ClassVar
 
 import orjson
 
-from proxy.core.context import RequestContext
+from proxy.core.context import Native, RequestContext
 from proxy.core.errors import GatewayError
 from proxy.core.usage import Usage
 from proxy.infra.sse import BlockSSEParser
+from proxy.providers.base import Completion, NativeStream
 
 JSON = dict[str, Any]
 _DELTA_CONTENT = b'"delta":{"content":'
+
+
+def unsupported(err: Exception, into: list[Exception] | None) -> None:
+    """Something the chat translation cannot carry (a hosted tool, an unknown field): raised, or kept in `into`
+    when a deployment may take the API as is (the translation then leaves it out; see core.context.Native)."""
+    if into is None:
+        raise err
+    into.append(err)
 
 
 class TextSlot:
@@ -98,12 +107,25 @@ class InboundAPI(abc.ABC):
     kind: ClassVar[str]
 
     @abc.abstractmethod
-    def chat_body(self, body: JSON) -> JSON:
-        """Validate the client's request and translate it (a GatewayError 400 names what is wrong)."""
+    def chat_body(self, body: JSON, unsupported: list[Exception] | None = None) -> JSON:
+        """Validate the client's request and translate it (a GatewayError 400 names what is wrong); with
+        `unsupported`, what the translation cannot carry is collected there and left out."""
 
-    def translate(self, ctx: RequestContext, body: JSON) -> JSON:
-        """`chat_body`, for an API that keeps something of the client's request on ctx (to echo it back)."""
-        return self.chat_body(body)
+    def translate(self, ctx: RequestContext, body: JSON, native: bool = False) -> JSON:
+        """`chat_body`, for an API that keeps something of the client's request on ctx (to echo it back).
+        `native`: some deployment takes this API as is, so the request is kept for it (ctx.native) and what the
+        translation cannot carry is left out of the chat body instead of refused (refused later if the request
+        does not go to such a deployment)."""
+        if not native:
+            return self.chat_body(body)
+        problems: list[Exception] = []
+        chat = self.chat_body(body, problems)
+        ctx.native = Native(self.kind, body, problems[0] if problems else None, self.native_headers(ctx))
+        return chat
+
+    def native_headers(self, ctx: RequestContext) -> dict[str, str] | None:
+        """The client's headers a native forward passes on."""
+        return None
 
     @abc.abstractmethod
     def response(self, ctx: RequestContext, completion: JSON) -> bytes:
@@ -116,3 +138,11 @@ class InboundAPI(abc.ABC):
     @abc.abstractmethod
     def error(self, err: GatewayError) -> tuple[int, bytes]:
         """A GatewayError (OpenAI's shape) -> this API's status and error body."""
+
+    # an upstream that speaks this API answers in it (Completion.wire / NativeStream.wire == kind)
+    def native_response(self, ctx: RequestContext, completion: Completion) -> bytes:
+        """The upstream's own answer -> the client's body (as it came, unless the API keeps state from it)."""
+        return completion.body
+
+    def native_end(self, ctx: RequestContext, stream: NativeStream) -> None:  # noqa: B027 - optional hook
+        """A relayed stream ended normally (what it ended with is `stream.final`)."""

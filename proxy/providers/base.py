@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from proxy.core.context import Native
 from proxy.core.errors import UpstreamError, upstream_error_from_status
 from proxy.core.usage import Usage
-from proxy.infra.sse import frames
+from proxy.infra.sse import BlockSSEParser, frames
 from proxy.providers.settings import ProviderConfig
 
 JSON = dict[str, Any]
@@ -46,6 +47,7 @@ class Completion:
     model: str
     finish_reason: str | None = None
     data: JSON | None = None
+    wire: str = "chat"  # the API `body` speaks: chat, or an inbound API's own (a native answer)
 
 
 class StreamTranslator(abc.ABC):
@@ -89,6 +91,48 @@ class StreamTranslator(abc.ABC):
         """One upstream read that starts at an event boundary -> (the client's SSE bytes for it, an error
         raised after them or None); None when it must be parsed event by event instead."""
         return None
+
+
+class NativeStream(StreamTranslator):
+    """A stream in an inbound API's own wire format (Responses, Messages), relayed as the upstream sent it.
+
+    Each read leaves as it came (`forward`); its events are only cut apart to read the few that carry usage, the
+    answering model and the end. An upstream error event is relayed too, then raised with `delivered` set: the
+    client has its error, the gateway still meters the call as failed."""
+
+    wire: ClassVar[str]
+    forwards_reads = True
+
+    def __init__(self, request_body: JSON, model: str) -> None:
+        super().__init__(request_body, model)
+        self._events = BlockSSEParser()
+        self.final: JSON | None = None  # the answer object the stream ended with (a Response), when it has one
+
+    def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
+        try:
+            for event, payload in self._events.feed(data):
+                self.feed(event, payload)
+        except UpstreamError as err:
+            return data, err
+        return data, None
+
+    def feed(self, event: str | None, data: bytes) -> list[bytes]:
+        self.read(event, data)
+        return []
+
+    @abc.abstractmethod
+    def read(self, event: str | None, data: bytes) -> None:
+        """Note what one event says (usage, model, the end); raise a delivered UpstreamError for an error event."""
+
+    @abc.abstractmethod
+    def error_events(self, err: UpstreamError) -> bytes:
+        """The events that end this stream with `err` in its wire format (the upstream broke off mid-way)."""
+
+
+def delivered(err: UpstreamError) -> UpstreamError:
+    """An error the client already got from the upstream's own stream: nothing more is written for it."""
+    err.delivered = True
+    return err
 
 
 class RecordedStream(StreamTranslator):
@@ -138,6 +182,18 @@ class Translator:
     def embeddings_response_for(self, body: JSON, data: bytes, model: str) -> Completion:
         """`embeddings_response` with the client's request at hand (usage estimates, encoding_format)."""
         return self.embeddings_response(data, model)
+
+    # --- native: an inbound API forwarded as is, where the upstream speaks it (`native_wires`)
+    native_wires: frozenset[str] = frozenset()
+
+    def native_request(self, native: Native, model: str, stream: bool) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def native_response(self, wire: str, data: bytes, model: str) -> Completion:
+        raise NotImplementedError
+
+    def native_stream(self, wire: str, body: JSON, model: str) -> NativeStream:
+        raise NotImplementedError
 
     def error(self, status: int, headers: Mapping[str, str], data: bytes) -> UpstreamError:
         """Upstream error status + body -> the OpenAI-format error the client sees."""
@@ -229,6 +285,15 @@ class Provider(abc.ABC):
 
     async def embed(self, body: JSON, model: str, opts: CallOptions) -> Completion:
         raise no_embeddings(self.name, self.type)
+
+    # inbound APIs this upstream takes as is (Native.wire); the executor sends those there untranslated
+    native_wires: frozenset[str] = frozenset()
+
+    async def complete_native(self, native: Native, model: str, opts: CallOptions) -> Completion:
+        raise NotImplementedError
+
+    async def stream_native(self, native: Native, model: str, opts: CallOptions) -> ChunkStream:
+        raise NotImplementedError
 
     async def probe(self) -> None:  # noqa: B027 - default: nothing cheap to ask, assume healthy
         """A cheap health check; raise UpstreamError when unhealthy."""

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import orjson
 
+from proxy.core.context import Native
 from proxy.core.errors import TIMEOUT, UpstreamError
 from proxy.infra.sse import BlockSSEParser, frames
 from proxy.providers.base import (
@@ -155,10 +156,24 @@ class HttpProvider(Provider):
         return await self._complete(req, opts,
                                     lambda data: self.translator.embeddings_response_for(body, data, model))
 
+    @property
+    def native_wires(self) -> frozenset[str]:  # type: ignore[override]
+        return self.translator.native_wires
+
+    async def complete_native(self, native: Native, model: str, opts: CallOptions) -> Completion:
+        req = self.translator.native_request(native, model, stream=False)
+        return await self._complete(req, opts, lambda data: self.translator.native_response(native.wire, data, model))
+
+    async def stream_native(self, native: Native, model: str, opts: CallOptions) -> ChunkStream:
+        req = self.translator.native_request(native, model, stream=True)
+        return await self._stream(req, self.translator.native_stream(native.wire, native.body, model), opts)
+
     async def stream(self, body: JSON, model: str, opts: CallOptions) -> ChunkStream:
         req = self.translator.chat_request(body, model, stream=True)
+        return await self._stream(req, self.translator.stream_translator(body, model), opts)
+
+    async def _stream(self, req: UpstreamRequest, translator: StreamTranslator, opts: CallOptions) -> ChunkStream:
         resp = await self._send(req, opts)
-        translator = self.translator.stream_translator(body, model)
         idle = self.idle_watch(resp, opts.idle_timeout)
         raw = resp.content.iter_any()
         events = self.translator.stream_events(raw)

@@ -41,6 +41,8 @@ class Executor:
         self.providers = providers
         self.metrics = cfg.metrics.enabled
         self.plans: dict[str, AliasPlan] = plans.plans
+        # the inbound APIs some deployment takes as is (Native.wire): only those requests keep their own body
+        self.native_wires: frozenset[str] = frozenset().union(*(p.native_wires for p in providers.values()))
 
     # ------------------------------------------------------------------ public (pipeline.py)
     async def complete(self, ctx: RequestContext) -> Completion:
@@ -53,6 +55,20 @@ class Executor:
         """Open a stream and read its first chunk, so a failure before any byte reached the client can
         still be retried elsewhere."""
         return await self._run(ctx, STREAM)  # type: ignore[no-any-return]
+
+    def speaks(self, alias: str, wire: str) -> bool:
+        """Whether a deployment of `alias` takes the inbound API `wire` as is (a native forward)."""
+        plan = self.plans.get(alias)
+        return plan is not None and any(s.client is not None and wire in s.client.native_wires for s in plan.slots)
+
+    def native_slot(self, alias: str, wire: str) -> tuple[Provider, str, CallOptions] | None:
+        """The first deployment of `alias` that takes `wire` as is, for a call outside the pipeline
+        (`count_tokens`): its client, upstream model and options."""
+        plan = self.plans.get(alias)
+        for s in plan.slots if plan is not None else ():
+            if s.client is not None and wire in s.client.native_wires:
+                return s.client, s.model, s.opts
+        return None
 
     def options(self, alias: str, provider: str) -> CallOptions:
         """The call options (timeouts) one deployment of an alias gets."""
@@ -151,6 +167,9 @@ class Executor:
         (a retry, round-robin from the one after the last failure). Breaker `allow()` is only asked of
         the slot returned, as it may hand out a half-open probe."""
         n = len(slots)
+        native = ctx.native
+        # a request only an upstream speaking its API can serve (a hosted tool...): other deployments can't
+        only = native.wire if native is not None and native.unsupported is not None else None
         for second_round in (False, True):
             first = retry_from % n if second_round else start
             for k in range(n):
@@ -161,6 +180,8 @@ class Executor:
                 if excluded & bit or bool(tried & bit) != second_round:
                     continue
                 s = slots[i]
+                if only is not None and only not in s.client.native_wires:  # type: ignore[union-attr]
+                    continue
                 if s.limited and not s.state.has_capacity(s.rpm, s.tpm, prompt_tokens(ctx), _clock()):
                     continue
                 if s.breaker.allow():
@@ -219,11 +240,15 @@ class Executor:
     async def _call(ctx: RequestContext, slot: Slot, op: int, opts: CallOptions, remaining: float) -> Any:
         client = slot.client
         assert client is not None
+        native = ctx.native
+        if native is not None and native.wire not in client.native_wires:
+            native = None
         try:
             if op == STREAM:
                 # headers and the first chunk within first_token: until then a failure can be retried
                 async with asyncio.timeout(min(opts.first_token_timeout, remaining)):
-                    stream = await client.stream(ctx.body, slot.model, opts)
+                    stream = (await client.stream(ctx.body, slot.model, opts) if native is None else
+                              await client.stream_native(native, slot.model, opts))
                     try:
                         first = await anext(stream.frames)
                     except StopAsyncIteration:
@@ -234,6 +259,8 @@ class Executor:
                         await stream.aclose()
                         raise
                 return stream, first
+            if native is not None and op == COMPLETE:  # only HTTP providers speak another API: self-timed
+                return await client.complete_native(native, slot.model, opts)
             if slot.self_timed:  # opts.total_timeout already bounded by the alias deadline
                 if op == COMPLETE:
                     return await client.complete(ctx.body, slot.model, opts)

@@ -100,10 +100,11 @@ async def test_stream(gw: GatewayServer, alias: str) -> None:
     assert final.stop_reason == "end_turn" and final.content[0].text == "one two three"  # type: ignore[union-attr]
     assert final.usage.output_tokens == 3 and final.usage.input_tokens > 0
     events = await raw_events(gw, {"model": alias, "max_tokens": 64, "messages": user("one two three")})
-    kinds = [e["type"] for e in events]
-    assert kinds[:3] == ["message_start", "ping", "content_block_start"]
-    assert kinds[3:6] == ["content_block_delta"] * 3
-    assert kinds[6:] == ["content_block_stop", "message_delta", "message_stop"]
+    kinds = [e["type"] for e in events if e["type"] != "ping"]  # Anthropic's own stream (relayed) pings elsewhere
+    assert kinds[:2] == ["message_start", "content_block_start"]
+    assert kinds[2:5] == ["content_block_delta"] * 3
+    assert kinds[5:] == ["content_block_stop", "message_delta", "message_stop"]
+    assert "ping" in [e["type"] for e in events]
     assert {e["delta"]["type"] for e in events if e["type"] == "content_block_delta"} == {"text_delta"}
 
 
@@ -259,13 +260,13 @@ async def test_same_pipeline_cache_ledger_and_metrics(gateway_factory: GatewayFa
 
 async def test_count_tokens(gw: GatewayServer) -> None:
     c = client(gw)
-    small = await c.messages.count_tokens(model="claude", messages=user("hi"))
-    big = await c.messages.count_tokens(model="claude", system=SYSTEM, messages=user("hello " * 400),
+    small = await c.messages.count_tokens(model="gem", messages=user("hi"))  # the estimate (Anthropic: count.py)
+    big = await c.messages.count_tokens(model="gem", system=SYSTEM, messages=user("hello " * 400),
                                         tools=[WEATHER])  # type: ignore[list-item]
     assert isinstance(small, MessageTokensCount) and 0 < small.input_tokens < big.input_tokens
     assert big.input_tokens >= 600  # ~4 characters a token
     with pytest.raises(anthropic.NotFoundError):
         await c.messages.count_tokens(model="nope", messages=user("hi"))
     with pytest.raises(anthropic.AuthenticationError):
-        await client(gw, key="sk-wrong").messages.count_tokens(model="claude", messages=user("hi"))
+        await client(gw, key="sk-wrong").messages.count_tokens(model="gem", messages=user("hi"))
 

@@ -19,8 +19,13 @@ from proxy.inbound.base import JSON, InboundAPI
 class AnthropicMessages(InboundAPI):
     kind = "messages"
 
-    def chat_body(self, body: JSON) -> JSON:
-        return to_chat(body)
+    def chat_body(self, body: JSON, unsupported: list[Exception] | None = None) -> JSON:
+        return to_chat(body, unsupported)
+
+    def native_headers(self, ctx: RequestContext) -> dict[str, str] | None:
+        headers = ctx.request_headers
+        beta = headers.get("anthropic-beta") if headers is not None else None
+        return {"anthropic-beta": beta} if beta else None
 
     def response(self, ctx: RequestContext, completion: JSON) -> bytes:
         return orjson.dumps(to_message(completion, ctx.usage))

@@ -23,7 +23,7 @@ import orjson
 
 from proxy.core.anthropic_wire import IMAGE_MEDIA_TYPES
 from proxy.core.errors import bad_request
-from proxy.inbound.base import JSON
+from proxy.inbound.base import JSON, unsupported
 
 FORWARDED = frozenset({"model", "messages", "max_tokens", "system", "stop_sequences", "stream", "temperature",
                        "top_p", "tools", "tool_choice", "metadata"})
@@ -36,11 +36,13 @@ def invalid(message: str, param: str | None = None) -> Exception:
     return bad_request(f"{param}: {message}" if param else message, param=param)
 
 
-def to_chat(body: JSON) -> JSON:
-    """Validate and translate; the result is a valid chat completions request."""
+def to_chat(body: JSON, skipped: list[Exception] | None = None) -> JSON:
+    """Validate and translate; the result is a valid chat completions request. With `skipped`, what chat
+    completions cannot carry (a field it lacks, a server tool, another block type) is left out and its error kept
+    there (for an upstream that speaks the Messages API: Anthropic) instead of raised."""
     for k in body:
         if k not in ALLOWED:
-            raise invalid("Extra inputs are not permitted", k)
+            unsupported(invalid("Extra inputs are not permitted", k), skipped)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise invalid("Field required" if model is None else "Input should be a non-empty string", "model")
@@ -61,7 +63,9 @@ def to_chat(body: JSON) -> JSON:
         if text:
             messages.append({"role": "system", "content": text})
     for i, turn in enumerate(turns):
-        _turn(turn, i, messages)
+        _turn(turn, i, messages, skipped)
+    if skipped and all(m["role"] == "system" for m in messages):
+        messages.append({"role": "user", "content": ""})  # every turn is blocks only the upstream knows
     out: JSON = {"model": model, "messages": messages, "max_tokens": max_tokens}
     for name, lo, hi in (("temperature", 0.0, 1.0), ("top_p", 0.0, 1.0)):
         v = body.get(name)
@@ -79,8 +83,9 @@ def to_chat(body: JSON) -> JSON:
     if tools is not None:
         if not isinstance(tools, list):
             raise invalid("Input should be a valid list", "tools")
-        if tools:
-            out["tools"] = [_tool(t, i) for i, t in enumerate(tools)]
+        functions = [f for i, t in enumerate(tools) if (f := _tool(t, i, skipped)) is not None]
+        if functions:
+            out["tools"] = functions
     choice = body.get("tool_choice")
     if choice is not None:
         _tool_choice(choice, out)
@@ -116,7 +121,7 @@ def _system_text(system: Any) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
-def _turn(turn: Any, i: int, messages: list[JSON]) -> None:
+def _turn(turn: Any, i: int, messages: list[JSON], skipped: list[Exception] | None) -> None:
     where = f"messages.{i}"
     if not isinstance(turn, dict):
         raise invalid("Input should be a valid dictionary", where)
@@ -131,12 +136,12 @@ def _turn(turn: Any, i: int, messages: list[JSON]) -> None:
         raise invalid("Field required" if content is None else "Input should be a string or a list of content "
                       "blocks", f"{where}.content")
     if role == "user":
-        _user(content, where, messages)
+        _user(content, where, messages, skipped)
     else:
-        _assistant(content, where, messages)
+        _assistant(content, where, messages, skipped)
 
 
-def _user(blocks: list[Any], where: str, messages: list[JSON]) -> None:
+def _user(blocks: list[Any], where: str, messages: list[JSON], skipped: list[Exception] | None) -> None:
     parts: list[JSON] = []
     late: list[JSON] = []  # images from tool results: after the tool messages, in a user message
     for j, block in enumerate(blocks):
@@ -147,12 +152,13 @@ def _user(blocks: list[Any], where: str, messages: list[JSON]) -> None:
         elif kind == "image":
             parts.append(_image(block, at))
         elif kind == "document":
-            parts.append(_document(block, at))
+            if (doc := _document(block, at, skipped)) is not None:
+                parts.append(doc)
         elif kind == "tool_result":
-            messages.append(_tool_result(block, at, late))
+            messages.append(_tool_result(block, at, late, skipped))
         else:
-            raise invalid(f"Input tag '{kind}' is not a content block the gateway supports in a user turn "
-                          "(text, image, document, tool_result)", f"{at}.type")
+            unsupported(invalid(f"Input tag '{kind}' is not a content block the gateway supports in a user turn "
+                                "(text, image, document, tool_result)", f"{at}.type"), skipped)
     parts = late + parts
     if not parts:
         return
@@ -163,7 +169,7 @@ def _user(blocks: list[Any], where: str, messages: list[JSON]) -> None:
         messages.append({"role": "user", "content": parts})
 
 
-def _assistant(blocks: list[Any], where: str, messages: list[JSON]) -> None:
+def _assistant(blocks: list[Any], where: str, messages: list[JSON], skipped: list[Exception] | None) -> None:
     texts: list[str] = []
     calls: list[JSON] = []
     for j, block in enumerate(blocks):
@@ -180,8 +186,8 @@ def _assistant(blocks: list[Any], where: str, messages: list[JSON]) -> None:
             calls.append({"id": call_id, "type": "function",
                           "function": {"name": name, "arguments": orjson.dumps(args).decode()}})
         elif kind not in ("thinking", "redacted_thinking"):
-            raise invalid(f"Input tag '{kind}' is not a content block the gateway supports in an assistant turn "
-                          "(text, tool_use, thinking)", f"{at}.type")
+            unsupported(invalid(f"Input tag '{kind}' is not a content block the gateway supports in an assistant "
+                                "turn (text, tool_use, thinking)", f"{at}.type"), skipped)
     if not texts and not calls:
         return
     msg: JSON = {"role": "assistant", "content": "".join(texts) if texts else None}
@@ -228,16 +234,17 @@ def _image(block: JSON, at: str) -> JSON:
     raise invalid("Input should be a base64 or url image source", f"{at}.source")
 
 
-def _document(block: JSON, at: str) -> JSON:
+def _document(block: JSON, at: str, skipped: list[Exception] | None) -> JSON | None:
     source = _source(block, at)
     if source.get("type") != "base64" or source.get("media_type") != "application/pdf" \
             or not isinstance(source.get("data"), str):
-        raise invalid("only base64 PDF documents are supported through the gateway", f"{at}.source")
+        unsupported(invalid("only base64 PDF documents are supported through the gateway", f"{at}.source"), skipped)
+        return None
     return {"type": "file", "file": {"filename": block.get("title") or "document.pdf",
                                      "file_data": f"data:application/pdf;base64,{source['data']}"}}
 
 
-def _tool_result(block: JSON, at: str, late: list[JSON]) -> JSON:
+def _tool_result(block: JSON, at: str, late: list[JSON], skipped: list[Exception] | None) -> JSON:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise invalid("Field required", f"{at}.tool_use_id")
@@ -253,21 +260,22 @@ def _tool_result(block: JSON, at: str, late: list[JSON]) -> JSON:
             elif kind == "image":
                 late.append(_image(part, f"{at}.content.{k}"))
             else:
-                raise invalid(f"Input tag '{kind}' is not supported in a tool_result (text, image)",
-                              f"{at}.content.{k}.type")
+                unsupported(invalid(f"Input tag '{kind}' is not supported in a tool_result (text, image)",
+                                    f"{at}.content.{k}.type"), skipped)
         text = "\n".join(texts)
     else:
         raise invalid("Input should be a string or a list of content blocks", f"{at}.content")
     return {"role": "tool", "tool_call_id": call_id, "content": text}
 
 
-def _tool(tool: Any, i: int) -> JSON:
+def _tool(tool: Any, i: int, skipped: list[Exception] | None) -> JSON | None:
     at = f"tools.{i}"
     if not isinstance(tool, dict):
         raise invalid("Input should be a valid dictionary", at)
     if tool.get("type") not in (None, "custom"):
-        raise invalid(f"tool type {tool['type']!r} (a server tool) is not available through the gateway; "
-                      "define a custom tool with input_schema", f"{at}.type")
+        unsupported(invalid(f"tool type {tool['type']!r} (a server tool) is not available through the gateway; "
+                            "define a custom tool with input_schema", f"{at}.type"), skipped)
+        return None
     name, schema = tool.get("name"), tool.get("input_schema")
     if not isinstance(name, str) or not name:
         raise invalid("Field required", f"{at}.name")

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
+from proxy.core.anthropic_wire import error_type
 from proxy.core.errors import GatewayError
 from proxy.core.usage import Usage
-from proxy.inbound.anthropic.errors import error_type
 from proxy.inbound.anthropic.response import message_id, stop_reason, usage
 from proxy.inbound.base import JSON, InboundStream, TextSlot
 
@@ -67,7 +67,7 @@ class AnthropicStream(InboundStream):
         return b"".join(out)
 
     def error(self, err: GatewayError) -> bytes:
-        return event("error", {"type": "error", "error": {"type": error_type(err), "message": err.message}})
+        return event("error", {"type": "error", "error": {"type": error_type(err.status), "message": err.message}})
 
     # ------------------------------------------------------------------ chunks
     def _feed(self, chunk: Any, payload: bytes) -> bytes:

@@ -14,6 +14,7 @@ from proxy.inbound.base import JSON, InboundAPI
 from proxy.inbound.responses.request import to_chat
 from proxy.inbound.responses.response import new_id, to_response
 from proxy.inbound.responses.stream import ResponsesStream
+from proxy.providers.base import Completion, NativeStream
 
 REQUEST = "responses.request"  # ctx.notes: the client's request, echoed in the Response
 RESPONSE = "response"  # ctx.notes: the finished Response (the HTTP layer stores it when asked)
@@ -22,13 +23,21 @@ RESPONSE = "response"  # ctx.notes: the finished Response (the HTTP layer stores
 class ResponsesAPI(InboundAPI):
     kind = "responses"
 
-    def chat_body(self, body: JSON) -> JSON:
-        return to_chat(body)
+    def chat_body(self, body: JSON, unsupported: list[Exception] | None = None) -> JSON:
+        return to_chat(body, unsupported)
 
-    def translate(self, ctx: RequestContext, body: JSON) -> JSON:
-        chat = to_chat(body)
+    def translate(self, ctx: RequestContext, body: JSON, native: bool = False) -> JSON:
+        chat = super().translate(ctx, body, native)
         ctx.notes[REQUEST] = body
         return chat
+
+    def native_response(self, ctx: RequestContext, completion: Completion) -> bytes:
+        ctx.notes[RESPONSE] = completion.data  # what `store` keeps, as the upstream made it
+        return completion.body
+
+    def native_end(self, ctx: RequestContext, stream: NativeStream) -> None:
+        if stream.final is not None:
+            ctx.notes[RESPONSE] = stream.final
 
     def response(self, ctx: RequestContext, completion: JSON) -> bytes:
         resp = ctx.notes[RESPONSE] = to_response(completion, ctx.usage, ctx.notes[REQUEST], new_id("resp_"))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.core.errors import bad_request
-from proxy.inbound.base import JSON
+from proxy.inbound.base import JSON, unsupported
 
 FORWARDED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
                        "max_output_tokens", "temperature", "top_p", "user", "safety_identifier", "stream"})
@@ -37,18 +37,20 @@ def invalid(message: str, param: str) -> Exception:
     return bad_request(f"Invalid '{param}': {message}", param=param)
 
 
-def to_chat(body: JSON) -> JSON:
-    """Validate and translate; the result is a valid chat completions request."""
+def to_chat(body: JSON, skipped: list[Exception] | None = None) -> JSON:
+    """Validate and translate; the result is a valid chat completions request. With `skipped`, what chat
+    completions cannot carry (an unknown field, a hosted tool, another item type) is left out and its error kept
+    there (for an upstream that speaks the Responses API natively) instead of raised."""
     for k in body:
         if k not in ALLOWED:
-            raise bad_request(f"Unknown parameter: '{k}'.", param=k, code="unknown_parameter")
+            unsupported(bad_request(f"Unknown parameter: '{k}'.", param=k, code="unknown_parameter"), skipped)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise bad_request("Missing required parameter: 'model'." if model is None else
                           "Invalid 'model': expected a non-empty string.", param="model",
                           code="missing_required_parameter" if model is None else None)
     if body.get("background"):
-        raise invalid("background responses are not available through the gateway.", "background")
+        unsupported(invalid("background responses are not available through the gateway.", "background"), skipped)
     messages: list[JSON] = []
     instructions = body.get("instructions")
     if instructions is not None:
@@ -61,12 +63,14 @@ def to_chat(body: JSON) -> JSON:
         messages.append({"role": "user", "content": items})
     elif isinstance(items, list):
         for i, item in enumerate(items):
-            _item(item, f"input[{i}]", messages)
+            _item(item, f"input[{i}]", messages, skipped)
     else:
         raise bad_request("Missing required parameter: 'input'." if items is None else
                           "Invalid 'input': expected a string or an array of input items.", param="input")
     if not messages or all(m["role"] == "system" for m in messages):
-        raise invalid("the input has no message for the model to answer.", "input")
+        if not skipped:
+            raise invalid("the input has no message for the model to answer.", "input")
+        messages.append({"role": "user", "content": ""})  # the input is all items only the upstream knows
     out: JSON = {"model": model, "messages": messages}
     limit = body.get("max_output_tokens")
     if limit is not None:
@@ -83,8 +87,9 @@ def to_chat(body: JSON) -> JSON:
     if tools is not None:
         if not isinstance(tools, list):
             raise invalid("expected an array of tools.", "tools")
-        if tools:
-            out["tools"] = [_tool(t, f"tools[{i}]") for i, t in enumerate(tools)]
+        functions = [f for i, t in enumerate(tools) if (f := _tool(t, f"tools[{i}]", skipped)) is not None]
+        if functions:
+            out["tools"] = functions
     choice = body.get("tool_choice")
     if choice is not None:
         value = _tool_choice(choice)
@@ -118,7 +123,7 @@ def to_chat(body: JSON) -> JSON:
     return out
 
 
-def _item(item: Any, at: str, messages: list[JSON]) -> None:
+def _item(item: Any, at: str, messages: list[JSON], skipped: list[Exception] | None) -> None:
     if not isinstance(item, dict):
         raise invalid("expected an object.", at)
     kind = item.get("type")
@@ -126,7 +131,7 @@ def _item(item: Any, at: str, messages: list[JSON]) -> None:
         role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
         if role is None:
             raise invalid("expected one of 'user', 'system', 'developer' or 'assistant'.", f"{at}.role")
-        messages.append({"role": role, "content": _content(item.get("content"), role, f"{at}.content")})
+        messages.append({"role": role, "content": _content(item.get("content"), role, f"{at}.content", skipped)})
     elif kind == "function_call":
         call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments")
         for field, v in (("call_id", call_id), ("name", name), ("arguments", args)):
@@ -152,11 +157,11 @@ def _item(item: Any, at: str, messages: list[JSON]) -> None:
             raise invalid("expected a string or an array of input_text parts.", f"{at}.output")
         messages.append({"role": "tool", "tool_call_id": call_id, "content": output})
     elif kind != "reasoning":
-        raise invalid(f"input item type '{kind}' is not supported through the gateway (message, function_call, "
-                      "function_call_output).", f"{at}.type")
+        unsupported(invalid(f"input item type '{kind}' is not supported through the gateway (message, "
+                            "function_call, function_call_output).", f"{at}.type"), skipped)
 
 
-def _content(content: Any, role: str, at: str) -> Any:
+def _content(content: Any, role: str, at: str, skipped: list[Exception] | None) -> Any:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
@@ -174,8 +179,9 @@ def _content(content: Any, role: str, at: str) -> Any:
         elif kind == "input_image" and role == "user":
             url = part.get("image_url")
             if not isinstance(url, str) or not url:
-                raise invalid("an image is given by image_url (a URL or a data URL); file_id is not supported "
-                              "through the gateway.", f"{where}.image_url")
+                unsupported(invalid("an image is given by image_url (a URL or a data URL); file_id is not "
+                                    "supported through the gateway.", f"{where}.image_url"), skipped)
+                continue
             image: JSON = {"url": url}
             if part.get("detail") in ("low", "high", "auto"):
                 image["detail"] = part["detail"]
@@ -184,19 +190,23 @@ def _content(content: Any, role: str, at: str) -> Any:
             parts.append({"type": "file", "file": {"filename": part.get("filename") or "file",
                                                    "file_data": part["file_data"]}})
         else:
-            raise invalid(f"content part type {kind!r} is not supported here (input_text, input_image, "
-                          "input_file with file_data; output_text in an assistant message).", f"{where}.type")
+            unsupported(invalid(f"content part type {kind!r} is not supported here (input_text, input_image, "
+                                "input_file with file_data; output_text in an assistant message).", f"{where}.type"),
+                        skipped)
+    if not parts and skipped:
+        return ""  # only parts the upstream knows
     if all(p["type"] == "text" for p in parts) and (role != "user" or len(parts) == 1):
         return "".join(p["text"] for p in parts)  # system and assistant turns: plain text for every provider
     return parts
 
 
-def _tool(tool: Any, at: str) -> JSON:
+def _tool(tool: Any, at: str, skipped: list[Exception] | None) -> JSON | None:
     if not isinstance(tool, dict):
         raise invalid("expected an object.", at)
     if tool.get("type") != "function":
-        raise invalid(f"tool type {tool.get('type')!r} (a hosted tool) is not available through the gateway; "
-                      "define a function tool.", f"{at}.type")
+        unsupported(invalid(f"tool type {tool.get('type')!r} (a hosted tool) is not available through the gateway; "
+                            "define a function tool.", f"{at}.type"), skipped)
+        return None
     name, params = tool.get("name"), tool.get("parameters")
     if not isinstance(name, str) or not name:
         raise invalid("expected a non-empty string.", f"{at}.name")

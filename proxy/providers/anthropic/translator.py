@@ -6,12 +6,14 @@ from collections.abc import Mapping
 
 import orjson
 
+from proxy.core.context import Native
 from proxy.core.errors import UpstreamError
+from proxy.providers.anthropic import messages
 from proxy.providers.anthropic.chat import build_request, convert_response
 from proxy.providers.anthropic.config import AnthropicConfig
 from proxy.providers.anthropic.errors import anthropic_error
 from proxy.providers.anthropic.stream import AnthropicStream
-from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest
+from proxy.providers.base import JSON, Completion, NativeStream, StreamTranslator, Translator, UpstreamRequest
 
 
 class AnthropicTranslator(Translator):
@@ -39,6 +41,20 @@ class AnthropicTranslator(Translator):
 
     def stream_translator(self, body: JSON, model: str) -> StreamTranslator:
         return AnthropicStream(body, model)
+
+    # the Messages API is this upstream's own: /v1/messages and count_tokens go as is (messages.py)
+    native_wires = messages.WIRES
+
+    def native_request(self, native: Native, model: str, stream: bool) -> UpstreamRequest:
+        path = "/v1/messages/count_tokens" if native.wire == messages.COUNT_TOKENS else "/v1/messages"
+        return UpstreamRequest("POST", self.base_url() + path, messages.headers(self.headers(), native),
+                               messages.request_body(native, model, stream))
+
+    def native_response(self, wire: str, data: bytes, model: str) -> Completion:
+        return messages.response(wire, data, model)
+
+    def native_stream(self, wire: str, body: JSON, model: str) -> NativeStream:
+        return messages.MessagesRelay(body, model)
 
     def probe_request(self) -> UpstreamRequest | None:
         return UpstreamRequest("GET", self.base_url() + "/v1/models", self.headers())

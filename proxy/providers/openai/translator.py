@@ -13,16 +13,42 @@ from collections.abc import Mapping
 
 import orjson
 
+from proxy.core.context import Native
 from proxy.core.errors import UpstreamError
-from proxy.providers.base import JSON, Completion, StreamTranslator, Translator, UpstreamRequest, Usage
+from proxy.providers.base import (
+    JSON,
+    Completion,
+    NativeStream,
+    StreamTranslator,
+    Translator,
+    UpstreamRequest,
+    Usage,
+)
+from proxy.providers.openai import responses
 from proxy.providers.openai.config import OpenAIConfig
 from proxy.providers.openai.errors import openai_error
 from proxy.providers.openai.stream import OpenAIStream
+from proxy.providers.settings import ProviderConfig
 
 
 class OpenAITranslator(Translator):
     cfg: OpenAIConfig
     default_base_url = "https://api.openai.com/v1"
+
+    def __init__(self, name: str, cfg: ProviderConfig) -> None:
+        super().__init__(name, cfg)
+        if getattr(cfg, "responses", None) == "native":  # the upstream has /responses: forward that API as is
+            self.native_wires = frozenset({responses.WIRE})
+
+    def native_request(self, native: Native, model: str, stream: bool) -> UpstreamRequest:
+        return UpstreamRequest("POST", self.base_url() + "/responses", self.headers(),
+                               responses.request_body(native.body, model, stream))
+
+    def native_response(self, wire: str, data: bytes, model: str) -> Completion:
+        return responses.response(data, model)
+
+    def native_stream(self, wire: str, body: JSON, model: str) -> NativeStream:
+        return responses.ResponsesRelay(body, model)
 
     def base_url(self) -> str:
         return self.cfg.base_url or self.default_base_url
