@@ -60,7 +60,7 @@ class Inbound:
         return request_json(gw, ctx, request)
 
     def prepare(self, gw: Gateway, ctx: RequestContext, raw: dict[str, Any]) -> dict[str, Any]:
-        check_lengths(raw, gw.cfg.listen.limits)  # messages, tools: the same names in the inbound APIs
+        check_lengths(raw, gw.cfg.listen.limits, self.api.messages_field)
         body = self.api.translate(ctx, raw, self.kind in gw.pipeline.executor.native_wires)
         ctx.stream = bool(body.get("stream"))
         return body

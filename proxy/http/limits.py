@@ -37,10 +37,11 @@ def over_length(param: str, got: int, limit: int, setting: str) -> GatewayError:
                         code="array_above_max_length", param=param)
 
 
-def check_lengths(body: dict[str, Any], limits: InputLimits) -> None:
-    """`messages` and `tools` within listen.limits (any other shape is the validators' to judge)."""
-    if isinstance(messages := body.get("messages"), list) and len(messages) > limits.max_messages:
-        raise over_length("messages", len(messages), limits.max_messages, "max_messages")
+def check_lengths(body: dict[str, Any], limits: InputLimits, messages_field: str = "messages") -> None:
+    """The conversation (`messages`; the Responses API's `input` items) and `tools` within listen.limits (any other
+    shape is the validators' to judge)."""
+    if isinstance(messages := body.get(messages_field), list) and len(messages) > limits.max_messages:
+        raise over_length(messages_field, len(messages), limits.max_messages, "max_messages")
     if isinstance(tools := body.get("tools"), list) and len(tools) > limits.max_tools:
         raise over_length("tools", len(tools), limits.max_tools, "max_tools")
 

@@ -105,6 +105,7 @@ class InboundAPI(abc.ABC):
     call is a chat completion to every stage)."""
 
     kind: ClassVar[str]
+    messages_field: ClassVar[str] = "messages"  # the request's list of turns (listen.limits.max_messages counts it)
 
     @abc.abstractmethod
     def chat_body(self, body: JSON, unsupported: list[Exception] | None = None) -> JSON:

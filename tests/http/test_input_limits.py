@@ -178,3 +178,13 @@ async def test_the_anthropic_messages_api_has_the_same_limits(gw: GatewayServer,
     assert mock_upstream.calls == 0
     status, data = await post(http, url, msg)
     assert status == 200 and data["type"] == "message", data
+
+
+async def test_the_responses_api_counts_input_items(gw: GatewayServer, mock_upstream: MockUpstream,
+                                                    http: aiohttp.ClientSession) -> None:
+    items = [{"role": "user", "content": "x"}] * 6
+    status, data = await post(http, gw.base_url + "/responses", {"model": "up", "input": items})
+    assert_error(status, data, 400, "array_above_max_length", "max_messages", "input")
+    assert mock_upstream.calls == 0
+    status, data = await post(http, gw.base_url + "/responses", {"model": "up", "input": items[:5], "store": False})
+    assert status == 200 and data["object"] == "response", data

@@ -183,3 +183,17 @@ def test_stream_error_after_start(events: EventValidators) -> None:
         events.check(e)
     assert [e["type"] for e in evs] == ["error", "response.failed"]
     assert evs[1]["response"]["status"] == "failed" and evs[1]["response"]["error"]["code"] == "server_error"
+
+
+def test_stream_refusal_is_a_refusal_part(events: EventValidators) -> None:
+    chunks = [chunk({"role": "assistant", "content": None, "refusal": ""}), chunk({"refusal": "I can't"}),
+              chunk({"refusal": " help with that."}), chunk({}, "stop")]
+    evs, final = run(chunks, "event", events)
+    assert [e["type"] for e in evs] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.refusal.delta", "response.refusal.delta", "response.refusal.done", "response.content_part.done",
+        "response.output_item.done", "response.completed"]
+    assert evs[3]["part"] == {"type": "refusal", "refusal": ""}
+    assert evs[6]["refusal"] == "I can't help with that."
+    assert final["output"][0]["content"] == [{"type": "refusal", "refusal": "I can't help with that."}]
+    Response.model_validate(final)

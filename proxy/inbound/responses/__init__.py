@@ -22,6 +22,7 @@ RESPONSE = "response"  # ctx.notes: the finished Response (the HTTP layer stores
 
 class ResponsesAPI(InboundAPI):
     kind = "responses"
+    messages_field = "input"
 
     def chat_body(self, body: JSON, unsupported: list[Exception] | None = None) -> JSON:
         return to_chat(body, unsupported)

@@ -43,6 +43,7 @@ class ResponsesStream(InboundStream):
         self._slot: TextSlot | None = None
         self._learn = 3
         self._head = b""  # the output_text.delta event's bytes up to the delta, for the open message
+        self._refusing = False  # the open message is a refusal (its part is `refusal`, its events response.refusal.*)
 
     # ------------------------------------------------------------------ InboundStream
     def feed(self, payload: bytes) -> bytes:
@@ -101,8 +102,15 @@ class ResponsesStream(InboundStream):
             if (choice.get("index") or 0) != 0:
                 continue  # n is 1 here: a Response has one answer
             delta = choice.get("delta") or {}
-            text = delta.get("content") or delta.get("refusal")
-            if isinstance(text, str) and text:
+            text, refusal = delta.get("content"), delta.get("refusal")
+            if isinstance(refusal, str) and refusal and not text:
+                if not self._refusing:
+                    out.append(self._open_refusal())
+                self._texts.append(refusal)
+                out.append(self._event("response.refusal.delta", {
+                    "item_id": self._item["id"], "output_index": self._index,  # type: ignore[index]
+                    "content_index": 0, "delta": refusal}))
+            elif isinstance(text, str) and text:
                 if not self._head:
                     out.append(self._open_message())
                 self._texts.append(text)
@@ -122,7 +130,7 @@ class ResponsesStream(InboundStream):
     def _open(self, item: JSON) -> bytes:
         out = self._close() if self._item is not None else b""
         assert self.resp is not None
-        self._item, self._index, self._texts = item, len(self.resp["output"]), []
+        self._item, self._index, self._texts, self._refusing = item, len(self.resp["output"]), [], False
         self.resp["output"].append(item)
         return out + self._event("response.output_item.added", {"output_index": self._index, "item": item})
 
@@ -135,6 +143,13 @@ class ResponsesStream(InboundStream):
         return out + self._event("response.content_part.added", {
             "item_id": item_id, "output_index": self._index, "content_index": 0,
             "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}})
+
+    def _open_refusal(self) -> bytes:
+        out = self._open(message_item(new_id("msg_"), "", done=False))
+        self._refusing = True
+        return out + self._event("response.content_part.added", {
+            "item_id": self._item["id"], "output_index": self._index, "content_index": 0,  # type: ignore[index]
+            "part": {"type": "refusal", "refusal": ""}})
 
     def _tool_call(self, call: JSON) -> bytes:
         out = b""
@@ -155,8 +170,15 @@ class ResponsesStream(InboundStream):
     def _close(self) -> bytes:
         item, index, text = self._item, self._index, "".join(self._texts)
         assert item is not None and self.resp is not None
-        self._item, self._head, self._texts = None, b"", []
-        if item["type"] == "message":
+        refusing = self._refusing
+        self._item, self._head, self._texts, self._refusing = None, b"", [], False
+        if item["type"] == "message" and refusing:
+            done = message_item(item["id"], text, refusal=True)
+            out = (self._event("response.refusal.done", {"item_id": item["id"], "output_index": index,
+                                                         "content_index": 0, "refusal": text})
+                   + self._event("response.content_part.done", {"item_id": item["id"], "output_index": index,
+                                                                 "content_index": 0, "part": done["content"][0]}))
+        elif item["type"] == "message":
             done = message_item(item["id"], text)
             out = (self._event("response.output_text.done", {"item_id": item["id"], "output_index": index,
                                                               "content_index": 0, "text": text, "logprobs": []})
