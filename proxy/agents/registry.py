@@ -70,6 +70,21 @@ class AgentRegistry:
         self._cache[(name, version)] = (now + ttl, found)
         return found
 
+    async def live(self) -> list[Agent]:
+        """Every agent's live version (gateway.yaml's, then the admin API's), for `/v1/models`. The database's
+        are left out, with a log line, while it cannot be read: the list is a convenience, not a lookup."""
+        found = dict(self.config_agents)
+        if self.ready():
+            try:
+                rows = await self.store.list_agents()
+            except Exception as err:
+                m.BACKEND_ERRORS.labels("db", "agent_lookup").inc()
+                log.warning("agent_list_failed", error=f"{type(err).__name__}: {err}")
+                rows = []
+            for row in rows:
+                found.setdefault(row["name"], from_row(row))
+        return list(found.values())
+
     async def resolve(self, model: str) -> Agent:
         name, version = parse_model(model)
         agent = await self.get(name, version)

@@ -16,9 +16,10 @@ from proxy.http.lifecycle import request_json, serve
 from proxy.http.limits import check_lengths
 from proxy.http.openai_api import new_context
 from proxy.inbound.anthropic import AnthropicMessages
-from proxy.inbound.anthropic.count import estimate_tokens
+from proxy.inbound.anthropic.count import counted_body, estimate, estimate_tokens
 from proxy.inbound.anthropic.request import invalid
 from proxy.observability.logs import get_logger
+from proxy.pipeline import AGENT_PREFIX
 from proxy.providers.anthropic.messages import COUNT_TOKENS
 
 API = AnthropicMessages()
@@ -56,6 +57,12 @@ async def count_tokens(request: web.Request) -> web.Response:
         if not isinstance(model, str) or not model:
             raise invalid("Field required" if model is None else "Input should be a non-empty string", "model")
         ctx.alias = model
+        if model.startswith(AGENT_PREFIX) and gw.pipeline.expand_agent is not None:
+            # the agent's rendered system prompt and tools count too: the estimate of what its alias would get
+            ctx.body = counted_body(body)
+            await gw.pipeline.expand_agent(ctx)
+            _resolve(gw, ctx)
+            return _counted(estimate(ctx), headers)
         _resolve(gw, ctx)
         target = gw.pipeline.executor.native_slot(ctx.served_alias or ctx.alias, COUNT_TOKENS)
         if target is not None:
@@ -72,6 +79,10 @@ async def count_tokens(request: web.Request) -> web.Response:
         tokens = estimate_tokens(body)
     except GatewayError as err:
         return inbound.error_response(API, err, headers)
+    return _counted(tokens, headers)
+
+
+def _counted(tokens: int, headers: dict[str, str]) -> web.Response:
     headers["x-gateway-estimate"] = "true"
     return web.Response(body=orjson.dumps({"input_tokens": tokens}), content_type="application/json",
                         headers=headers)

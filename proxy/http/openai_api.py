@@ -17,6 +17,7 @@ from proxy.core.identity import KeyInfo
 from proxy.gateway import GATEWAY, Gateway
 from proxy.http.lifecycle import request_json, serve
 from proxy.http.limits import check_lengths
+from proxy.pipeline import AGENT_PREFIX
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-([0-9a-f]{2})$")
 _NUMBER = (int, float)
@@ -181,8 +182,8 @@ async def embeddings(request: web.Request) -> web.StreamResponse:
     return await serve(request.app[GATEWAY], new_context(request, "embeddings"), request, EMBEDDINGS)
 
 
-def _model(alias: str) -> dict[str, Any]:
-    return {"id": alias, "object": "model", "created": 0, "owned_by": "gateway"}
+def _model(alias: str, owner: str = "gateway") -> dict[str, Any]:
+    return {"id": alias, "object": "model", "created": 0, "owned_by": owner}
 
 
 async def authenticate_bodyless(gw: Gateway, request: web.Request) -> KeyInfo:
@@ -199,6 +200,9 @@ async def list_models(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     key = await authenticate_bodyless(gw, request)  # a GatewayError leaves through the openai_errors middleware
     data = [_model(alias) for alias in gw.cfg.live_aliases() if key.may_use(alias)]
+    # agents (`agent/<name>`) the key may call: it must be allowed the agent and the agent's alias
+    data += [_model(AGENT_PREFIX + a.name, "gateway-agent") for a in await gw.agents.live()
+             if key.may_use(AGENT_PREFIX + a.name) and key.may_use(a.model)]
     return web.json_response({"object": "list", "data": data}, dumps=lambda o: orjson.dumps(o).decode())
 
 
@@ -206,6 +210,16 @@ async def get_model(request: web.Request) -> web.Response:
     gw: Gateway = request.app[GATEWAY]
     key = await authenticate_bodyless(gw, request)
     alias = request.match_info["model"]
+    if alias.startswith(AGENT_PREFIX):
+        try:
+            agent = await gw.agents.resolve(alias)
+        except GatewayError as err:
+            if err.status != 404:
+                raise
+            agent = None
+        if agent is None or not key.may_use(AGENT_PREFIX + agent.name) or not key.may_use(agent.model):
+            raise model_not_found(alias)
+        return web.json_response(_model(alias, "gateway-agent"))
     if alias not in gw.cfg.live_aliases() or not key.may_use(alias):
         raise model_not_found(alias)
     return web.json_response(_model(alias))
@@ -230,6 +244,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/v1/embeddings", embeddings)
     r.add_post("/embeddings", embeddings)
     r.add_get("/v1/models", list_models)
-    r.add_get("/v1/models/{model}", get_model)
+    r.add_get("/v1/models/{model:.+}", get_model)  # `agent/<name>[@v]` holds a slash
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)

@@ -201,3 +201,26 @@ async def test_a_key_reaches_no_alias_through_an_agent_it_may_not_use(gw: Gatewa
         await gw.openai(DEMO_ONLY_KEY).chat.completions.create(
             model="agent/on-demo", metadata={"language": "Go"}, messages=[{"role": "user", "content": "x"}])
     assert "agent 'on-demo'" in err.value.message
+
+
+async def test_models_list_and_count_tokens_know_agents(gw: GatewayServer, http: aiohttp.ClientSession) -> None:
+    await create(http, gw, REVIEW)  # on alias `up`: the limited key may use `agent/*` but not `up`
+    listed = {m.id: m.owned_by for m in (await gw.openai().models.list()).data}
+    assert listed["agent/review"] == listed["agent/fixed"] == "gateway-agent" and "up" in listed
+    limited = {m.id for m in (await gw.openai(key=LIMITED_KEY).models.list()).data}
+    assert "agent/fixed" in limited and "agent/review" not in limited  # its alias is not the key's
+    assert "agent/review" not in {m.id for m in (await gw.openai(key=DEMO_ONLY_KEY).models.list()).data}
+    assert (await gw.openai().models.retrieve("agent/review@1")).id == "agent/review@1"
+    with pytest.raises(openai.NotFoundError):
+        await gw.openai().models.retrieve("agent/nope")
+    with pytest.raises(openai.NotFoundError):
+        await gw.openai(key=LIMITED_KEY).models.retrieve("agent/review")
+    # count_tokens counts the agent's rendered system prompt too; a missing variable is the same 400 as a call
+    c = anthropic.AsyncAnthropic(base_url=gw.url, api_key=DEV_KEY, max_retries=0)
+    ask = [{"role": "user", "content": "fn main() {}"}]
+    plain = await c.messages.count_tokens(model="up", messages=ask)  # type: ignore[arg-type]
+    with_agent = await c.messages.count_tokens(model="agent/review", messages=ask,  # type: ignore[arg-type]
+                                               extra_headers={"x-gateway-vars": '{"language": "Rust"}'})
+    assert with_agent.input_tokens > plain.input_tokens
+    with pytest.raises(anthropic.BadRequestError, match="language"):
+        await c.messages.count_tokens(model="agent/review", messages=ask)  # type: ignore[arg-type]
