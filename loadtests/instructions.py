@@ -10,6 +10,8 @@ included (the SQLite ledger writer), not the kernel's.
     python loadtests/instructions.py --stream        # 20-chunk streams
     python loadtests/instructions.py --target gateway --requests 2000
     python loadtests/instructions.py --target gateway --apis chat,responses,messages   # inbound APIs, same process
+    python loadtests/instructions.py --native --apis chat,responses,chat@anthropic,messages@anthropic --stream
+        # the same, with `responses: native` on the OpenAI provider and an Anthropic alias (/v1/messages forwarded)
 
 Needs valgrind (Debian's `valgrind`; `scripts/install-system-deps.sh bench` installs it). Prints a JSON
 line per target and the ratio; run it alone on the machine, as each target takes a few minutes.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import shutil
 import subprocess
@@ -31,7 +34,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.bench.configs import GATEWAY_KEY, VARIANTS
+from loadtests.bench.configs import GATEWAY_KEY, UPSTREAM_KEY, VARIANTS, Variant
 from loadtests.bench.net import chat_body
 from loadtests.bench.procs import Proc, configure_mock, running, start_baseline, start_gateway, start_mock
 
@@ -40,26 +43,45 @@ def callgrind_argv(out: Path) -> list[str]:
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--compress-strings=no"]
 
 
-def start_proxy(target: str, workdir: Path, upstream: str, out: Path) -> tuple[Proc, str]:
-    """loadtests/benchmark.py's gateway (its `gateway` variant) or baseline, under callgrind on core 0."""
+ANTHROPIC_ALIAS = "bench-claude"
+# --native: the OpenAI provider speaks the Responses API itself; an alias on the mock's Anthropic format
+NATIVE = Variant("native", {"providers": {"up": {"responses": "native"},
+                                          "anth": {"type": "anthropic", "base_url": "{upstream}/anthropic",
+                                                   "api_key": UPSTREAM_KEY}},
+                            "models": {ANTHROPIC_ALIAS: {
+                                "route": [{"provider": "anth", "model": "claude-sonnet-4-5"}]}}},
+                 "native forwarding of /v1/responses and /v1/messages")
+
+
+def start_proxy(target: str, workdir: Path, upstream: str, out: Path, native: bool = False) -> tuple[Proc, str]:
+    """loadtests/benchmark.py's gateway (its `gateway` variant, or NATIVE) or baseline, under callgrind on core 0."""
     wrap, slow_start = callgrind_argv(out), 120.0  # importing under valgrind takes tens of seconds
     if target == "gateway":
-        return start_gateway(workdir, upstream, VARIANTS[0], 0, wrap, slow_start)
+        variant = VARIANTS[0]
+        if native:
+            cfg = copy.deepcopy(NATIVE.config)
+            cfg["providers"]["anth"]["base_url"] = upstream + "/anthropic"
+            variant = Variant(NATIVE.name, cfg, NATIVE.note)
+        return start_gateway(workdir, upstream, variant, 0, wrap, slow_start)
     return start_baseline(workdir, upstream, 0, wrap=wrap, ready_timeout=slow_start)
 
 
-# --apis: the same question through each inbound API (path, body, the bytes a complete stream ends with)
+# --apis: the same question through each inbound API (path, body, the bytes a complete stream ends with);
+# `<api>@anthropic` asks the Anthropic alias (with --native)
 APIS: dict[str, tuple[str, dict[str, Any], bytes]] = {
     "chat": ("/v1/chat/completions", {}, b"[DONE]"),
     "responses": ("/v1/responses", {"input": "Say something short.", "store": False}, b"response.completed"),
     "messages": ("/v1/messages", {"max_tokens": 256, "messages": [{"role": "user", "content": "Say something short."}]},
                  b"message_stop"),
 }
+APIS.update({f"{name}@anthropic": spec for name, spec in APIS.items()})
 
 
 async def send(url: str, n: int, concurrency: int, stream: bool, api: str = "chat") -> None:
     path, extra, end = APIS[api]
     body, headers = chat_body(stream), {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    if api.endswith("@anthropic"):
+        body["model"] = ANTHROPIC_ALIAS
     if extra:
         body = {"model": body["model"], **extra, **({"stream": True} if stream else {})}
     left = n
@@ -104,7 +126,7 @@ def measure(target: str, args: argparse.Namespace, workdir: Path, upstream: str)
 def measure_apis(args: argparse.Namespace, workdir: Path, upstream: str) -> list[dict[str, Any]]:
     """One gateway process, each API's requests counted apart (zeroed before, dumped after): same-run figures."""
     out = workdir / "callgrind.apis"
-    proc, url = start_proxy("gateway", workdir, upstream, out)
+    proc, url = start_proxy("gateway", workdir, upstream, out, args.native)
     results = []
     with running(proc):
         for api in args.apis:
@@ -130,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=0,
                    help="the mock's reply tokens (default: its own, 18 + role and finish chunks = 20 chunks)")
     p.add_argument("--apis", default="", help="chat,responses,messages: each API through one gateway process")
+    p.add_argument("--native", action="store_true",
+                   help="with --apis: `responses: native` on the OpenAI provider, an Anthropic alias (<api>@anthropic)")
     args = p.parse_args(argv)
     args.apis = [a.strip() for a in args.apis.split(",") if a.strip()]
     if set(args.apis) - set(APIS):
@@ -153,10 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.apis:
             with running(mock):
                 per_api = measure_apis(args, workdir, upstream)
-            base = next((r for r in per_api if r["api"] == "chat"), None)
-            for r in per_api:
+            for r in per_api:  # each API against chat completions to the same upstream
+                chat = "chat@anthropic" if r["api"].endswith("@anthropic") else "chat"
+                base = next((b for b in per_api if b["api"] == chat), None)
                 if base is not None and r is not base:
-                    print(f"{r['api']} / chat: {r['per_request'] / base['per_request']:.3f}x instructions per "
+                    print(f"{r['api']} / {chat}: {r['per_request'] / base['per_request']:.3f}x instructions per "
                           f"{'stream' if args.stream else 'request'}")
             return 0
         with running(mock):
