@@ -1,6 +1,7 @@
 """Anthropic Messages wire format under `/anthropic`: POST /anthropic/v1/messages (JSON and SSE with
-`event:` lines), GET /anthropic/v1/models. Point an `anthropic` provider's base_url (or the SDK's) at
-`<mock>/anthropic`; the prefix keeps `/v1/models` free for the OpenAI format.
+`event:` lines), POST /anthropic/v1/messages/count_tokens, GET /anthropic/v1/models. Point an
+`anthropic` provider's base_url (or the SDK's) at `<mock>/anthropic`; the prefix keeps `/v1/models`
+free for the OpenAI format.
 
 Validated like the real API (anthropic_checks.py): `x-api-key` (or `Authorization: Bearer`, as the
 SDK 2.x sends it) must equal the mock's api_key when one is set (401 authentication_error),
@@ -19,6 +20,10 @@ Markers in the last user text: `[[too_long]]` -> 400 "prompt is too long", `[[ou
 stop_reason refusal, `[[stream_error:<kind>]]` -> a stream `error` event of type `<kind>_error`
 (e.g. overloaded) after the first text delta. Faults: error_status/error_rate answer with
 Anthropic's error body (429 with retry-after, 529 overloaded_error), cut_after drops the stream.
+
+count_tokens takes the same headers and checks (with its own fields: no max_tokens, stream or
+sampling) and answers {"input_tokens": N}: the words of system + messages as messages' usage
+counts them (before cache reads), plus 5 per tool defined, so a test can tell it from an estimate.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from proxy.providers.mock import replies
 
 PREFIX = "/anthropic"
 CONTEXT_WINDOW = 200_000  # tokens (words) before "prompt is too long"
+TOOL_TOKENS = 5  # count_tokens' fixed price of a tool definition, so a test can tell the mock's count from an estimate
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
                429: "rate_limit_error", 503: "overloaded_error", 504: "timeout_error", 529: "overloaded_error"}
@@ -109,12 +115,16 @@ def tool_to_call(body: dict[str, Any], last: dict[str, Any]) -> tuple[str, dict[
     return tool["name"], fake_arguments(tool.get("input_schema"))
 
 
+def prompt_tokens(body: dict[str, Any]) -> int:
+    """Words of system + messages (tool results included): usage.input_tokens plus any cache reads."""
+    return replies.count_tokens(text_of(body.get("system") or "")) + sum(
+        replies.count_tokens(text_of(m["content"])) for m in body["messages"])
+
+
 def plan(body: dict[str, Any], state: MockState) -> Plan:
     messages, b = body["messages"], state.behaviour
     last = messages[-1]
-    system = body.get("system")
-    prompt = replies.count_tokens(text_of(system or "")) + sum(replies.count_tokens(text_of(m["content"]))
-                                                              for m in messages)
+    prompt = prompt_tokens(body)
     flags = markers(text_of(last["content"], results=False)) if last["role"] == "user" else {}
     if "too_long" in flags or prompt > CONTEXT_WINDOW:
         raise abort(error(400, f"prompt is too long: {max(prompt, CONTEXT_WINDOW + 1)} tokens > "
@@ -209,6 +219,20 @@ async def messages_create(request: web.Request) -> web.StreamResponse:
                             events=[name for name, _ in evs])
 
 
+async def count_tokens(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    body = await read_json(request, error)
+    state.record(request, body)
+    check_headers(request, state)
+    Checker(error).count_tokens_body(body)
+    await state.delay(False)
+    if (status := state.should_fail()) is not None:
+        return error(status, "Overloaded" if status in (503, 529) else f"mock upstream error {status}")
+    tools = len(body.get("tools") or ())
+    return json_response({"input_tokens": prompt_tokens(body) + TOOL_TOKENS * tools},
+                         headers={"request-id": call_id(body["model"], prefix="req_mock")})
+
+
 async def models(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     state.record(request, None)
@@ -220,4 +244,5 @@ async def models(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application, state: MockState) -> None:
     app.router.add_post(PREFIX + "/v1/messages", messages_create)
+    app.router.add_post(PREFIX + "/v1/messages/count_tokens", count_tokens)
     app.router.add_get(PREFIX + "/v1/models", models)

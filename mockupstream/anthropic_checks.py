@@ -20,6 +20,7 @@ from mockupstream.server import abort
 
 # sampling fields the Messages API documents for anthropic-version 2023-06-01; SDK 2.x no longer types them
 SAMPLING = {"temperature": 1.0, "top_p": 1.0}
+CREATE_EXTRA = frozenset({"stream", "top_k", *SAMPLING})  # create fields the SDK types elsewhere or no longer
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 BLOCKS = {"user": ("text", "image", "document", "tool_result"), "assistant": ("text", "tool_use")}
@@ -29,7 +30,9 @@ ErrorFn = Callable[[int, str], web.Response]
 
 @functools.cache
 def sdk_keys(name: str) -> tuple[frozenset[str], frozenset[str]] | None:
-    """(required, allowed) keys of an `anthropic.types` TypedDict, or None without the SDK."""
+    """(required, allowed) keys of an `anthropic.types` TypedDict, or None without the SDK.
+
+    MessageCreateParams is a union (stream or not) in the SDK, so its base TypedDict is read."""
     try:
         import anthropic.types as t
         from anthropic.types import message_create_params
@@ -60,19 +63,24 @@ class Checker:
         for k in sorted(required - obj.keys()):
             raise self.bad(f"{_join(path, k)}: Field required")
 
-    def body(self, body: Any) -> None:
+    def fields(self, body: Any, typed: str, extra: frozenset[str], required: tuple[str, ...]) -> None:
+        """Top-level keys against the SDK's request TypedDict (+ `extra`), the required ones and model."""
         if not isinstance(body, dict):
             raise self.bad("Input should be a valid dictionary")
-        keys = sdk_keys("MessageCreateParams")
-        allowed = (keys[1] | {"stream"} | SAMPLING.keys() | {"top_k"}) if keys else body.keys()
+        keys = sdk_keys(typed)
+        allowed = (keys[1] | extra) if keys else body.keys()
         for k in body:
             if k not in allowed:
                 raise self.bad(f"{k}: Extra inputs are not permitted")
-        for k in ("max_tokens", "messages", "model"):
+        for k in required:
             if k not in body:
                 raise self.bad(f"{k}: Field required")
         if not isinstance(body["model"], str) or not body["model"]:
             raise self.bad("model: Input should be a valid string")
+
+    def body(self, body: Any) -> None:
+        """A Messages create request."""
+        self.fields(body, "MessageCreateParams", CREATE_EXTRA, ("max_tokens", "messages", "model"))
         if not _is_int(body["max_tokens"]) or body["max_tokens"] < 0:
             raise self.bad("max_tokens: Input should be a valid integer greater than or equal to 0")
         if "stream" in body and not isinstance(body["stream"], bool):
@@ -88,6 +96,15 @@ class Checker:
             raise self.bad("stop_sequences: each stop sequence must contain non-whitespace")
         if "metadata" in body:
             self.keys(body["metadata"], "MetadataParam", "metadata")
+        self.conversation(body)
+
+    def count_tokens_body(self, body: Any) -> None:
+        """A count_tokens request: a create's conversation fields, without max_tokens, stream or sampling."""
+        self.fields(body, "MessageCountTokensParams", frozenset(), ("messages", "model"))
+        self.conversation(body)
+
+    def conversation(self, body: dict[str, Any]) -> None:
+        """What create and count_tokens share: system, tools, tool_choice and the messages."""
         self.system(body.get("system"))
         names = self.tools(body.get("tools"))
         self.tool_choice(body.get("tool_choice"), names)

@@ -1,4 +1,5 @@
-"""OpenAI wire format: /v1/chat/completions (JSON and SSE), /v1/embeddings, /v1/models."""
+"""OpenAI wire format: /v1/chat/completions (JSON and SSE), /v1/embeddings, /v1/models (the Responses API,
+/v1/responses, is openai_responses.py)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return error(400, f"This model's maximum context length is {b.context_window} tokens. Please reduce "
                      "the length of the messages.", code="context_length_exceeded", param="messages")
     if (fault := state.next_fault()) is not None:
-        return await _fault(request, state, fault, stream)
+        return await answer_fault(request, state, fault, stream)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     words = replies.reply_words(body["messages"], b.reply, b.reply_tokens, max_tokens)
     p_tokens = replies.prompt_tokens(body["messages"])
@@ -81,7 +82,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                             done=True)
 
 
-async def _fault(request: web.Request, state: MockState, fault: int | str, stream: bool) -> web.StreamResponse:
+async def answer_fault(request: web.Request, state: MockState, fault: int | str,
+                       stream: bool) -> web.StreamResponse:
+    """An injected fault in OpenAI's words (chat completions, embeddings and the Responses API)."""
     if fault == "content_filter":
         return error(400, "The response was filtered due to the prompt triggering the content management "
                      "policy.", code="content_filter", param="prompt")
@@ -126,7 +129,7 @@ async def embeddings(request: web.Request) -> web.Response:
         return error(400, "'dimensions' must be an integer from 1 to 4096", param="dimensions")
     await state.delay(False)
     if (fault := state.next_fault()) is not None:
-        return await _fault(request, state, fault, False)
+        return await answer_fault(request, state, fault, False)
     return json_response(replies.embeddings(body["model"], inp, dims))
 
 

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from proxy.providers.settings import MockBehaviour
 
 # wire-format modules in this package; each has `add_routes(app: web.Application, state: MockState)`
-WIRE_FORMATS = ["openai", "azure", "mistral", "ollama", "bedrock", "anthropic", "gemini"]
+WIRE_FORMATS = ["openai", "openai_responses", "azure", "mistral", "ollama", "bedrock", "anthropic", "gemini"]
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("mock_state")
 
