@@ -105,7 +105,8 @@ class Plan:
 
 
 def tool_to_call(body: dict[str, Any], last: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    tools = [t for t in body.get("tools") or () if t.get("name")]
+    # client tools only: a server tool (web_search, ...) is Anthropic's to run, which this mock does not act out
+    tools = [t for t in body.get("tools") or () if t.get("name") and t.get("type") in (None, "custom")]
     choice = body.get("tool_choice") or {}
     if not tools or choice.get("type") == "none" or last["role"] != "user":
         return None

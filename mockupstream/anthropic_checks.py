@@ -43,6 +43,25 @@ def sdk_keys(name: str) -> tuple[frozenset[str], frozenset[str]] | None:
     return frozenset(k for k, v in notes.items() if v.startswith("Required[")), frozenset(notes)
 
 
+@functools.cache
+def server_tools() -> dict[str, str]:
+    """Server tool `type` -> its `anthropic.types` TypedDict name, from the SDK's ToolUnionParam (empty without
+    the SDK)."""
+    try:
+        import typing
+
+        import anthropic.types as t
+    except ImportError:  # pragma: no cover - the SDK is a dev dependency
+        return {}
+    out: dict[str, str] = {}
+    for td in typing.get_args(t.ToolUnionParam):
+        kind = td.__annotations__.get("type")
+        if td.__name__ != "ToolParam" and kind is not None and hasattr(t, td.__name__):
+            for literal in re.findall(r"'([^']+)'", str(getattr(kind, "__forward_arg__", kind))):
+                out[literal] = td.__name__
+    return out
+
+
 class Checker:
     def __init__(self, error: ErrorFn) -> None:
         self.error = error
@@ -124,7 +143,13 @@ class Checker:
         if not isinstance(tools, list):
             raise self.bad("tools: Input should be a valid list")
         names = set()
+        server = server_tools()
         for i, tool in enumerate(tools):
+            typed = server.get(tool.get("type")) if isinstance(tool, dict) else None
+            if typed is not None:  # a server tool (web_search, code_execution, ...): Anthropic runs it
+                self.keys(tool, typed, f"tools.{i}.{tool['type']}")
+                names.add(tool.get("name"))
+                continue
             self.keys(tool, "ToolParam", f"tools.{i}")
             if not isinstance(tool.get("name"), str) or not TOOL_NAME.match(tool["name"]):
                 raise self.bad(f"tools.{i}.custom.name: String should match pattern '^[a-zA-Z0-9_-]{{1,128}}$'")

@@ -168,7 +168,9 @@ def response(body: dict[str, Any], p: Plan) -> dict[str, Any]:
 
 def events(full: dict[str, Any], p: Plan) -> list[Event]:
     """The documented event sequence for `full`, each with its type and sequence_number."""
-    live = {**full, "status": "in_progress", "incomplete_details": None, "output": [], "usage": None}
+    # the published spec's Response has no null usage: it is absent until known
+    live = {**{k: v for k, v in full.items() if k != "usage"}, "status": "in_progress", "incomplete_details": None,
+            "output": []}
     item = full["output"][0]
     empty = {"content": []} if item["type"] == "message" else {"arguments": ""}
     out: list[Event] = [("response.created", {"response": live}), ("response.in_progress", {"response": live}),

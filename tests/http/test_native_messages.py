@@ -64,6 +64,18 @@ async def test_fields_chat_lacks_reach_anthropic_unchanged(gw: GatewayServer, mo
     assert row["prompt_tokens"] == msg.usage.input_tokens + msg.usage.cache_read_input_tokens
 
 
+async def test_server_tools_reach_anthropic(gw: GatewayServer, mock_upstream: MockUpstream) -> None:
+    tools = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}, WEATHER]
+    msg = await client(gw).messages.create(model="claude", max_tokens=64, tools=tools,  # type: ignore[arg-type]
+                                           messages=user("what is the weather in Paris?"))
+    assert sent(mock_upstream)["body"]["tools"] == tools
+    assert msg.stop_reason == "tool_use" and msg.content[-1].name == "get_weather"  # type: ignore[union-attr]
+    # the mock checks a server tool's fields as Anthropic does: an unknown one is Anthropic's 400, relayed
+    with pytest.raises(anthropic.BadRequestError, match="bogus"):
+        await client(gw).messages.create(model="claude", max_tokens=8, messages=user("hi"),
+                                         tools=[{"type": "web_search_20250305", "name": "web_search", "bogus": 1}])  # type: ignore[list-item]
+
+
 async def test_answer_is_anthropics_bytes(gw: GatewayServer, mock_upstream: MockUpstream) -> None:
     _, _, answer = await post(gw, {"model": "claude", "max_tokens": 64, "messages": user("one two")})
     assert answer["model"] == "claude-sonnet-4-5" and answer["id"].startswith("msg_")

@@ -109,3 +109,10 @@ def test_checks_read_the_count_tokens_typeddict() -> None:
     required, allowed = keys
     assert required == {"model", "messages"}
     assert {"system", "tools", "tool_choice", "thinking"} <= allowed and "max_tokens" not in allowed
+
+
+def test_server_tools_are_checked_against_their_own_sdk_type() -> None:
+    from mockupstream.anthropic_checks import server_tools
+
+    types = server_tools()
+    assert types["web_search_20250305"] == "WebSearchTool20250305Param" and "custom" not in types
