@@ -102,13 +102,24 @@ class NativeStream(StreamTranslator):
 
     wire: ClassVar[str]
     forwards_reads = True
+    # bytes only the events `read` must see hold (their `type`s): a read of whole events without any of them
+    # (the content deltas) is relayed without being cut apart
+    markers: ClassVar[tuple[bytes, ...]]
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self._events = BlockSSEParser()
         self.final: JSON | None = None  # the answer object the stream ended with (a Response), when it has one
+        self.events = 0  # events relayed so far
 
     def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
+        if data.endswith(b"\n\n") and self._events.idle() and 13 not in data:  # whole LF-framed events
+            for marker in self.markers:
+                if marker in data:
+                    break
+            else:
+                self.events += data.count(b"\n\n")
+                return data, None
         try:
             for event, payload in self._events.feed(data):
                 self.feed(event, payload)
@@ -117,7 +128,9 @@ class NativeStream(StreamTranslator):
         return data, None
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
-        self.read(event, data)
+        self.events += 1
+        if any(marker in data for marker in self.markers):
+            self.read(event, data)
         return []
 
     @abc.abstractmethod

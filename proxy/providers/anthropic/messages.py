@@ -24,8 +24,6 @@ from proxy.providers.transport import stream_cut
 MESSAGES, COUNT_TOKENS = "messages", "count_tokens"
 WIRES = frozenset({MESSAGES, COUNT_TOKENS})
 FORWARDED_HEADERS = ("anthropic-beta",)
-# events that carry something to note; the rest (content deltas, pings) are relayed without being parsed
-_NOTED = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
 
 
 def request_body(native: Native, model: str, stream: bool) -> bytes:
@@ -69,6 +67,8 @@ class MessagesRelay(NativeStream):
     """Anthropic's stream events, relayed: usage from message_start and message_delta, the stop reason."""
 
     wire = MESSAGES
+    # the events noted; content deltas and pings are relayed without being parsed
+    markers = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
@@ -76,8 +76,6 @@ class MessagesRelay(NativeStream):
         self._done = False
 
     def read(self, event: str | None, data: bytes) -> None:
-        if not any(marker in data for marker in _NOTED):
-            return
         d = orjson.loads(data)
         kind = event or (d.get("type") if isinstance(d, dict) else None)
         if kind == "message_start":

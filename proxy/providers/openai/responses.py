@@ -20,9 +20,6 @@ from proxy.providers.transport import stream_cut
 
 WIRE = "responses"
 _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
-# events that carry something to note; the rest (the deltas) are relayed without being parsed
-_NOTED = (b'"response.created"', b'"response.completed"', b'"response.incomplete"', b'"response.failed"',
-          b'"error"')
 
 
 def request_body(body: JSON, model: str, stream: bool) -> bytes:
@@ -71,16 +68,15 @@ class ResponsesRelay(NativeStream):
     """The upstream's `response.*` events, relayed; `final` is the Response it ended with."""
 
     wire = WIRE
+    # the events noted (in JSON a quote inside a string is escaped, so these bytes are a key or a type)
+    markers = (b'"response.created"', b'"response.completed"', b'"response.incomplete"', b'"response.failed"',
+               b'"error"')
 
     def __init__(self, request_body: JSON, model: str) -> None:
         super().__init__(request_body, model)
         self.started: JSON | None = None  # the Response of `response.created`
-        self.events = 0  # events relayed: the next sequence_number
 
     def read(self, event: str | None, data: bytes) -> None:
-        self.events += 1
-        if not any(marker in data for marker in _NOTED):
-            return
         ev = orjson.loads(data)
         kind = ev.get("type") if isinstance(ev, dict) else None
         if kind == "error":
@@ -105,7 +101,8 @@ class ResponsesRelay(NativeStream):
         return []
 
     def error_events(self, err: UpstreamError) -> bytes:
-        """`error`, then `response.failed` with the Response the stream started (numbered after the last event)."""
+        """`error`, then `response.failed` with the Response the stream started (numbered after the last event:
+        sequence numbers count the events from 0)."""
         seq = self.events
         resp = dict(self.started or {"id": "resp_failed", "object": "response", "output": []})
         resp["status"] = "failed"
