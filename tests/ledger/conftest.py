@@ -82,7 +82,29 @@ def postgres_url_or_skip(prefix: str = "gw_test") -> Iterator[str]:
         url = base.update_query_dict({"options": f"-csearch_path={schema}"})
         yield url.render_as_string(hide_password=False)
     finally:
-        _run(_admin(dsn, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        _run(_drop_schema(dsn, schema))
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    """DROP SCHEMA, even when a connection the test left behind holds a lock in it (a gateway stopped while its
+    ledger writer was mid-transaction, as a heavily loaded machine can make happen): rather than wait forever,
+    such backends are ended after a few seconds."""
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await conn.execute("SET lock_timeout = '5s'")
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            return
+        except asyncpg.exceptions.LockNotAvailableError:
+            pass
+        await conn.execute(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+            schema)
+        await conn.execute("SET lock_timeout = '30s'")
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
