@@ -142,15 +142,15 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
         return (await agents.resolve(model)).model
 
     chain_runner = ChainRunner(cfg.chains, pipeline, admission, prices, agent_alias, metrics=cfg.metrics.enabled)
-    # prompt optimisation: agents' own policies always; the pipeline's hook only when a key or alias has one
+    # prompt optimisation: agents' own policies, and the pipeline's hook for keys' and aliases' (always installed:
+    # a key created through the admin API may ask for it at any time; without a policy the hook returns at once)
     def input_price(alias: str) -> Price | None:
         provider, model = admission.primary(alias)
         return prices.lookup(provider, model) if provider else None
 
     optimizer = Optimizer(cfg, input_price, ask=chain_runner.ask)
     agents.optimize = optimizer.apply
-    if cfg.optimize_configured():
-        pipeline.optimize_prompt = optimizer.for_request
+    pipeline.optimize_prompt = optimizer.for_request
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console

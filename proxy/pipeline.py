@@ -73,7 +73,7 @@ class Pipeline:
         self.pre_auth: list[Callable[[RequestContext], Awaitable[None]]] = []
         # `model: "agent/..."`: rewrites ctx.body and ctx.alias to the agent's alias (proxy.agents, wired in app.py)
         self.expand_agent: Callable[[RequestContext], Awaitable[None]] | None = None
-        # prompt optimisation of keys and aliases (proxy.optimize): None unless gateway.yaml asks for it somewhere
+        # prompt optimisation of keys and aliases (proxy.optimize, installed by app.py; cheap without a policy)
         self.optimize_prompt: Callable[[RequestContext], Awaitable[None]] | None = None
 
     async def authenticate(self, ctx: RequestContext, request: web.Request, key: KeyInfo | None = None) -> None:

@@ -48,7 +48,7 @@ def key_from_config(k: KeyConfig, owner: UserConfig | None = None) -> tuple[str,
     digest = (k.key_sha256 or sha256_hex(k.key or "")).lower()
     info = KeyInfo(id=f"cfg:{k.name}", name=k.name, models=k.models, limits=k.limits, budget=k.budget,
                    user=owner.id if owner else k.user, team=k.team, metadata=k.metadata,
-                   expires_at=parse_expiry(k.expires_at), cache=k.cache,
+                   expires_at=parse_expiry(k.expires_at), cache=k.cache, optimize=k.optimize,
                    disabled=bool(owner and owner.disabled), user_id=owner.id if owner else None,
                    user_limits=owner.limits if owner else None, user_budget=owner.budget if owner else None,
                    user_label=owner.email if owner else None,

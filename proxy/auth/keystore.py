@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from proxy.config.agents import OptimizePolicy
 from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.core.errors import UNAVAILABLE, GatewayError
 from proxy.core.identity import KeyInfo
@@ -51,6 +52,7 @@ def key_info(row: dict[str, Any]) -> KeyInfo:
         user=user_id or row.get("user"), team=row.get("team"), metadata=dict(row.get("metadata") or {}),
         expires_at=row.get("expires_at"),
         cache=CachePolicy.model_validate(row["cache"]) if row.get("cache") else None,
+        optimize=OptimizePolicy.model_validate(row["optimize"]) if row.get("optimize") else None,
         disabled=bool(row.get("disabled")) or owner_gone or bool(row.get("owner_disabled")), source="db",
         user_id=user_id,
         user_limits=Limits.model_validate(row["owner_limits"]) if row.get("owner_limits") else None,

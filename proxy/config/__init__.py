@@ -203,11 +203,6 @@ class GatewayConfig(Strict):
                                  f"{self.chains.max_steps}")
         return self
 
-    def optimize_configured(self) -> bool:
-        """Whether a key or an alias asks for prompt optimisation (agents carry their own, applied with them)."""
-        return any(m.optimize is not None for m in self.models.values()) or any(
-            k.optimize is not None for k in self.keys)
-
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
         for alias, m in self.models.items():

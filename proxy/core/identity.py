@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: core depends on no other package at run time
+    from proxy.config.agents import OptimizePolicy
     from proxy.config.base import Budget, CachePolicy, Limits
 
 
@@ -27,6 +28,7 @@ class KeyInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
     cache: CachePolicy | None = None
+    optimize: OptimizePolicy | None = None  # prompt optimisation for this key's calls
     disabled: bool = False
     source: str = "config"  # config | db
     # the console user owning the key: their limits and budget apply across all their keys. For such a key

@@ -23,7 +23,7 @@ from proxy.ledger.schema import audit_log, budget_alerts, key_last_used, users, 
 
 _HASHES = frozenset({"key_sha256", "previous_sha256"})
 _PUBLIC = [c for c in virtual_keys.c if c.name not in _HASHES]  # signing_secret included: _record() drops it
-UPDATABLE = frozenset({"name", "models", "limits", "budget", "user", "team", "metadata", "cache",
+UPDATABLE = frozenset({"name", "models", "limits", "budget", "user", "team", "metadata", "cache", "optimize",
                        "expires_at", "disabled", "user_id"})
 # what auth needs of a key's owner (find_key_by_hash): the user's limits, budget and state, as owner_*
 _OWNER = [users.c.email, users.c.role, users.c.limits, users.c.budget, users.c.disabled, users.c.deleted_at]
@@ -48,7 +48,7 @@ def _sha(value: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON-ready value: pydantic models (config.Limits, Budget, CachePolicy) become dicts."""
+    """JSON-ready value: pydantic models (config.Limits, Budget, CachePolicy, OptimizePolicy) become dicts."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json", exclude_none=True)
     return value
@@ -95,13 +95,13 @@ class KeysMixin:
     async def create_key(self, *, name: str, key_sha256: str, models: list[str] | None = None,
                          limits: Any = None, budget: Any = None, user: str | None = None,
                          team: str | None = None, metadata: Mapping[str, Any] | None = None,
-                         cache: Any = None, expires_at: datetime | str | None = None,
+                         cache: Any = None, optimize: Any = None, expires_at: datetime | str | None = None,
                          disabled: bool = False, key_id: str | None = None,
                          user_id: str | None = None, signing_secret: str | None = None) -> dict[str, Any]:
         now = self._now()
         values = _key_values({"name": name, "models": models, "limits": limits, "budget": budget,
                               "user": user, "team": team, "metadata": metadata, "cache": cache,
-                              "expires_at": expires_at, "disabled": disabled, "user_id": user_id})
+                              "optimize": optimize, "expires_at": expires_at, "disabled": disabled, "user_id": user_id})
         values.update(id=key_id or new_key_id(), key_sha256=_sha(key_sha256), created_at=now, updated_at=now,
                       signing_secret=signing_secret or None)
         stmt = virtual_keys.insert().values(**values).returning(*_PUBLIC)

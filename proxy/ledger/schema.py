@@ -112,6 +112,7 @@ virtual_keys = sa.Table(
     # `signing: required` keys (0005): HMAC verification needs the secret itself, so it is stored as is (a
     # second factor beside the bearer key, which is only stored hashed); never returned after creation
     sa.Column("signing_secret", sa.Text),
+    sa.Column("optimize", JSON),  # the key's prompt optimisation policy (0008); NULL: none
     sa.UniqueConstraint("key_sha256", name="uq_virtual_keys_key_sha256"),
     sa.Index("ix_virtual_keys_previous_sha256", "previous_sha256"),
     sa.Index("ix_virtual_keys_updated_at", "updated_at"),

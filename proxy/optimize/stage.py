@@ -1,8 +1,9 @@
 """Applying an `optimize:` policy to a chat request, before admission, and recording what it saved.
 
-Which policy: the agent's (applied right after the agent is expanded), else the key's (gateway.yaml keys),
-else the alias's. The pipeline calls `for_request` only when some key or alias has a policy (a flag fixed at
-startup: nothing at all runs per request otherwise); agents call `apply` with their own.
+Which policy: the agent's (applied right after the agent is expanded), else the key's (`KeyInfo.optimize`, from
+gateway.yaml or the admin API's database, so a key created or changed at runtime counts at its next call), else
+the alias's. The pipeline always calls `for_request`; without a policy on the key or (a flag fixed at startup)
+on any alias it returns after an attribute read or two. Agents call `apply` with their own.
 
 Saved tokens are the gateway's estimate (proxy/core/tokens.py) of the prompt before and after; their value is
 priced at the input price of the alias's first deployment. Rewrite mode's calls to the cheap alias are calls
@@ -46,8 +47,8 @@ log = get_logger("gateway.optimize")
 class Optimizer:
     def __init__(self, cfg: GatewayConfig, price: Callable[[str], Price | None], ask: Ask | None = None,
                  cache_entries: int = 10_000) -> None:
-        self.key_policies = {k.name: k.optimize for k in cfg.keys if k.optimize is not None}
         self.alias_policies = {a: p.optimize for a, p in cfg.models.items() if p.optimize is not None}
+        self._any_alias = bool(self.alias_policies)  # aliases are fixed at startup: most gateways skip the lookup
         self.price = price
         self.ask = ask
         self.metrics = cfg.metrics.enabled
@@ -55,15 +56,19 @@ class Optimizer:
         self._cache_entries = cache_entries
 
     async def for_request(self, ctx: RequestContext) -> None:
-        """The pipeline's hook (after routing, before admission): the key's or the alias's policy."""
+        """The pipeline's hook (after routing, before admission): the key's policy, else the alias's. Runs on
+        every request, so the common case (no policy anywhere) is one attribute read and one flag."""
+        policy = ctx.key.optimize if ctx.key is not None else None
+        if policy is None:
+            if not self._any_alias:
+                return
+            policy = self.alias_policies.get(ctx.served_alias or ctx.alias)
+            if policy is None:
+                return
+        # an agent's policy was applied already (the original prompt is recorded); rewrite calls are not redone
         if ctx.kind != "chat" or ctx.prompt_tokens_original is not None or SKIP in ctx.notes:
             return
-        key = ctx.key
-        policy = self.key_policies.get(key.name) if key is not None and key.source == "config" else None
-        if policy is None:
-            policy = self.alias_policies.get(ctx.served_alias or ctx.alias)
-        if policy is not None:
-            await self.apply(ctx, policy)
+        await self.apply(ctx, policy)
 
     async def apply(self, ctx: RequestContext, policy: OptimizePolicy) -> None:
         if SKIP in ctx.notes:

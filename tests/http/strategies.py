@@ -80,6 +80,9 @@ key_fields = st.fixed_dictionaries({}, optional={
     "expires_at": maybe(st.sampled_from(["2099-01-01T00:00:00Z", "2000-01-01", "not a date", "2099-13-45", ""])),
     "cache": maybe(st.fixed_dictionaries({}, optional={"enabled": maybe(st.booleans()),
                                                        "ttl": maybe(st.sampled_from(["1h", "-1s", "x", 5]))})),
+    "optimize": maybe(st.fixed_dictionaries({}, optional={
+        "mode": maybe(st.sampled_from(["compact", "rewrite", "shrink"])), "via": maybe(st.sampled_from(["demo", "nope"])),
+        "min_tokens": maybe(st.integers(-1, 10**8))})),
     "disabled": maybe(st.booleans()), "signing": maybe(st.sampled_from(["off", "required", "maybe"])),
 })
 query_values = st.one_of(st.text(max_size=20), st.sampled_from(["24h", "7d", "2025-01-01", "-1", "0", "99999999999",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from proxy.config.agents import OptimizePolicy
 from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.ledger import DuplicateKeyError, LedgerStore, UsageRow
 from tests.ledger.conftest import Clock
@@ -29,7 +30,8 @@ async def test_create_get_list(store: LedgerStore, clock: Clock) -> None:
     k = await store.create_key(
         name="ci", key_sha256=sha("sk-1"), models=["gpt-*"], limits=Limits(rpm=60),
         budget=Budget(usd=5, period="daily"), user="u1", team="red", metadata={"env": "ci", "n": 1},
-        cache=CachePolicy(ttl=60), expires_at="2030-01-01T00:00:00Z",
+        cache=CachePolicy(ttl=60), optimize=OptimizePolicy(mode="rewrite", via="cheap", min_tokens=100),
+        expires_at="2030-01-01T00:00:00Z",
     )
     assert k["id"].startswith("key_") and len(k["id"]) > 8
     assert k["name"] == "ci" and k["models"] == ["gpt-*"]
@@ -37,6 +39,8 @@ async def test_create_get_list(store: LedgerStore, clock: Clock) -> None:
     assert Limits.model_validate(k["limits"]).rpm == 60  # stored JSON round-trips through the config model
     assert Budget.model_validate(k["budget"]).period == "daily"
     assert k["cache"] == {"enabled": True, "ttl": 60.0}
+    assert k["optimize"] == {"mode": "rewrite", "via": "cheap", "min_tokens": 100}
+    assert OptimizePolicy.model_validate(k["optimize"]).via == "cheap"
     assert k["metadata"] == {"env": "ci", "n": 1}
     assert k["expires_at"] == datetime(2030, 1, 1, tzinfo=UTC)
     assert k["created_at"] == k["updated_at"] == clock.now
@@ -49,7 +53,8 @@ async def test_create_get_list(store: LedgerStore, clock: Clock) -> None:
 
 async def test_defaults_and_unknown(store: LedgerStore) -> None:
     k = await store.create_key(name="min", key_sha256=sha("sk-min").upper())  # hex case is normalised
-    assert (k["models"], k["metadata"], k["limits"], k["budget"], k["cache"]) == (["*"], {}, None, None, None)
+    assert (k["models"], k["metadata"], k["limits"], k["budget"], k["cache"], k["optimize"]) == (
+        ["*"], {}, None, None, None, None)
     assert (await store.find_key_by_hash(sha("sk-min")))["id"] == k["id"]
     assert await store.get_key("key_missing") is None
     with pytest.raises(ValueError, match="64 hex"):
@@ -91,6 +96,9 @@ async def test_update(store: LedgerStore, clock: Clock) -> None:
     assert await store.get_key(k["id"]) == new
     cleared = await store.update_key(k["id"], {"budget": None, "expires_at": None})
     assert cleared is not None and cleared["budget"] is None and cleared["expires_at"] is None
+    tidy = await store.update_key(k["id"], {"optimize": {"mode": "compact"}})
+    assert tidy is not None and tidy["optimize"] == {"mode": "compact"}
+    assert (await store.update_key(k["id"], {"optimize": None}))["optimize"] is None
     assert await store.update_key("key_missing", {"team": "x"}) is None
     with pytest.raises(ValueError, match="key_sha256"):
         await store.update_key(k["id"], {"key_sha256": sha("sneaky")})

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 
 from proxy.cli import main
 from proxy.config import DatabaseConfig
+from proxy.config.agents import OptimizePolicy
 from proxy.ledger import LedgerStore, db
 from proxy.ledger.db import alembic_config, async_url, head_revision
 from proxy.ledger.schema import metadata
@@ -116,6 +118,40 @@ async def test_downgrade_then_upgrade(fresh: LedgerStore) -> None:
     assert await _tables(fresh) <= {"alembic_version"}
     await fresh.migrate()
     assert await _tables(fresh) >= TABLES
+
+
+async def _key_columns(store: LedgerStore) -> set[str]:
+    async with store.engine.connect() as conn:
+        return {c["name"] for c in await conn.run_sync(lambda c: sa.inspect(c).get_columns("virtual_keys"))}
+
+
+async def test_0008_adds_key_optimize_and_keeps_existing_keys(fresh: LedgerStore) -> None:
+    """A key stored before 0008 survives the upgrade without a policy, then takes one; the downgrade drops the
+    column and keeps the key."""
+    await fresh.connect()
+    await db.upgrade(fresh.engine, "0007")
+    assert "optimize" not in await _key_columns(fresh)
+    now = datetime.now(UTC)
+    async with fresh.engine.begin() as conn:  # a row as 0007 knew it (the schema module's table has `optimize`)
+        await conn.execute(sa.text(
+            "INSERT INTO virtual_keys (id, name, key_sha256, models, metadata, disabled, created_at, updated_at) "
+            "VALUES ('key_0000000000000001', 'old', :sha, '[\"*\"]', '{}', false, :now, :now)"),
+            {"sha": "a" * 64, "now": now})
+    assert await fresh.migrate() is True
+    assert await fresh.revision() == "0008" and "optimize" in await _key_columns(fresh)
+    old = await fresh.get_key("key_0000000000000001")
+    assert old is not None and old["optimize"] is None and old["name"] == "old"
+    changed = await fresh.update_key("key_0000000000000001", {"optimize": OptimizePolicy(mode="compact")})
+    assert changed is not None and changed["optimize"] == {"mode": "compact", "min_tokens": 500}
+    assert (await fresh.find_key_by_hash("a" * 64))["optimize"] == {"mode": "compact", "min_tokens": 500}
+    assert (await fresh.update_key("key_0000000000000001", {"optimize": None}))["optimize"] is None
+
+    async with fresh.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0007"))
+    assert "optimize" not in await _key_columns(fresh)
+    async with fresh.engine.connect() as conn:
+        names = (await conn.execute(sa.text("SELECT name FROM virtual_keys"))).scalars().all()
+    assert names == ["old"]
 
 
 async def test_postgres_tables_live_in_the_search_path_schema() -> None:

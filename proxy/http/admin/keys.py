@@ -21,6 +21,7 @@ from pydantic import Field, StringConstraints, field_validator
 
 from proxy.config import GatewayConfig
 from proxy.config.access import KeyConfig
+from proxy.config.agents import OptimizePolicy
 from proxy.config.base import Budget, CachePolicy, Limits
 from proxy.core.errors import NOT_FOUND, GatewayError
 from proxy.core.identity import sha256_hex
@@ -43,6 +44,7 @@ class KeyFields(Strict):
     metadata: dict[str, Any] | None = None
     expires_at: datetime | None = None
     cache: CachePolicy | None = None
+    optimize: OptimizePolicy | None = None  # prompt optimisation for this key's calls
     user_id: Text | None = None  # the console user the key belongs to (their limits and budget apply)
 
     @field_validator("metadata")
@@ -95,6 +97,12 @@ def _check_refs(cfg: GatewayConfig, body: KeyFields) -> None:
             raise unprocessable(f"limits.per_alias.{a}", f"unknown model alias {a!r}")
 
 
+def _check_optimize(cfg: GatewayConfig, policy: OptimizePolicy | None) -> None:
+    """A rewrite's `via` must be an alias, as gateway.yaml's keys are checked: a typo would fail every rewrite."""
+    if policy is not None and policy.via is not None and policy.via not in cfg.models:
+        raise unprocessable("optimize.via", f"unknown alias {policy.via!r}")
+
+
 def new_secret() -> str:
     # `sk-gw-` makes leaked keys recognisable to secret scanners (a fixed prefix + 43 base64url characters)
     return "sk-gw-" + secrets.token_urlsafe(32)
@@ -120,8 +128,8 @@ def config_record(k: KeyConfig, used: dict[str, dict[str, Any]] | None = None) -
     key_id = f"cfg:{k.name}"
     return {"object": "gateway.key", "source": "config", "read_only": True, "id": key_id, "name": k.name,
             "models": k.models, "limits": k.limits, "budget": k.budget, "user": k.user, "team": k.team,
-            "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "disabled": False,
-            "user_id": k.user_id, "signing": k.signing, **(used or {}).get(key_id, _NOT_USED)}
+            "metadata": k.metadata, "expires_at": k.expires_at, "cache": k.cache, "optimize": k.optimize,
+            "disabled": False, "user_id": k.user_id, "signing": k.signing, **(used or {}).get(key_id, _NOT_USED)}
 
 
 def key_event(request: web.Request, kind: str, row: dict[str, Any], **extra: Any) -> None:
@@ -167,6 +175,7 @@ async def create_key(request: web.Request) -> web.Response:
     body = await body_as(request, KeyCreate)
     cfg = request.app[GATEWAY].cfg
     _check_refs(cfg, body)
+    _check_optimize(cfg, body.optimize)
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise unprocessable("expires_at", "must be in the future")
     store = database(request).ledger_store
@@ -178,8 +187,8 @@ async def create_key(request: web.Request) -> web.Response:
     try:
         row = await store.create_key(name=body.name, key_sha256=sha256_hex(secret), models=body.models or ["*"],
                                      limits=body.limits, budget=body.budget, user=body.user, team=team,
-                                     metadata=body.metadata or {}, cache=body.cache, expires_at=body.expires_at,
-                                     user_id=body.user_id, signing_secret=signing_secret)
+                                     metadata=body.metadata or {}, cache=body.cache, optimize=body.optimize,
+                                     expires_at=body.expires_at, user_id=body.user_id, signing_secret=signing_secret)
     except DuplicateKeyError:  # a 256-bit collision: practically never, but never store it twice
         raise GatewayError(409, "Key generation collided; retry.", code="duplicate_key") from None
     await record(request, who, "key.create", row["id"], after=row)
@@ -230,6 +239,7 @@ async def update_key(request: web.Request) -> web.Response:
         if name in fields and fields[name] is None:
             raise unprocessable(name, "cannot be null")
     _check_refs(cfg, body)
+    _check_optimize(cfg, body.optimize)
     if fields.get("user_id") is not None:
         await _owner(request, fields["user_id"])
     store = database(request).ledger_store

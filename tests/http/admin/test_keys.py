@@ -140,6 +140,8 @@ async def test_expiry_stops_a_key(gw: GatewayServer, http: aiohttp.ClientSession
     ({"name": "x", "rpm": 5}, "rpm"),
     ({"name": "x", "models": "demo"}, "models"),
     ({"name": "x", "metadata": {"blob": "x" * 20_000}}, "metadata"),
+    ({"name": "x", "optimize": {"mode": "shrink"}}, "optimize.mode"),
+    ({"name": "x", "optimize": {"mode": "rewrite", "via": "nosuch"}}, "optimize.via"),
 ])
 async def test_invalid_create_payloads_are_422_naming_the_field(gw: GatewayServer, http: aiohttp.ClientSession,
                                                                 body: dict[str, Any], field: str) -> None:
