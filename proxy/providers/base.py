@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from proxy.core.context import Native
 from proxy.core.errors import UpstreamError, upstream_error_from_status
 from proxy.core.usage import Usage
-from proxy.infra.sse import BlockSSEParser, frames
+from proxy.infra.sse import BlockSSEParser, SSEParser, frames
 from proxy.providers.settings import ProviderConfig
 
 JSON = dict[str, Any]
@@ -113,24 +113,35 @@ class NativeStream(StreamTranslator):
         self.events = 0  # events relayed so far
 
     def forward(self, data: bytes) -> tuple[bytes, Exception | None] | None:
-        if data.endswith(b"\n\n") and self._events.idle() and 13 not in data:  # whole LF-framed events
-            for marker in self.markers:
-                if marker in data:
-                    break
-            else:
-                self.events += data.count(b"\n\n")
-                return data, None
+        if not (data.endswith(b"\n\n") and self._events.idle() and 13 not in data):
+            try:  # a read that cuts an event, or CRLF framing: the SSE parser
+                for event, payload in self._events.feed(data):
+                    self.feed(event, payload)
+            except UpstreamError as err:
+                return data, err
+            return data, None
+        # whole LF-framed events: count them, and cut out only those holding a marker (a few per stream)
+        self.events += data.count(b"\n\n")
+        hits = sorted(i for marker in self.markers for i in _all(data, marker))
+        last = -1
         try:
-            for event, payload in self._events.feed(data):
-                self.feed(event, payload)
+            for i in hits:
+                if i < last:
+                    continue  # in the event just read
+                start = data.rfind(b"\n\n", 0, i) + 2  # 1 when the read's first event holds it
+                last = data.index(b"\n\n", i)
+                for event, payload in SSEParser().feed(data[start if start > 1 else 0:last + 2]):
+                    self.read(event, payload)
         except UpstreamError as err:
             return data, err
         return data, None
 
     def feed(self, event: str | None, data: bytes) -> list[bytes]:
         self.events += 1
-        if any(marker in data for marker in self.markers):
-            self.read(event, data)
+        for marker in self.markers:
+            if marker in data:
+                self.read(event, data)
+                break
         return []
 
     @abc.abstractmethod
@@ -140,6 +151,15 @@ class NativeStream(StreamTranslator):
     @abc.abstractmethod
     def error_events(self, err: UpstreamError) -> bytes:
         """The events that end this stream with `err` in its wire format (the upstream broke off mid-way)."""
+
+
+def _all(data: bytes, marker: bytes) -> list[int]:
+    """Where `marker` occurs in `data`."""
+    out, i = [], data.find(marker)
+    while i >= 0:
+        out.append(i)
+        i = data.find(marker, i + len(marker))
+    return out
 
 
 def delivered(err: UpstreamError) -> UpstreamError:
