@@ -19,7 +19,7 @@ from aiohttp import web
 
 from proxy.auth.authenticator import Authenticator, KeyInfo
 from proxy.core.context import RequestContext
-from proxy.core.errors import UpstreamError
+from proxy.core.errors import GatewayError
 from proxy.infra import sse
 from proxy.metering.meter import Meter
 from proxy.providers.base import ChunkStream, Complete, Completion, OpenStream
@@ -187,23 +187,39 @@ class Pipeline:
 
     async def _respond_stream(self, ctx: RequestContext, request: web.Request, stream: ChunkStream,
                               first: bytes | None) -> web.StreamResponse:
-        resp = await sse.open_stream(request, ctx.response_headers())
-        ctx.mark_first_token()
-        try:
-            if first is not None:
-                await resp.write(first)
-            await sse.relay(stream.frames, resp.write)
-            await sse.end_stream(resp, sse.DONE, quiet=False)
-        except UpstreamError as err:
-            # headers are gone already: end the stream with an error event rather than hang or 200-lie
-            ctx.fail(err)
-            await sse.end_stream(resp, sse.error_event(err.message, err.type, err.code))
-        except (ConnectionResetError, asyncio.CancelledError):
-            await client_left(ctx, stream, resp)
-            raise
-        finally:
-            settle_stream(ctx, stream)
-        return resp
+        return await relay_stream(ctx, request, stream, first, _done, _error_event)
+
+
+async def _done() -> bytes:
+    return sse.DONE
+
+
+def _error_event(err: GatewayError) -> bytes:
+    return sse.error_event(err.message, err.type, err.code)
+
+
+async def relay_stream(ctx: RequestContext, request: web.Request, stream: ChunkStream, first: bytes | None,
+                       end: Callable[[], Awaitable[bytes]], failed: Callable[[GatewayError], bytes]
+                       ) -> web.StreamResponse:
+    """Write a live stream's frames as they come: `first` (read before the answer was committed to this
+    deployment), the rest, then what `end()` gives. A failure after the headers left ends the stream with
+    `failed(err)` rather than hang or 200-lie."""
+    resp = await sse.open_stream(request, ctx.response_headers())
+    ctx.mark_first_token()
+    try:
+        if first is not None:
+            await resp.write(first)
+        await sse.relay(stream.frames, resp.write)
+        await sse.end_stream(resp, await end(), quiet=False)
+    except GatewayError as err:
+        ctx.fail(err)
+        await sse.end_stream(resp, failed(err))
+    except (ConnectionResetError, asyncio.CancelledError):
+        await client_left(ctx, stream, resp)
+        raise
+    finally:
+        settle_stream(ctx, stream)
+    return resp
 
 
 async def client_left(ctx: RequestContext, stream: ChunkStream, resp: sse.EventStream) -> None:

@@ -20,7 +20,7 @@ from proxy.http.limits import check_lengths
 from proxy.inbound.base import JSON, InboundAPI
 from proxy.infra import sse
 from proxy.observability.logs import get_logger
-from proxy.pipeline import Answer, client_left, settle_stream
+from proxy.pipeline import Answer, client_left, relay_stream, settle_stream
 from proxy.providers.base import ChunkStream, NativeStream
 
 log = get_logger("gateway")
@@ -137,23 +137,14 @@ async def _relay(gw: Gateway, ctx: RequestContext, request: web.Request, api: In
                  stream: ChunkStream, native: NativeStream, state: State | None) -> web.StreamResponse:
     """A stream from an upstream that speaks the client's API: its bytes as they came (its events, its error
     events); only an upstream that broke off mid-way gets an ending written by the gateway."""
-    resp = await sse.open_stream(request, ctx.response_headers())
-    ctx.mark_first_token()
-    try:
-        if answer.first is not None:
-            await resp.write(answer.first)
-        await sse.relay(stream.frames, resp.write)
+
+    async def end() -> bytes:
         api.native_end(ctx, native)
         if state is not None:
             await state.after(gw, ctx)
-        await sse.end_stream(resp, b"", quiet=False)
-    except GatewayError as err:
-        ctx.fail(err)
-        tail = b"" if getattr(err, "delivered", False) else native.error_events(err)  # type: ignore[arg-type]
-        await sse.end_stream(resp, tail)
-    except (ConnectionResetError, asyncio.CancelledError):
-        await client_left(ctx, stream, resp)
-        raise
-    finally:
-        settle_stream(ctx, stream)
-    return resp
+        return b""
+
+    def failed(err: GatewayError) -> bytes:
+        return b"" if getattr(err, "delivered", False) else native.error_events(err)  # type: ignore[arg-type]
+
+    return await relay_stream(ctx, request, stream, answer.first, end, failed)
