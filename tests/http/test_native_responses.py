@@ -71,6 +71,13 @@ async def test_hosted_tools_only_where_the_upstream_speaks_the_api(gw: GatewaySe
     assert resp.output[0].type == "function_call"
 
 
+async def test_background_is_refused_even_natively(gw: GatewayServer, mock_upstream: MockUpstream) -> None:
+    # a background Response is polled with GET /v1/responses/{id}, which the gateway answers from its own store
+    with pytest.raises(openai.BadRequestError) as bad:
+        await gw.openai().responses.create(model="nat", input="hi", background=True)
+    assert bad.value.param == "background" and mock_upstream.calls == 0
+
+
 async def test_stream_is_relayed_as_sent(gw: GatewayServer, mock_upstream: MockUpstream,
                                          event_schema: EventValidators) -> None:
     events = await raw_events(gw, {"model": "nat", "input": "one two three", "store": False}, event_schema)

@@ -49,8 +49,8 @@ def to_chat(body: JSON, skipped: list[Exception] | None = None) -> JSON:
         raise bad_request("Missing required parameter: 'model'." if model is None else
                           "Invalid 'model': expected a non-empty string.", param="model",
                           code="missing_required_parameter" if model is None else None)
-    if body.get("background"):
-        unsupported(invalid("background responses are not available through the gateway.", "background"), skipped)
+    if body.get("background"):  # also natively: the gateway answers GET /v1/responses/{id} from its own store
+        raise invalid("background responses are not available through the gateway.", "background")
     messages: list[JSON] = []
     instructions = body.get("instructions")
     if instructions is not None:
