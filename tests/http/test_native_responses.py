@@ -102,7 +102,10 @@ async def test_sdk_stream_and_stored_conversation(gw: GatewayServer, mock_upstre
     assert "previous_response_id" not in body
     texts = orjson.dumps(body["input"]).decode()
     assert texts.index("my name is Ada") < texts.index("what is my name?")
-    assert (await c.responses.retrieve(second.id)).output_text == second.output_text  # stored from the relay
+    stored = await c.responses.retrieve(second.id)  # stored from the relay
+    assert stored.output_text == second.output_text and stored.previous_response_id == first.id
+    again = await c.responses.create(model="nat", input="and now?", previous_response_id=second.id, store=False)
+    assert again.previous_response_id == second.id  # named again, though the upstream never saw it
     # and the conversation goes on through a translated deployment
     third = await c.responses.create(model="claude", input="again?", previous_response_id=second.id)
     assert third.status == "completed"

@@ -33,12 +33,15 @@ class ResponsesAPI(InboundAPI):
         return chat
 
     def native_response(self, ctx: RequestContext, completion: Completion) -> bytes:
-        ctx.notes[RESPONSE] = completion.data  # what `store` keeps, as the upstream made it
+        resp = ctx.notes[RESPONSE] = completion.data  # what `store` keeps, as the upstream made it
+        if resp is not None and _echo_previous(ctx, resp):
+            return orjson.dumps(resp)
         return completion.body
 
     def native_end(self, ctx: RequestContext, stream: NativeStream) -> None:
         if stream.final is not None:
             ctx.notes[RESPONSE] = stream.final
+            _echo_previous(ctx, stream.final)  # in the stored copy (the relayed events are the upstream's)
 
     def response(self, ctx: RequestContext, completion: JSON) -> bytes:
         resp = ctx.notes[RESPONSE] = to_response(completion, ctx.usage, ctx.notes[REQUEST], new_id("resp_"))
@@ -50,6 +53,16 @@ class ResponsesAPI(InboundAPI):
 
     def error(self, err: GatewayError) -> tuple[int, bytes]:
         return err.status, err.to_bytes()
+
+
+def _echo_previous(ctx: RequestContext, resp: JSON) -> bool:
+    """The upstream never saw `previous_response_id` (the gateway expanded it): the Response names it again, as
+    OpenAI's own does. True when it changed."""
+    prev = ctx.notes[REQUEST].get("previous_response_id")
+    if prev is None or resp.get("previous_response_id") == prev:
+        return False
+    resp["previous_response_id"] = prev
+    return True
 
 
 __all__ = ["ResponsesAPI", "ResponsesStream", "to_chat", "to_response"]
