@@ -68,6 +68,8 @@ class Optimizer:
         # an agent's policy was applied already (the original prompt is recorded); rewrite calls are not redone
         if ctx.kind != "chat" or ctx.prompt_tokens_original is not None or SKIP in ctx.notes:
             return
+        if ctx.native is not None and ctx.native.unsupported is not None:
+            return  # only a deployment speaking the client's API can serve it, as the client sent it
         await self.apply(ctx, policy)
 
     async def apply(self, ctx: RequestContext, policy: OptimizePolicy) -> None:

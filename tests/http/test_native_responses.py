@@ -155,6 +155,23 @@ async def test_native_answers_are_not_cached(gw: GatewayServer, mock_upstream: M
     assert sum(r["path"] == "/v1/responses" for r in mock_upstream.state.requests) == 2
 
 
+async def test_optimisation_leaves_what_only_the_native_api_can_carry(gateway_factory: GatewayFactory,
+                                                                         mock_upstream: MockUpstream) -> None:
+    cfg = config(mock_upstream.url)
+    cfg["providers"]["native"] = {"type": "openai", "base_url": mock_upstream.url + "/v1", "api_key": "sk-upstream",
+                                  "responses": "native"}
+    cfg["models"]["nat"] = {"route": [{"provider": "native", "model": "mock-1"}], "optimize": {"mode": "compact"}}
+    gw = await gateway_factory(cfg)
+    c = gw.openai()
+    plain = await c.responses.with_raw_response.create(model="nat", input="hello    there", store=False)
+    assert plain.headers["x-gateway-prompt-saved-tokens"]  # optimised: the translation served it
+    assert mock_upstream.state.requests[-1]["path"] == "/v1/chat/completions"
+    hosted = await c.responses.with_raw_response.create(model="nat", input="hello    there", store=False,
+                                                        tools=[{"type": "web_search"}])
+    assert "x-gateway-prompt-saved-tokens" not in hosted.headers  # forwarded as sent, not refused
+    assert sent(mock_upstream)["input"] == "hello    there"
+
+
 async def test_agents_take_the_translated_path(gateway_factory: GatewayFactory, mock_upstream: MockUpstream) -> None:
     cfg = config(mock_upstream.url)
     cfg["providers"]["native"] = {"type": "openai", "base_url": mock_upstream.url + "/v1", "api_key": "sk-upstream",
