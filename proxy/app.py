@@ -150,7 +150,7 @@ def build_gateway(cfg: GatewayConfig) -> Gateway:
 
     optimizer = Optimizer(cfg, input_price, ask=chain_runner.ask)
     agents.optimize = optimizer.apply
-    pipeline.optimize_prompt = optimizer.for_request
+    pipeline.optimizer = optimizer
     users = UsersService(ledger, Sessions(store, redis, session_ttl=cfg.console.session_ttl), cfg.users)
     pipeline.auth.session_key = users.session_key  # a browser signed in to the console calls /v1/* too
     c = cfg.console

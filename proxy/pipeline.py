@@ -18,6 +18,7 @@ from typing import Protocol
 from aiohttp import web
 
 from proxy.auth.authenticator import Authenticator, KeyInfo
+from proxy.config.agents import OptimizePolicy
 from proxy.core.context import RequestContext
 from proxy.core.errors import GatewayError
 from proxy.infra import sse
@@ -47,6 +48,14 @@ class CacheStage(Protocol):
     def replay(self, ctx: RequestContext, hit: Completion) -> list[bytes]: ...
 
 
+class PromptOptimizer(Protocol):
+    """Prompt optimisation (proxy.optimize.Optimizer): which policy applies to a request, and applying it."""
+
+    def policy_for(self, ctx: RequestContext) -> OptimizePolicy | None: ...
+
+    async def apply(self, ctx: RequestContext, policy: OptimizePolicy) -> None: ...
+
+
 @dataclass(slots=True)
 class Answer:
     """A chat call's outcome for an API that frames it itself (`Pipeline.run`): exactly one of
@@ -74,7 +83,7 @@ class Pipeline:
         # `model: "agent/..."`: rewrites ctx.body and ctx.alias to the agent's alias (proxy.agents, wired in app.py)
         self.expand_agent: Callable[[RequestContext], Awaitable[None]] | None = None
         # prompt optimisation of keys and aliases (proxy.optimize, installed by app.py; cheap without a policy)
-        self.optimize_prompt: Callable[[RequestContext], Awaitable[None]] | None = None
+        self.optimizer: PromptOptimizer | None = None
 
     async def authenticate(self, ctx: RequestContext, request: web.Request, key: KeyInfo | None = None) -> None:
         """Who is calling, before anything reads the body: the pre-auth checks, then the key (`key` when the
@@ -91,8 +100,9 @@ class Pipeline:
             await self.expand_agent(ctx)  # then the key must be allowed the agent's alias too, just below
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)
-        if self.optimize_prompt is not None:
-            await self.optimize_prompt(ctx)  # before admission: quotas and budgets see the prompt that is sent
+        opt = self.optimizer
+        if opt is not None and (policy := opt.policy_for(ctx)) is not None:
+            await opt.apply(ctx, policy)  # before admission: quotas and budgets see the prompt that is sent
         await self.admission.admit(ctx)
 
     async def chat(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:

@@ -2,8 +2,8 @@
 
 Which policy: the agent's (applied right after the agent is expanded), else the key's (`KeyInfo.optimize`, from
 gateway.yaml or the admin API's database, so a key created or changed at runtime counts at its next call), else
-the alias's. The pipeline always calls `for_request`; without a policy on the key or (a flag fixed at startup)
-on any alias it returns after an attribute read or two. Agents call `apply` with their own.
+the alias's. The pipeline asks `policy_for` on every request; without a policy on the key or (a flag fixed at
+startup) on any alias it answers after an attribute read or two. Agents call `apply` with their own.
 
 Saved tokens are the gateway's estimate (proxy/core/tokens.py) of the prompt before and after; their value is
 priced at the input price of the alias's first deployment. Rewrite mode's calls to the cheap alias are calls
@@ -55,22 +55,29 @@ class Optimizer:
         self._rewritten: OrderedDict[str, str] = OrderedDict()
         self._cache_entries = cache_entries
 
-    async def for_request(self, ctx: RequestContext) -> None:
-        """The pipeline's hook (after routing, before admission): the key's policy, else the alias's. Runs on
-        every request, so the common case (no policy anywhere) is one attribute read and one flag."""
+    def policy_for(self, ctx: RequestContext) -> OptimizePolicy | None:
+        """The pipeline's check (after routing, before admission): the key's policy, else the alias's, when it
+        applies. Runs on every request, so the common case (no policy anywhere) is one attribute read and one flag,
+        and no coroutine."""
         policy = ctx.key.optimize if ctx.key is not None else None
         if policy is None:
             if not self._any_alias:
-                return
+                return None
             policy = self.alias_policies.get(ctx.served_alias or ctx.alias)
             if policy is None:
-                return
+                return None
         # an agent's policy was applied already (the original prompt is recorded); rewrite calls are not redone
         if ctx.kind != "chat" or ctx.prompt_tokens_original is not None or SKIP in ctx.notes:
-            return
+            return None
         if ctx.native is not None and ctx.native.unsupported is not None:
-            return  # only a deployment speaking the client's API can serve it, as the client sent it
-        await self.apply(ctx, policy)
+            return None  # only a deployment speaking the client's API can serve it, as the client sent it
+        return policy
+
+    async def for_request(self, ctx: RequestContext) -> None:
+        """`policy_for`, then `apply`."""
+        policy = self.policy_for(ctx)
+        if policy is not None:
+            await self.apply(ctx, policy)
 
     async def apply(self, ctx: RequestContext, policy: OptimizePolicy) -> None:
         if SKIP in ctx.notes:

@@ -49,7 +49,7 @@ def sent(mock: MockUpstream) -> list[dict[str, Any]]:
 async def test_off_unless_configured(gateway_factory: GatewayFactory, mock_upstream: MockUpstream) -> None:
     gw = await gateway_factory(base_config(mock_upstream.url))
     # the hook is there (an admin-API key may take a policy later) but, without one, leaves the prompt alone
-    assert gw.gateway.pipeline.optimize_prompt is not None
+    assert gw.gateway.pipeline.optimizer is not None
     r = await gw.openai().chat.completions.with_raw_response.create(model="up", messages=SPACEY)
     assert "x-gateway-prompt-saved-tokens" not in r.headers
     assert sent(mock_upstream) == SPACEY
