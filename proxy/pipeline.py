@@ -100,6 +100,8 @@ class Pipeline:
             await self.expand_agent(ctx)  # then the key must be allowed the agent's alias too, just below
         self.auth.authorize(ctx.key, ctx.alias)
         self.router.resolve(ctx)
+        if ctx.native is not None:
+            self._native_route(ctx)  # before anything is spent: a request no deployment can take is a 400 here
         opt = self.optimizer
         if opt is not None and (policy := opt.policy_for(ctx)) is not None:
             await opt.apply(ctx, policy)  # before admission: quotas and budgets see the prompt that is sent
@@ -131,7 +133,9 @@ class Pipeline:
         request already translated to chat completions, and the caller frames the Answer in its own shape.
         A live stream's caller ends it with `settle_stream`."""
         await self.admit(ctx)
-        if ctx.native is not None and self._forwards_native(ctx):
+        if ctx.native is not None and ctx.prompt_tokens_sent is not None:
+            ctx.native = None  # optimised: the prompt that goes is the chat body's
+        if ctx.native is not None:
             # the upstream's own answer goes back as it came: not a chat completion the cache can keep or replay
             if ctx.stream:
                 stream, first = await self.executor.open_stream(ctx)
@@ -150,19 +154,18 @@ class Pipeline:
         self._answered(ctx, c)
         return Answer(completion=c)
 
-    def _forwards_native(self, ctx: RequestContext) -> bool:
-        """Whether the inbound API's own request goes upstream as is: a deployment of the alias speaks it and no
-        stage rewrote the prompt (an agent's template, prompt optimisation: those live in the chat body only).
-        Otherwise the translation serves it, unless it holds what only that API can carry (then a 400)."""
+    def _native_route(self, ctx: RequestContext) -> None:
+        """Whether the inbound API's own request may go upstream as is (ctx.native stays): a deployment of the
+        served alias speaks that API and no agent rewrote the prompt (its template lives in the chat body only;
+        prompt optimisation, which comes next, takes the translation too). Otherwise the translation serves it,
+        unless it holds what only that API can carry: then that 400."""
         native = ctx.native
         assert native is not None
-        rewritten = ctx.agent is not None or ctx.prompt_tokens_sent is not None
-        if not rewritten and self.executor.speaks(ctx.served_alias or ctx.alias, native.wire):
-            return True
+        if ctx.agent is None and self.executor.speaks(ctx.served_alias or ctx.alias, native.wire):
+            return
         ctx.native = None
         if native.unsupported is not None:
             raise native.unsupported
-        return False
 
     async def embeddings(self, ctx: RequestContext, request: web.Request) -> web.StreamResponse:
         await self.admit(ctx)
