@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # alembic costs ~12 MiB of RSS: it is imported only when migr
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # the newest revision in migrations/versions (a test checks it against Alembic's own head)
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 # pg_advisory_xact_lock key: replicas starting together must not race to create the same tables
 _MIGRATION_LOCK = 0x67772D6C65646772
 

@@ -41,6 +41,12 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 metadata = sa.MetaData()
 
+def _not_null(column: str) -> dict[str, Any]:
+    """A partial index's condition, for both dialects."""
+    where = sa.text(f'"{column}" IS NOT NULL')
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 usage = sa.Table(
     "usage",
     metadata,
@@ -80,11 +86,13 @@ usage = sa.Table(
     # (x, created_at) serves both "all rows of x" and the budget query "spend of x since t"
     sa.Index("ix_usage_key_id_created_at", "key_id", "created_at"),
     sa.Index("ix_usage_key_name_created_at", "key_name", "created_at"),  # filters accept a key's name too
-    sa.Index("ix_usage_team_created_at", "team", "created_at"),
+    # columns most rows leave NULL get partial indexes (0009): a row writes no entry in them, and a query on
+    # `x = value` (which implies x IS NOT NULL) still uses them
+    sa.Index("ix_usage_team_created_at", "team", "created_at", **_not_null("team")),
     # a user's spend (budgets) and usage across their keys: `user` holds the user id for their keys (0003)
-    sa.Index("ix_usage_user_created_at", "user", "created_at"),
-    sa.Index("ix_usage_agent_created_at", "agent", "created_at"),
-    sa.Index("ix_usage_chain_id", "chain_id"),
+    sa.Index("ix_usage_user_created_at", "user", "created_at", **_not_null("user")),
+    sa.Index("ix_usage_agent_created_at", "agent", "created_at", **_not_null("agent")),
+    sa.Index("ix_usage_chain_id", "chain_id", **_not_null("chain_id")),
 )
 
 virtual_keys = sa.Table(

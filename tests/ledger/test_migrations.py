@@ -138,7 +138,7 @@ async def test_0008_adds_key_optimize_and_keeps_existing_keys(fresh: LedgerStore
             "VALUES ('key_0000000000000001', 'old', :sha, '[\"*\"]', '{}', false, :now, :now)"),
             {"sha": "a" * 64, "now": now})
     assert await fresh.migrate() is True
-    assert await fresh.revision() == "0008" and "optimize" in await _key_columns(fresh)
+    assert await fresh.revision() == db.HEAD_REVISION and "optimize" in await _key_columns(fresh)
     old = await fresh.get_key("key_0000000000000001")
     assert old is not None and old["optimize"] is None and old["name"] == "old"
     changed = await fresh.update_key("key_0000000000000001", {"optimize": OptimizePolicy(mode="compact")})
@@ -152,6 +152,32 @@ async def test_0008_adds_key_optimize_and_keeps_existing_keys(fresh: LedgerStore
     async with fresh.engine.connect() as conn:
         names = (await conn.execute(sa.text("SELECT name FROM virtual_keys"))).scalars().all()
     assert names == ["old"]
+
+
+async def _index_sql(store: LedgerStore, name: str) -> str:
+    query = ("SELECT sql FROM sqlite_master WHERE name = :n" if store.dialect == "sqlite" else
+             "SELECT indexdef FROM pg_indexes WHERE indexname = :n AND schemaname = current_schema()")
+    async with store.engine.connect() as conn:
+        return str((await conn.execute(sa.text(query), {"n": name})).scalar_one())
+
+
+async def test_0009_usage_indexes_on_mostly_null_columns_are_partial(fresh: LedgerStore) -> None:
+    """A usage row without a team, user, agent or chain writes no entry in their indexes; a query on one of them
+    still uses its index."""
+    await fresh.migrate()
+    for name in ("ix_usage_team_created_at", "ix_usage_user_created_at", "ix_usage_agent_created_at",
+                 "ix_usage_chain_id"):
+        assert "IS NOT NULL" in (await _index_sql(fresh, name)), name
+    assert "WHERE" not in (await _index_sql(fresh, "ix_usage_key_id_created_at"))
+    if fresh.dialect == "sqlite":
+        async with fresh.engine.connect() as conn:
+            plan = (await conn.execute(sa.text(
+                "EXPLAIN QUERY PLAN SELECT sum(cost_usd) FROM usage WHERE agent = 'a' AND created_at >= '2026'"))).all()
+        assert "ix_usage_agent_created_at" in str(plan)
+    async with fresh.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0008"))
+    assert "IS NOT NULL" not in (await _index_sql(fresh, "ix_usage_agent_created_at"))
+    assert await fresh.migrate() is True and await fresh.revision() == "0009"
 
 
 async def test_postgres_tables_live_in_the_search_path_schema() -> None:
