@@ -202,16 +202,30 @@ def events(body: dict[str, Any], p: Plan) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-async def messages_create(request: web.Request) -> web.StreamResponse:
+async def _accept(request: web.Request) -> tuple[MockState, Any]:
+    """The request recorded, then its headers checked as Anthropic checks them: its state and JSON body."""
     state = request.app[STATE_KEY]
     body = await read_json(request, error)
     state.record(request, body)
     check_headers(request, state)
+    return state, body
+
+
+def _injected(state: MockState) -> web.Response | None:
+    """The configured fault for this call, in Anthropic's error shape (None: answer normally)."""
+    status = state.should_fail()
+    if status is None:
+        return None
+    return error(status, "Overloaded" if status in (503, 529) else f"mock upstream error {status}")
+
+
+async def messages_create(request: web.Request) -> web.StreamResponse:
+    state, body = await _accept(request)
     Checker(error).body(body)
     stream = bool(body.get("stream"))
     await state.delay(stream)
-    if (status := state.should_fail()) is not None:
-        return error(status, "Overloaded" if status in (503, 529) else f"mock upstream error {status}")
+    if (failed := _injected(state)) is not None:
+        return failed
     p = plan(body, state)
     if not stream:
         return json_response(message(body, p), headers={"request-id": call_id(body["model"], prefix="req_mock")})
@@ -221,14 +235,11 @@ async def messages_create(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    body = await read_json(request, error)
-    state.record(request, body)
-    check_headers(request, state)
+    state, body = await _accept(request)
     Checker(error).count_tokens_body(body)
     await state.delay(False)
-    if (status := state.should_fail()) is not None:
-        return error(status, "Overloaded" if status in (503, 529) else f"mock upstream error {status}")
+    if (failed := _injected(state)) is not None:
+        return failed
     tools = len(body.get("tools") or ())
     return json_response({"input_tokens": prompt_tokens(body) + TOOL_TOKENS * tools},
                          headers={"request-id": call_id(body["model"], prefix="req_mock")})

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from proxy.core.context import RequestContext
-from proxy.core.errors import SERVER, GatewayError
+from proxy.core.errors import SERVER, GatewayError, UpstreamError
 from proxy.gateway import Gateway
 from proxy.http.lifecycle import request_json
 from proxy.http.limits import check_lengths
@@ -145,6 +145,6 @@ async def _relay(gw: Gateway, ctx: RequestContext, request: web.Request, api: In
         return b""
 
     def failed(err: GatewayError) -> bytes:
-        return b"" if getattr(err, "delivered", False) else native.error_events(err)  # type: ignore[arg-type]
+        return b"" if isinstance(err, UpstreamError) and err.delivered else native.error_events(err)
 
     return await relay_stream(ctx, request, stream, answer.first, end, failed)

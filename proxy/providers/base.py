@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from proxy.core.context import Native
-from proxy.core.errors import UpstreamError, upstream_error_from_status
+from proxy.core.errors import GatewayError, UpstreamError, upstream_error_from_status
 from proxy.core.usage import Usage
 from proxy.infra.sse import BlockSSEParser, SSEParser, frames
 from proxy.providers.settings import ProviderConfig
@@ -149,7 +149,7 @@ class NativeStream(StreamTranslator):
         """Note what one event says (usage, model, the end); raise a delivered UpstreamError for an error event."""
 
     @abc.abstractmethod
-    def error_events(self, err: UpstreamError) -> bytes:
+    def error_events(self, err: GatewayError) -> bytes:
         """The events that end this stream with `err` in its wire format (the upstream broke off mid-way)."""
 
 

@@ -58,8 +58,7 @@ class Executor:
 
     def speaks(self, alias: str, wire: str) -> bool:
         """Whether a deployment of `alias` takes the inbound API `wire` as is (a native forward)."""
-        plan = self.plans.get(alias)
-        return plan is not None and any(s.client is not None and wire in s.client.native_wires for s in plan.slots)
+        return self.native_slot(alias, wire) is not None
 
     def native_slot(self, alias: str, wire: str) -> tuple[Provider, str, CallOptions] | None:
         """The first deployment of `alias` that takes `wire` as is, for a call outside the pipeline

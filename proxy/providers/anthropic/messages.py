@@ -14,7 +14,7 @@ import orjson
 
 from proxy.core.anthropic_wire import error_type
 from proxy.core.context import Native
-from proxy.core.errors import UpstreamError
+from proxy.core.errors import GatewayError
 from proxy.core.usage import Usage
 from proxy.providers.anthropic.chat import FINISH, usage_from
 from proxy.providers.anthropic.errors import error_from_body
@@ -100,6 +100,6 @@ class MessagesRelay(NativeStream):
             self._usage.update({k: v for k, v in u.items() if isinstance(v, int)})
             self.usage = usage_from(self._usage)
 
-    def error_events(self, err: UpstreamError) -> bytes:
+    def error_events(self, err: GatewayError) -> bytes:
         body = {"type": "error", "error": {"type": error_type(err.status), "message": err.message}}
         return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.core.errors import UpstreamError
+from proxy.core.errors import GatewayError, UpstreamError
 from proxy.core.usage import Usage
 from proxy.providers.base import JSON, Completion, NativeStream, delivered
 from proxy.providers.transport import stream_cut
@@ -100,7 +100,7 @@ class ResponsesRelay(NativeStream):
             raise stream_cut("the stream ended before response.completed")
         return []
 
-    def error_events(self, err: UpstreamError) -> bytes:
+    def error_events(self, err: GatewayError) -> bytes:
         """`error`, then `response.failed` with the Response the stream started (numbered after the last event:
         sequence numbers count the events from 0)."""
         seq = self.events
