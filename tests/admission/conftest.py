@@ -8,6 +8,7 @@ skip, or fail under CI=true (`service_unavailable`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import shutil
@@ -213,7 +214,12 @@ class RedisServer:
                 self.proc.kill()  # no goodbye: clients learn it from a reset connection
             else:
                 self.proc.terminate()
-            await self.proc.wait()
+            try:  # bounded: a full CI run once waited forever in this teardown
+                await asyncio.wait_for(self.proc.wait(), 10.0)
+            except TimeoutError:
+                self.proc.kill()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 5.0)
         self.proc = None
 
     async def restart(self, kill: bool = False) -> None:
